@@ -1,0 +1,70 @@
+"""The `poolbench` command: every subcommand is registered here, implemented beside it.
+
+Bad input of any kind (click's usage errors or our own InputError) ends in one line on stderr
+and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+# Typer >= 0.20 vendors Click; its exception classes live here (pinned by uv.lock).
+from typer._click import exceptions as click_exc
+
+from poolbench import __version__
+from poolbench.errors import InputError
+
+app = typer.Typer(
+    name="poolbench",
+    help=(
+        "Benchmark standard Lambda vs Lambda Managed Instances sharing one PgBouncer layer, "
+        "on AWS or on this machine.\n\n"
+        "Example: poolbench run --preset seed"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"poolbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """Benchmark standard Lambda vs Lambda Managed Instances sharing one PgBouncer layer."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: runs the app, mapping user errors to one line and exit code 2."""
+    try:
+        result = app(args=argv, standalone_mode=False, prog_name="poolbench")
+    except click_exc.NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        return 0
+    except click_exc.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        print(f"poolbench: error: {exc.format_message()}{hint}", file=sys.stderr)
+        return 2
+    except InputError as exc:
+        print(f"poolbench: error: {exc}", file=sys.stderr)
+        return 2
+    except typer.Abort:
+        print("poolbench: interrupted", file=sys.stderr)
+        return 130
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    return int(result) if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
