@@ -1,0 +1,428 @@
+"""One Lambda execution environment (EE) on this machine, built from the real parts.
+
+It serves this EE's Runtime API (/2018-06-01/runtime/...) and Extensions API
+(/2020-01-01/extension/...) over loopback HTTP, starts the layer's extensions with Lambda's
+environment, waits for them to register, then starts the AWS Python runtime client
+(`python -m awslambdaric <handler>`). With AWS_LAMBDA_MAX_CONCURRENCY=N the client forks N
+workers that all poll /next: exactly Python on Managed Instances. Without it, one worker: a
+standard Lambda EE. Shutdown follows Lambda: SHUTDOWN to extensions, SIGTERM to the runtime,
+SIGKILL after a grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from aiohttp import web
+
+from local.processes import signal_group, spawn
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_LAYER_DIR = REPO_ROOT / "functions" / "pooler"
+DEFAULT_HANDLER = "functions.app.handler.handler"
+RUNTIME_PREFIX = "/2018-06-01/runtime"
+EXTENSION_PREFIX = "/2020-01-01/extension"
+# What a process in the EE may see of ours: enough to find python3 and nothing secret.
+PASSTHROUGH_ENV = ("PATH", "HOME", "LANG", "PYENV_ROOT", "PYENV_VERSION", "TZ")
+
+
+class EEInitError(RuntimeError):
+    """The EE could not start: an extension or the runtime failed init (message says which)."""
+
+
+class FunctionError(RuntimeError):
+    """The handler raised: the runtime reported it through the Runtime API error path."""
+
+    def __init__(self, payload: bytes, error_type: str) -> None:
+        super().__init__(error_type)
+        self.payload = payload
+        self.error_type = error_type
+
+
+class State(Enum):
+    STARTING = "starting"
+    READY = "ready"
+    UNHEALTHY = "unhealthy"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class EESettings:
+    """One EE's shape. max_concurrency None is a standard EE; N is a Managed Instances EE."""
+
+    ee_id: str
+    work_dir: Path
+    function_env: Mapping[str, str]
+    tag: str
+    max_concurrency: int | None = None
+    pooler_port: int | None = None
+    layer_dir: Path | None = DEFAULT_LAYER_DIR
+    handler: str = DEFAULT_HANDLER
+    code_dir: Path = REPO_ROOT
+    python: str = sys.executable
+    function_name: str = "poolbench"
+    init_timeout_s: float = 10.0
+    shutdown_grace_s: float = 2.0
+    invoke_timeout_s: float = 60.0
+
+    @property
+    def slots(self) -> int:
+        return self.max_concurrency or 1
+
+
+@dataclass
+class Extension:
+    name: str
+    extension_id: str
+    events: list[str]
+    next_called: bool = False
+    shutdown: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class PendingInvocation:
+    request_id: str
+    payload: bytes
+    future: asyncio.Future[bytes]
+    deadline_ms: int
+
+
+class WindowMax:
+    """A gauge whose maximum since the last read is kept, so a 1 s sampler sees short peaks."""
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._max = 0
+
+    def add(self, delta: int) -> None:
+        self.value += delta
+        self._max = max(self._max, self.value)
+
+    def take_max(self) -> int:
+        peak, self._max = self._max, self.value
+        return peak
+
+
+class ExecutionEnvironment:
+    """start() -> invoke()* -> shutdown(); all methods run on one asyncio loop."""
+
+    def __init__(
+        self,
+        settings: EESettings,
+        on_unhealthy: Callable[[ExecutionEnvironment], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.state = State.STARTING
+        self.on_unhealthy = on_unhealthy
+        self.in_flight = WindowMax()
+        self.extensions: dict[str, Extension] = {}
+        self.extension_procs: list[subprocess.Popen[bytes]] = []
+        self.runtime_proc: subprocess.Popen[bytes] | None = None
+        self.init_ms = 0.0
+        self.invocations = 0
+        self._queue: asyncio.Queue[PendingInvocation] = asyncio.Queue()
+        self._pending: dict[str, PendingInvocation] = {}
+        self._pollers = 0
+        self._init_error: str | None = None
+        self._runner: web.AppRunner | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self.port = 0
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def ee_id(self) -> str:
+        return self.settings.ee_id
+
+    @property
+    def idle_slots(self) -> int:
+        return self.settings.slots - self.in_flight.value
+
+    async def start(self) -> None:
+        """Extensions init, then runtime init; raises EEInitError (and cleans up) on failure."""
+        started = time.perf_counter()
+        self.settings.work_dir.mkdir(parents=True, exist_ok=True)
+        await self._serve_api()
+        try:
+            await self._start_extensions()
+            await self._start_runtime()
+        except BaseException:
+            await self.shutdown()
+            raise
+        self.init_ms = (time.perf_counter() - started) * 1000
+        self.state = State.READY
+        self._watch_task = asyncio.create_task(self._watch())
+
+    def _base_env(self) -> dict[str, str]:
+        env = {k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ}
+        env.update(self.settings.function_env)
+        env.update(
+            {
+                "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{self.port}",
+                "AWS_LAMBDA_FUNCTION_NAME": self.settings.function_name,
+                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                "AWS_LAMBDA_LOG_STREAM_NAME": self.ee_id,
+                "AWS_REGION": "local",
+                "POOLBENCH_EE_ID": self.ee_id,
+                "POOLER_RUN_DIR": str(self.settings.work_dir / "pooler"),
+                "LAMBDA_TASK_ROOT": str(self.settings.code_dir),
+                "AWS_LAMBDA_INITIALIZATION_TYPE": (
+                    "lambda-managed-instances" if self.settings.max_concurrency else "on-demand"
+                ),
+            }
+        )
+        if self.settings.pooler_port is not None:
+            env["POOLER_PORT"] = str(self.settings.pooler_port)
+        return env
+
+    async def _start_extensions(self) -> None:
+        layer = self.settings.layer_dir
+        paths = sorted((layer / "extensions").iterdir()) if layer else []
+        executables = [p for p in paths if p.is_file() and os.access(p, os.X_OK)]
+        for path in executables:
+            proc = spawn(
+                [str(path)],
+                tag=self.settings.tag,
+                env=self._base_env(),
+                cwd=self.settings.work_dir,
+                log_file=self.settings.work_dir / "extensions.log",
+            )
+            self.extension_procs.append(proc)
+        await self._wait_for(
+            lambda: (
+                len(self.extensions) == len(executables)
+                and all(e.next_called for e in self.extensions.values())
+            ),
+            self.extension_procs,
+            "extensions",
+        )
+
+    async def _start_runtime(self) -> None:
+        env = self._base_env()
+        env["AWS_EXECUTION_ENV"] = "AWS_Lambda_python3.13"
+        if self.settings.max_concurrency:
+            env["AWS_LAMBDA_MAX_CONCURRENCY"] = str(self.settings.max_concurrency)
+        self.runtime_proc = spawn(
+            [self.settings.python, "-m", "awslambdaric", self.settings.handler],
+            tag=self.settings.tag,
+            env=env,
+            cwd=self.settings.code_dir,
+            log_file=self.settings.work_dir / "runtime.log",
+        )
+        await self._wait_for(
+            lambda: self._pollers >= self.settings.slots, [self.runtime_proc], "runtime"
+        )
+
+    async def _wait_for(
+        self,
+        ready: Callable[[], bool],
+        procs: list[subprocess.Popen[bytes]],
+        what: str,
+    ) -> None:
+        deadline = time.monotonic() + self.settings.init_timeout_s
+        while not ready():
+            if self._init_error:
+                raise EEInitError(f"{self.ee_id}: {self._init_error}")
+            for proc in procs:
+                if proc.poll() is not None:
+                    raise EEInitError(
+                        f"{self.ee_id}: {what} process exited with code {proc.returncode} during"
+                        f" init; see {self.settings.work_dir}"
+                    )
+            if time.monotonic() > deadline:
+                raise EEInitError(
+                    f"{self.ee_id}: {what} init did not finish within"
+                    f" {self.settings.init_timeout_s:.0f} s; see {self.settings.work_dir}"
+                )
+            await asyncio.sleep(0.01)
+
+    async def _watch(self) -> None:
+        """An extension or runtime that dies while serving makes the EE unhealthy (Lambda
+        replaces such an EE); pending invocations fail rather than hang."""
+        while self.state is State.READY:
+            procs = [*self.extension_procs, self.runtime_proc]
+            dead = [p for p in procs if p is not None and p.poll() is not None]
+            if dead:
+                logger.warning("%s: process %s exited; EE unhealthy", self.ee_id, dead[0].args)
+                self.state = State.UNHEALTHY
+                self._fail_pending("execution environment became unhealthy")
+                if self.on_unhealthy:
+                    self.on_unhealthy(self)
+                return
+            await asyncio.sleep(0.2)
+
+    def _fail_pending(self, reason: str) -> None:
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        for inv in list(self._pending.values()):
+            if not inv.future.done():
+                inv.future.set_exception(RuntimeError(reason))
+
+    async def shutdown(self) -> None:
+        """SHUTDOWN to extensions, SIGTERM to the runtime, SIGKILL to stragglers after grace."""
+        if self.state in (State.STOPPING, State.STOPPED):
+            return
+        self.state = State.STOPPING
+        if self._watch_task:
+            self._watch_task.cancel()
+        self._fail_pending("execution environment shut down")
+        for ext in self.extensions.values():
+            ext.shutdown.set()
+        if self.runtime_proc and self.runtime_proc.poll() is None:
+            signal_group(self.runtime_proc, signal.SIGTERM)
+        procs = [p for p in [*self.extension_procs, self.runtime_proc] if p is not None]
+        deadline = time.monotonic() + self.settings.shutdown_grace_s
+        while time.monotonic() < deadline and any(p.poll() is None for p in procs):
+            await asyncio.sleep(0.02)
+        for proc in procs:
+            # The group, not just the leader: awslambdaric's workers, an extension's PgBouncer.
+            signal_group(proc, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                await asyncio.to_thread(proc.wait, 5)
+        if self._runner:
+            await self._runner.cleanup()
+        self.state = State.STOPPED
+
+    # --- invoking ---------------------------------------------------------------------------
+
+    async def invoke(self, payload: bytes, request_id: str | None = None) -> bytes:
+        """Hands the event to the next idle worker; the response payload, or FunctionError."""
+        if self.state is not State.READY:
+            raise RuntimeError(f"{self.ee_id} is {self.state.value}")
+        request_id = request_id or str(uuid.uuid4())
+        loop = asyncio.get_running_loop()
+        deadline_ms = int((time.time() + self.settings.invoke_timeout_s) * 1000)
+        inv = PendingInvocation(request_id, payload, loop.create_future(), deadline_ms)
+        self._pending[request_id] = inv
+        self.in_flight.add(1)
+        self.invocations += 1
+        try:
+            self._queue.put_nowait(inv)
+            return await asyncio.wait_for(inv.future, self.settings.invoke_timeout_s)
+        finally:
+            self.in_flight.add(-1)
+            self._pending.pop(request_id, None)
+
+    # --- the HTTP APIs ----------------------------------------------------------------------
+
+    async def _serve_api(self) -> None:
+        app = web.Application()
+        app.add_routes(
+            [
+                web.get(f"{RUNTIME_PREFIX}/invocation/next", self._next),
+                web.post(f"{RUNTIME_PREFIX}/invocation/{{rid}}/response", self._response),
+                web.post(f"{RUNTIME_PREFIX}/invocation/{{rid}}/error", self._error),
+                web.post(f"{RUNTIME_PREFIX}/init/error", self._runtime_init_error),
+                web.post(f"{EXTENSION_PREFIX}/register", self._register),
+                web.get(f"{EXTENSION_PREFIX}/event/next", self._extension_next),
+                web.post(f"{EXTENSION_PREFIX}/init/error", self._extension_error),
+                web.post(f"{EXTENSION_PREFIX}/exit/error", self._extension_error),
+            ]
+        )
+        # Long polls (/next, event/next) never finish by themselves: do not wait for them.
+        self._runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=0.2,
+            handler_cancellation=True,
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=1024)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+
+    async def _next(self, request: web.Request) -> web.StreamResponse:
+        self._pollers += 1
+        try:
+            inv = await self._queue.get()
+        finally:
+            self._pollers -= 1
+        headers = {
+            # awslambdaric's native client needs every one of these, Content-Type included.
+            "Content-Type": "application/json",
+            "Lambda-Runtime-Aws-Request-Id": inv.request_id,
+            "Lambda-Runtime-Deadline-Ms": str(inv.deadline_ms),
+            "Lambda-Runtime-Invoked-Function-Arn": (
+                f"arn:aws:lambda:local:000000000000:function:{self.settings.function_name}"
+            ),
+            "Lambda-Runtime-Trace-Id": f"Root=1-{uuid.uuid4().hex[:8]}-{uuid.uuid4().hex[:24]}",
+        }
+        return web.Response(body=inv.payload, headers=headers)
+
+    async def _response(self, request: web.Request) -> web.Response:
+        inv = self._pending.get(request.match_info["rid"])
+        body = await request.read()
+        if inv is not None and not inv.future.done():
+            inv.future.set_result(body)
+        return web.json_response({"status": "OK"}, status=202)
+
+    async def _error(self, request: web.Request) -> web.Response:
+        inv = self._pending.get(request.match_info["rid"])
+        body = await request.read()
+        error_type = request.headers.get("Lambda-Runtime-Function-Error-Type", "Unhandled")
+        if inv is not None and not inv.future.done():
+            inv.future.set_exception(FunctionError(body, error_type))
+        return web.json_response({"status": "OK"}, status=202)
+
+    async def _runtime_init_error(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self._init_error = f"runtime init failed: {_error_message(body)}"
+        return web.json_response({"status": "OK"}, status=202)
+
+    async def _register(self, request: web.Request) -> web.Response:
+        name = request.headers.get("Lambda-Extension-Name", "")
+        body = json.loads(await request.read() or b"{}")
+        events = list(body.get("events", []))
+        if self.settings.max_concurrency and "INVOKE" in events:
+            # What Lambda Managed Instances answer (FACTS.md): extensions may take SHUTDOWN only.
+            return web.json_response(
+                {"errorMessage": "INVOKE is not supported", "errorType": "Extension.InvalidEvent"},
+                status=400,
+            )
+        ext = Extension(name=name, extension_id=str(uuid.uuid4()), events=events)
+        self.extensions[ext.extension_id] = ext
+        return web.json_response(
+            {"functionName": self.settings.function_name, "functionVersion": "$LATEST"},
+            headers={"Lambda-Extension-Identifier": ext.extension_id},
+        )
+
+    async def _extension_next(self, request: web.Request) -> web.Response:
+        ext = self.extensions.get(request.headers.get("Lambda-Extension-Identifier", ""))
+        if ext is None:
+            return web.json_response({"errorMessage": "unknown extension"}, status=403)
+        ext.next_called = True
+        await ext.shutdown.wait()
+        deadline = int((time.time() + self.settings.shutdown_grace_s) * 1000)
+        return web.json_response(
+            {"eventType": "SHUTDOWN", "shutdownReason": "spindown", "deadlineMs": deadline}
+        )
+
+    async def _extension_error(self, request: web.Request) -> web.Response:
+        ext = self.extensions.get(request.headers.get("Lambda-Extension-Identifier", ""))
+        name = ext.name if ext else "unknown extension"
+        self._init_error = f"{name}: {_error_message(await request.read())}"
+        return web.json_response({"status": "OK"}, status=202)
+
+
+def _error_message(body: bytes) -> str:
+    try:
+        return str(json.loads(body).get("errorMessage", body.decode(errors="replace")))
+    except (json.JSONDecodeError, AttributeError):
+        return body.decode(errors="replace")

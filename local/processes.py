@@ -1,0 +1,116 @@
+"""Child processes of the local stack: tagged, grouped, and always reaped.
+
+Every process the stack starts (PostgreSQL, extensions and the PgBouncers they start, the AWS
+runtime client and its forked workers) inherits the environment variable TAG_ENV set to the
+stack's id. That lets teardown, tests and Ctrl-C find every last one of them by reading
+/proc/<pid>/environ, even grandchildren that left their parent's process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+TAG_ENV = "POOLBENCH_STACK_ID"
+# Set by an outer owner (the test session) and inherited by every stack it starts, so it can
+# prove that nothing of any stack outlived it.
+SESSION_ENV = "POOLBENCH_SESSION"
+
+
+def unprivileged_account(preferred: str = "postgres") -> pwd.struct_passwd | None:
+    """The account servers run as when we are root (PostgreSQL and PgBouncer refuse root)."""
+    if os.geteuid() != 0:
+        return None
+    for name in (preferred, "nobody"):
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name)
+    raise RuntimeError("running as root and neither 'postgres' nor 'nobody' exists")
+
+
+def give_to(account: pwd.struct_passwd | None, *paths: Path) -> None:
+    """Hands folders to the unprivileged account, and opens the way to them (mkdtemp is 0700)."""
+    if account is None:
+        return
+    for path in paths:
+        os.chown(path, account.pw_uid, account.pw_gid)
+        for parent in path.parents:
+            mode = parent.stat().st_mode
+            if parent.stat().st_uid == 0 and not mode & 0o001:
+                parent.chmod(mode | 0o711)
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    tag: str,
+    env: Mapping[str, str],
+    cwd: Path | None = None,
+    log_file: Path | None = None,
+    account: pwd.struct_passwd | None = None,
+) -> subprocess.Popen[bytes]:
+    """Starts a tagged child in its own session, so a signal to its group reaches its children
+    (awslambdaric's workers) and a Ctrl-C at the terminal does not race our own teardown."""
+    full_env = {**env, TAG_ENV: tag}
+    if SESSION_ENV in os.environ:
+        full_env[SESSION_ENV] = os.environ[SESSION_ENV]
+    out = log_file.open("ab") if log_file else subprocess.DEVNULL
+    try:
+        return subprocess.Popen(
+            list(argv),
+            env=full_env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            user=account.pw_uid if account else None,
+            group=account.pw_gid if account else None,
+            extra_groups=[] if account else None,
+        )
+    finally:
+        if log_file and not isinstance(out, int):
+            out.close()
+
+
+def tagged_pids(tag: str, env_name: str = TAG_ENV) -> list[int]:
+    """Every live process carrying the tag (zombies excluded: they are already dead)."""
+    needle = f"{env_name}={tag}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def kill_tagged(tag: str, grace_s: float = 2.0) -> list[int]:
+    """SIGTERM then SIGKILL to whatever still carries the tag; returns what had to be killed."""
+    pids = tagged_pids(tag)
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 2.0)):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and tagged_pids(tag):
+            time.sleep(0.05)
+        if not tagged_pids(tag):
+            break
+    return pids
