@@ -28,7 +28,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from local.processes import signal_group, spawn
+from local.processes import open_way_to, signal_group, spawn
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +158,7 @@ class ExecutionEnvironment:
         """Extensions init, then runtime init; raises EEInitError (and cleans up) on failure."""
         started = time.perf_counter()
         self.settings.work_dir.mkdir(parents=True, exist_ok=True)
+        open_way_to(self.settings.work_dir / "pooler")
         await self._serve_api()
         try:
             await self._start_extensions()

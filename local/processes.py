@@ -34,15 +34,23 @@ def unprivileged_account(preferred: str = "postgres") -> pwd.struct_passwd | Non
 
 
 def give_to(account: pwd.struct_passwd | None, *paths: Path) -> None:
-    """Hands folders to the unprivileged account, and opens the way to them (mkdtemp is 0700)."""
+    """Hands folders to the unprivileged account, and opens the way to them."""
     if account is None:
         return
     for path in paths:
         os.chown(path, account.pw_uid, account.pw_gid)
-        for parent in path.parents:
-            mode = parent.stat().st_mode
-            if parent.stat().st_uid == 0 and not mode & 0o001:
-                parent.chmod(mode | 0o711)
+        open_way_to(path)
+
+
+def open_way_to(path: Path) -> None:
+    """Lets other users traverse root's folders above `path` (mkdtemp and pytest make 0700),
+    so a server that dropped root can reach its own folder below them."""
+    if os.geteuid() != 0:
+        return
+    for parent in path.parents:
+        info = parent.stat()
+        if info.st_uid == 0 and not info.st_mode & 0o001:
+            parent.chmod(info.st_mode | 0o711)
 
 
 def spawn(
@@ -101,16 +109,16 @@ def signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
         os.killpg(proc.pid, sig)
 
 
-def kill_tagged(tag: str, grace_s: float = 2.0) -> list[int]:
+def kill_tagged(tag: str, grace_s: float = 2.0, env_name: str = TAG_ENV) -> list[int]:
     """SIGTERM then SIGKILL to whatever still carries the tag; returns what had to be killed."""
-    pids = tagged_pids(tag)
+    pids = tagged_pids(tag, env_name)
     for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 2.0)):
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
         deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and tagged_pids(tag):
+        while time.monotonic() < deadline and tagged_pids(tag, env_name):
             time.sleep(0.05)
-        if not tagged_pids(tag):
+        if not tagged_pids(tag, env_name):
             break
     return pids

@@ -1,0 +1,200 @@
+"""One real execution environment: real PgBouncer extension, real awslambdaric, real PostgreSQL.
+
+Given/When/Then in each test; the numbers asserted are counted by PostgreSQL itself
+(pg_stat_activity) and by the handler's own report of its worker pid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from local.execution_environment import EEInitError, EESettings, ExecutionEnvironment, FunctionError
+from local.postgres import Role, free_port
+from local.processes import tagged_pids
+from tests.local.conftest import Database
+
+pytestmark = pytest.mark.local
+T = TypeVar("T")
+
+
+def run(coro: Awaitable[T]) -> T:
+    async def wrapper() -> T:
+        return await coro
+
+    return asyncio.run(wrapper())
+
+
+def event(**query: Any) -> bytes:
+    return json.dumps({"queryStringParameters": {k: str(v) for k, v in query.items()}}).encode()
+
+
+def body(raw: bytes) -> dict[str, Any]:
+    response = json.loads(raw)
+    assert response["statusCode"] == 200, response
+    return dict(json.loads(response["body"]))
+
+
+def settings(
+    tmp_path: Path, env: dict[str, str], ee_id: str, max_concurrency: int | None = None
+) -> EESettings:
+    return EESettings(
+        ee_id=ee_id,
+        work_dir=tmp_path / ee_id,
+        function_env=env,
+        tag=uuid.uuid4().hex,
+        max_concurrency=max_concurrency,
+        pooler_port=free_port(),
+    )
+
+
+@contextmanager
+def peak_connections(database: Database, role: Role) -> Iterator[list[int]]:
+    """Samples the role's server connections every 20 ms while the block runs."""
+    samples: list[int] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            samples.append(database.connections(role))
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=sample)
+    thread.start()
+    try:
+        yield samples
+    finally:
+        done.set()
+        thread.join()
+
+
+async def with_ees(
+    all_settings: list[EESettings], body_fn: Callable[[list[ExecutionEnvironment]], Awaitable[T]]
+) -> T:
+    ees = [ExecutionEnvironment(s) for s in all_settings]
+    try:
+        await asyncio.gather(*(ee.start() for ee in ees))
+        return await body_fn(ees)
+    finally:
+        await asyncio.gather(*(ee.shutdown() for ee in ees))
+
+
+def test_managed_ee_runs_requests_in_parallel_within_the_pool_bound(
+    database: Database, tmp_path: Path
+) -> None:
+    # Given one Managed Instances EE with 8 workers and a pool smaller than its worker count
+    role = database.fresh_role("managed")
+    env = database.function_env(role, "managed", DEFAULT_POOL_SIZE="3")
+    ee_settings = settings(tmp_path, env, "managed-1", max_concurrency=8)
+
+    async def scenario(ees: list[ExecutionEnvironment]) -> tuple[float, float, set[int], set[int]]:
+        ee = ees[0]
+        start = time.perf_counter()
+        eight = await asyncio.gather(*(ee.invoke(event(sleep_ms=1000)) for _ in range(8)))
+        wall_8 = time.perf_counter() - start
+        start = time.perf_counter()
+        sixteen = await asyncio.gather(*(ee.invoke(event(sleep_ms=1000)) for _ in range(16)))
+        wall_16 = time.perf_counter() - start
+        return (
+            wall_8,
+            wall_16,
+            {body(r)["worker"] for r in eight},
+            {body(r)["worker"] for r in sixteen},
+        )
+
+    # When 8 and then 16 concurrent one-second requests arrive
+    with peak_connections(database, role) as samples:
+        wall_8, wall_16, pids_8, pids_16 = run(with_ees([ee_settings], scenario))
+
+    # Then the 8 workers serve them side by side, through at most DEFAULT_POOL_SIZE connections
+    assert len(pids_8) == 8
+    assert wall_8 < 1.5
+    assert pids_16 == pids_8
+    assert wall_16 < 2.5
+    assert 1 <= max(samples) <= 3
+
+
+def test_four_standard_ees_hold_one_connection_each(database: Database, tmp_path: Path) -> None:
+    # Given four standard EEs (one worker, one PgBouncer each) for one arm
+    role = database.fresh_role("standard")
+    env = database.function_env(role, "standard")
+    all_settings = [settings(tmp_path, env, f"standard-{i}") for i in range(4)]
+
+    async def scenario(ees: list[ExecutionEnvironment]) -> tuple[int, set[str]]:
+        # When each serves one request that holds its connection for 1.5 s
+        calls = [asyncio.create_task(ee.invoke(event(sleep_ms=1500))) for ee in ees]
+        await asyncio.sleep(0.75)
+        holding = await asyncio.to_thread(database.connections, role)
+        results = await asyncio.gather(*calls)
+        return holding, {body(r)["ee"] for r in results}
+
+    holding, served_by = run(with_ees(all_settings, scenario))
+
+    # Then the database sees exactly one server connection per EE
+    assert served_by == {f"standard-{i}" for i in range(4)}
+    assert holding == 4
+
+
+def test_extension_registers_for_shutdown_only_and_leaves_nothing(
+    database: Database, tmp_path: Path
+) -> None:
+    role = database.fresh_role("managed")
+    ee_settings = settings(tmp_path, database.function_env(role), "ext-1", max_concurrency=2)
+    auth_file = ee_settings.work_dir / "pooler" / "userlist.txt"
+    pid_file = ee_settings.work_dir / "pooler" / "pgbouncer.pid"
+
+    async def scenario(ees: list[ExecutionEnvironment]) -> tuple[list[list[str]], int, int]:
+        mode = stat.S_IMODE(auth_file.stat().st_mode)
+        return [e.events for e in ees[0].extensions.values()], mode, int(pid_file.read_text())
+
+    events, mode, pgbouncer_pid = run(with_ees([ee_settings], scenario))
+
+    assert events == [["SHUTDOWN"]]
+    assert mode == 0o600
+    assert not (Path("/proc") / str(pgbouncer_pid)).exists()
+    assert not auth_file.exists()
+    assert tagged_pids(ee_settings.tag) == []
+
+
+def test_wrong_password_fails_init_with_a_clear_error(database: Database, tmp_path: Path) -> None:
+    role = database.fresh_role("standard")
+    env = {**database.function_env(role), "DB_PASSWORD": "not-the-password"}
+    ee_settings = settings(tmp_path, env, "badpw-1")
+    start = time.perf_counter()
+
+    with pytest.raises(EEInitError, match="password authentication failed"):
+        run(ExecutionEnvironment(ee_settings).start())
+
+    assert time.perf_counter() - start < 10
+    assert tagged_pids(ee_settings.tag) == []
+
+
+def test_handler_exception_takes_the_error_path_and_the_worker_goes_on(
+    database: Database, tmp_path: Path
+) -> None:
+    role = database.fresh_role("standard")
+    ee_settings = settings(tmp_path, database.function_env(role), "error-1")
+
+    async def scenario(ees: list[ExecutionEnvironment]) -> tuple[FunctionError, dict[str, Any]]:
+        # An event that is not an object makes the real handler raise (no test double).
+        with pytest.raises(FunctionError) as failure:
+            await ees[0].invoke(b"[]")
+        after = body(await ees[0].invoke(event(sleep_ms=0)))
+        return failure.value, after
+
+    error, after = run(with_ees([ee_settings], scenario))
+
+    assert error.error_type.startswith("Runtime.") or error.error_type == "Unhandled"
+    assert "AttributeError" in json.loads(error.payload)["errorType"]
+    assert after["ee"] == "error-1"
+    assert after["cold_start"] is False
