@@ -1,0 +1,280 @@
+"""Every chart poolbench draws (matplotlib, Agg, no pyplot state): the one place that plots.
+
+Charts are returned as PNG bytes so the report can embed them without reading files back;
+`write_charts` also saves them under charts/ for people who want the images alone.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from analysis import dataset
+from analysis.runfolder import CHARTS, write_bytes_atomic
+from analysis.summary import RunSummary
+
+DPI = 100
+MAX_EE_LINES = 8
+COLORS = {"standard": "#d62728", "managed": "#1f77b4", "proxy": "#2ca02c"}
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One rendered chart: file name (without .png), a title for the report, the PNG."""
+
+    name: str
+    title: str
+    caption: str
+    png: bytes
+
+
+def _color(arm: str, index: int) -> str:
+    return COLORS.get(arm, f"C{index + 3}")
+
+
+def _render(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
+
+
+def _x(index: pd.Index) -> np.ndarray:
+    """UTC times as naive datetime64 for matplotlib's date axis."""
+    return np.asarray(pd.DatetimeIndex(index).tz_convert(None))
+
+
+def _no_data(ax: Axes, what: str) -> None:
+    ax.text(0.5, 0.5, f"no {what} recorded", ha="center", va="center", transform=ax.transAxes)
+
+
+def timeline(frame: pd.DataFrame, summary: RunSummary) -> Chart:
+    """Per arm, one panel on a shared time axis: concurrency, DB connections, the floor."""
+    arms = summary.arms
+    fig = Figure(figsize=(10, 2.6 * max(len(arms), 1)), layout="constrained")
+    axes = fig.subplots(max(len(arms), 1), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, arm in zip(axes, arms, strict=False):
+        concurrency = dataset.series(frame, arm.arm, "ConcurrentExecutions")
+        connections = dataset.series(frame, arm.arm, "DatabaseConnections")
+        if concurrency.empty and connections.empty:
+            _no_data(ax, "concurrency or DB connection samples")
+        if not concurrency.empty:
+            ax.plot(
+                _x(concurrency.index),
+                concurrency.to_numpy(),
+                label="concurrent requests",
+                color="0.35",
+                linewidth=1.2,
+            )
+        if not connections.empty:
+            ax.plot(
+                _x(connections.index),
+                connections.to_numpy(),
+                label="DB connections",
+                color=_color(arm.arm, 0),
+                linewidth=1.6,
+            )
+        if arm.littles_law_floor is not None:
+            ax.axhline(
+                arm.littles_law_floor,
+                color="0.2",
+                linestyle=":",
+                linewidth=1.2,
+                label=f"Little's-law floor ({arm.littles_law_floor:.2f})",
+            )
+        ax.set_title(arm.label, loc="left", fontsize=10)
+        ax.set_ylabel("count")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper right", fontsize=8)
+    axes[-1].set_xlabel("time (UTC)")
+    return Chart(
+        "timeline",
+        "Concurrency and DB connections over time",
+        "Per arm: concurrent requests (ConcurrentExecutions) and DB connections on one "
+        "time axis; the dotted line is the Little's-law floor.",
+        _render(fig),
+    )
+
+
+def peaks(summary: RunSummary) -> Chart:
+    """Grouped bars: peak concurrency, peak DB connections and peak EEs per arm."""
+    fig = Figure(figsize=(8, 3.8), layout="constrained")
+    ax = fig.subplots()
+    measures = [
+        ("peak concurrency", "peak_concurrency"),
+        ("peak DB connections", "peak_db_connections"),
+        ("peak execution environments", "peak_execution_environments"),
+    ]
+    positions = np.arange(len(summary.arms))
+    width = 0.8 / len(measures)
+    for i, (name, attribute) in enumerate(measures):
+        values: list[float | None] = [getattr(a, attribute) for a in summary.arms]
+        heights = [v if v is not None else 0.0 for v in values]
+        bars = ax.bar(positions + (i - 1) * width, heights, width, label=name, color=f"C{i}")
+        for bar, value in zip(bars, values, strict=True):
+            text = "n/a" if value is None else f"{value:g}"
+            ax.annotate(
+                text,
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
+    floors = [a.littles_law_floor for a in summary.arms]
+    for pos, floor in zip(positions, floors, strict=True):
+        if floor is not None:
+            ax.hlines(
+                floor,
+                pos - 0.4,
+                pos + 0.4,
+                colors="0.2",
+                linestyles=":",
+                label="Little's-law floor" if pos == 0 else "_nolegend_",
+            )
+    ax.set_xticks(positions, [a.label for a in summary.arms])
+    ax.set_ylabel("count")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return Chart(
+        "peaks",
+        "Peaks per arm",
+        "Peak concurrent requests, DB connections and execution environments (n/a: not measured).",
+        _render(fig),
+    )
+
+
+def ratio(summary: RunSummary) -> Chart:
+    """Bars of DB connections per concurrent request; 1.0 is one connection per request."""
+    fig = Figure(figsize=(8, 3.2), layout="constrained")
+    ax = fig.subplots()
+    values = [a.db_connections_per_concurrent_request for a in summary.arms]
+    heights = [v if v is not None else 0.0 for v in values]
+    colors = [_color(a.arm, i) for i, a in enumerate(summary.arms)]
+    bars = ax.bar([a.label for a in summary.arms], heights, color=colors)
+    for bar, value in zip(bars, values, strict=True):
+        text = "n/a" if value is None else f"{value:.2f}"
+        ax.annotate(
+            text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom"
+        )
+    ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1, label="one per request")
+    ax.set_ylabel("DB connections / concurrent request")
+    ax.set_ylim(0, max([1.1, *[h * 1.15 for h in heights]]))
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return Chart(
+        "ratio",
+        "DB connections per concurrent request",
+        "Peak DB connections divided by peak concurrency.",
+        _render(fig),
+    )
+
+
+def latency(history: pd.DataFrame | None, summary: RunSummary) -> Chart:
+    """Locust's rolling p50/p95/p99 and failures/s per arm over time."""
+    fig = Figure(figsize=(10, 5.2), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
+    if history is None or history.empty:
+        _no_data(top, "Locust history")
+        _no_data(bottom, "Locust history")
+    else:
+        for i, arm in enumerate(summary.arms):
+            rows = history[history["arm"] == arm.arm]
+            if rows.empty:
+                continue
+            x = _x(pd.DatetimeIndex(rows["time"]))
+            color = _color(arm.arm, i)
+            for column, style in (("p50_ms", "-"), ("p95_ms", "--"), ("p99_ms", ":")):
+                top.plot(
+                    x,
+                    rows[column].to_numpy(),
+                    linestyle=style,
+                    color=color,
+                    label=f"{arm.label} {column[:3]}",
+                    linewidth=1.2,
+                )
+            bottom.plot(x, rows["failures_per_s"].to_numpy(), color=color, label=arm.label)
+        top.legend(fontsize=7, ncol=3)
+        bottom.legend(fontsize=7)
+    top.set_ylabel("response time (ms)")
+    top.grid(alpha=0.3)
+    bottom.set_ylabel("failures/s")
+    bottom.set_xlabel("time (UTC)")
+    bottom.grid(alpha=0.3)
+    return Chart(
+        "latency",
+        "Latency percentiles and failures over time",
+        "From Locust's history (its percentiles are over a rolling window).",
+        _render(fig),
+    )
+
+
+def pools(frame: pd.DataFrame, summary: RunSummary) -> Chart | None:
+    """Per-EE PgBouncer server connections in use (local runs), one panel per arm.
+
+    With many EEs only the busiest few get their own line; the total over all EEs is always
+    drawn, so a hundred standard EEs stay readable."""
+    rows = frame[
+        (frame["metric"] == "PoolServerActive") & frame["source"].str.startswith("pgbouncer:")
+    ]
+    rows = rows.dropna(subset=["value"])
+    if rows.empty:
+        return None
+    arms = [a for a in summary.arms if (rows["arm"] == a.arm).any()]
+    fig = Figure(figsize=(10, 2.4 * len(arms)), layout="constrained")
+    axes = fig.subplots(len(arms), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, arm in zip(axes, arms, strict=True):
+        table = rows[rows["arm"] == arm.arm].pivot_table(
+            index="time", columns="source", values="value", aggfunc="max"
+        )
+        busiest = table.max().sort_values(ascending=False).index[:MAX_EE_LINES]
+        x = _x(table.index)
+        for source in busiest:
+            ax.plot(x, table[source].to_numpy(), linewidth=0.9, label=source.split(":", 1)[1])
+        ax.plot(
+            x,
+            table.sum(axis=1, min_count=1).to_numpy(),
+            color="black",
+            linewidth=1.6,
+            label=f"all {table.shape[1]} EEs",
+        )
+        ax.set_title(arm.label, loc="left", fontsize=10)
+        ax.set_ylabel("sv_active")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=3, loc="upper right")
+    axes[-1].set_xlabel("time (UTC)")
+    return Chart(
+        "pools",
+        "PgBouncer server connections per execution environment",
+        "SHOW POOLS sv_active per EE (local target); the black line is the arm's sum.",
+        _render(fig),
+    )
+
+
+def render_charts(
+    frame: pd.DataFrame, history: pd.DataFrame | None, summary: RunSummary
+) -> list[Chart]:
+    """All charts for a run, in report order; the per-EE chart only when pools were sampled."""
+    charts = [timeline(frame, summary), peaks(summary), ratio(summary), latency(history, summary)]
+    pool_chart = pools(frame, summary)
+    if pool_chart is not None:
+        charts.append(pool_chart)
+    return charts
+
+
+def write_charts(charts: list[Chart], run_dir: Path) -> list[Path]:
+    """Saves each chart as charts/<name>.png (atomically) and returns the paths."""
+    paths = []
+    for chart in charts:
+        path = run_dir / CHARTS / f"{chart.name}.png"
+        write_bytes_atomic(path, chart.png)
+        paths.append(path)
+    return paths

@@ -1,0 +1,112 @@
+"""`poolbench report`: run folder -> summary.json, charts/*.png and one self-contained
+report.html (images inline as base64, CSS inline, no script, nothing fetched).
+
+Idempotent: every output is derived from the run's raw files and rewritten atomically, so
+running it again gives the same report and an interrupted run leaves the previous one intact.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pandas as pd
+
+from analysis import charts as chart_module
+from analysis.collect import load_or_collect
+from analysis.locust_results import LocustFailure, read_failures, read_history
+from analysis.runfolder import (
+    LOCUST_FAILURES,
+    LOCUST_HISTORY,
+    LOCUST_STATS,
+    REPORT,
+    SUMMARY,
+    RunFolder,
+    write_json_atomic,
+    write_text_atomic,
+)
+from analysis.summary import RunSummary, summarize
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    """Numbers for the table: missing shows as 'n/a', never as 0."""
+    if value is None:
+        return "n/a"
+    if digits == 0 and float(value).is_integer():
+        return f"{int(value)}"
+    return f"{value:.{digits or 1}f}"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True)
+    return "n/a" if value is None else str(value)
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=jinja2.select_autoescape(["html", "html.j2"], default_for_string=True),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = _num
+    env.filters["show"] = _show
+    env.filters["b64"] = lambda data: base64.b64encode(data).decode("ascii")
+    return env
+
+
+def render_html(
+    folder: RunFolder,
+    summary: RunSummary,
+    charts: list[chart_module.Chart],
+    failures: list[LocustFailure],
+    generated_at: datetime | None = None,
+) -> str:
+    """The report page as a string."""
+    manifest = folder.manifest
+    floor_note = summary.arms[0].seconds_per_query_source if summary.arms else "n/a"
+    if summary.arms:
+        floor_note = f"{summary.arms[0].seconds_per_query * 1000:g} ms, {floor_note}"
+    return (
+        _environment()
+        .get_template("report.html.j2")
+        .render(
+            summary=summary,
+            charts=charts,
+            failures=failures[:20],
+            scenario=dict(manifest.get("scenario") or {}),
+            versions=dict(manifest.get("versions") or {}),
+            host=dict(manifest.get("host") or {}),
+            git_commit=manifest.get("git_commit"),
+            floor_note=floor_note,
+            generated_at=(generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        )
+    )
+
+
+def build_report(run_dir: Path) -> Path:
+    """Writes metrics.csv (from samples, if not collected yet), summary.json, charts/*.png
+    and report.html; returns the report's path. InputError names a missing input file."""
+    folder = RunFolder.open(run_dir)
+    folder.require(LOCUST_STATS, "Locust writes it during `poolbench run`")
+    frame = load_or_collect(folder)
+    summary = summarize(run_dir, frame=frame, write=False)
+    history_path = folder.file(LOCUST_HISTORY)
+    history: pd.DataFrame | None = read_history(history_path) if history_path.is_file() else None
+    failures_path = folder.file(LOCUST_FAILURES)
+    failures = read_failures(failures_path) if failures_path.is_file() else []
+    charts = chart_module.render_charts(frame, history, summary)
+    chart_module.write_charts(charts, folder.path)
+    html = render_html(folder, summary, charts, failures)
+    write_json_atomic(folder.file(SUMMARY), summary.to_json())
+    report = folder.file(REPORT)
+    write_text_atomic(report, html)
+    return report

@@ -1,0 +1,236 @@
+"""Per-arm numbers of a run, computed once here and shown everywhere (CLI, report, JSON).
+
+The comparison that answers the design question is `db_connections_per_concurrent_request`:
+peak DB connections / peak concurrency. Standard Lambda with a pool per EE sits at ~1; a
+shared pool (LMI EE, or a proxy) can go far below it, down to the Little's-law floor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis import dataset
+from analysis.collect import load_or_collect
+from analysis.locust_results import LocustArmStats, read_stats
+from analysis.runfolder import LOCUST_STATS, SUMMARY, RunFolder, write_json_atomic
+from poolbench.errors import InputError
+
+# `select now()` through a local pooler takes well under a millisecond; 1 ms is used when the
+# manifest gives no measured figure (`scenario.query_ms`), and the summary says so.
+ASSUMED_QUERY_SECONDS = 0.001
+
+ARM_LABELS = {
+    "standard": "standard Lambda",
+    "managed": "Managed Instances",
+    "proxy": "standard Lambda + shared pooler",
+}
+
+RESOLUTION_NOTE = (
+    "Metric resolution: CloudWatch Lambda and RDS metrics 1 min, Lambda Managed Instances "
+    "metrics 5 min, local samples 1 s; peaks at a coarser resolution are maxima over the period."
+)
+
+
+def arm_label(arm: str) -> str:
+    """How the report names an arm."""
+    return ARM_LABELS.get(arm, arm)
+
+
+@dataclass(frozen=True)
+class ArmSummary:
+    """One arm's numbers; None means 'not measured', never 0."""
+
+    arm: str
+    label: str
+    requests: int
+    failures: int
+    successes: int
+    failure_rate: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    peak_concurrency: float | None
+    peak_execution_environments: float | None
+    peak_db_connections: float | None
+    db_connections_per_concurrent_request: float | None
+    queries_per_s: float | None
+    seconds_per_query: float
+    seconds_per_query_source: str
+    littles_law_floor: float | None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The run's identity, per-arm numbers, the verdict sentence and warnings."""
+
+    run_id: str
+    target: str
+    status: str
+    command: str
+    load_seconds: float | None
+    arms: list[ArmSummary]
+    database_peak_connections: float | None
+    verdict: str
+    warnings: list[str] = field(default_factory=list)
+    resolution_note: str = RESOLUTION_NOTE
+
+    def arm(self, name: str) -> ArmSummary:
+        """The summary of one arm by name."""
+        for item in self.arms:
+            if item.arm == name:
+                return item
+        raise KeyError(name)
+
+    def to_json(self) -> dict[str, Any]:
+        """summary.json's content: plain JSON, missing numbers as null."""
+        return asdict(self)
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
+
+
+def _load_seconds(folder: RunFolder) -> float | None:
+    try:
+        start, end = folder.window()
+    except InputError:  # a run without a window still gets a summary, without rates
+        return None
+    seconds = (end - start) / timedelta(seconds=1)
+    return seconds if seconds > 0 else None
+
+
+def _query_seconds(scenario: dict[str, Any]) -> tuple[float, str]:
+    raw = scenario.get("query_ms")
+    if isinstance(raw, int | float) and not isinstance(raw, bool) and raw > 0:
+        return float(raw) / 1000, "manifest scenario.query_ms"
+    return ASSUMED_QUERY_SECONDS, "assumed (no scenario.query_ms in manifest)"
+
+
+def summarize_arm(
+    arm: str,
+    locust: LocustArmStats | None,
+    frame: pd.DataFrame,
+    *,
+    load_seconds: float | None,
+    queries_per_request: int | None,
+    query_seconds: tuple[float, str],
+) -> ArmSummary:
+    """One arm's numbers from its Locust totals and the dataset."""
+    requests = locust.requests if locust else 0
+    failures = locust.failures if locust else 0
+    successes = requests - failures
+    peak_concurrency = dataset.peak(frame, arm, "ConcurrentExecutions")
+    peak_db = dataset.peak(frame, arm, "DatabaseConnections")
+    qps = (
+        successes * queries_per_request / load_seconds
+        if load_seconds and locust and queries_per_request is not None
+        else None
+    )
+    seconds, seconds_source = query_seconds
+    return ArmSummary(
+        arm=arm,
+        label=arm_label(arm),
+        requests=requests,
+        failures=failures,
+        successes=successes,
+        failure_rate=_ratio(float(failures), float(requests)),
+        p50_ms=locust.p50_ms if locust else None,
+        p95_ms=locust.p95_ms if locust else None,
+        p99_ms=locust.p99_ms if locust else None,
+        peak_concurrency=peak_concurrency,
+        peak_execution_environments=dataset.peak(frame, arm, "ExecutionEnvironments"),
+        peak_db_connections=peak_db,
+        db_connections_per_concurrent_request=_ratio(peak_db, peak_concurrency),
+        queries_per_s=qps,
+        seconds_per_query=seconds,
+        seconds_per_query_source=seconds_source,
+        littles_law_floor=None if qps is None else qps * seconds,
+    )
+
+
+def verdict(arms: list[ArmSummary]) -> str:
+    """One sentence from the numbers, e.g. 'Managed Instances used 0.12 DB connections per
+    concurrent request; standard Lambda used 1.00.'"""
+    measured = [a for a in arms if a.db_connections_per_concurrent_request is not None]
+    if not measured:
+        return "No arm has both DB connection and concurrency samples, so none can be compared."
+    ordered = sorted(measured, key=lambda a: a.db_connections_per_concurrent_request or 0.0)
+    first, rest = ordered[0], ordered[1:]
+    sentence = (
+        f"{first.label[:1].upper()}{first.label[1:]} used "
+        f"{first.db_connections_per_concurrent_request:.2f} DB connections per concurrent request"
+    )
+    for other in rest:
+        sentence += f"; {other.label} used {other.db_connections_per_concurrent_request:.2f}"
+    return sentence + "."
+
+
+def warnings_for(arms: list[ArmSummary], folder: RunFolder, locust: dict[str, Any]) -> list[str]:
+    """What a reader must know before trusting the table."""
+    found: list[str] = []
+    status = str(folder.manifest.get("status") or "unknown")
+    if status != "completed":
+        found.append(f"The run's status is '{status}', not 'completed': numbers may be partial.")
+    for arm in arms:
+        if arm.arm not in locust:
+            found.append(f"Locust recorded no requests for arm '{arm.arm}'.")
+        if arm.successes <= 0:
+            found.append(
+                f"Arm '{arm.arm}' had zero successful requests ({arm.failures} failures): "
+                "its latency and ratios say nothing about pooling."
+            )
+        if arm.peak_db_connections is None:
+            found.append(f"No DatabaseConnections samples for arm '{arm.arm}'.")
+    return found
+
+
+def summarize(
+    run_dir: Path, *, frame: pd.DataFrame | None = None, write: bool = True
+) -> RunSummary:
+    """The run's summary; writes summary.json (atomically) unless `write=False`.
+
+    Reads locust_stats.csv and the dataset (metrics.csv, or samples.jsonl when not collected
+    yet); raises InputError naming the file when the run folder lacks one.
+    """
+    folder = RunFolder.open(run_dir)
+    stats_path = folder.require(LOCUST_STATS, "Locust writes it during `poolbench run`")
+    locust = read_stats(stats_path)
+    data = frame if frame is not None else load_or_collect(folder)
+    scenario = dict(folder.manifest.get("scenario") or {})
+    arm_names = folder.arms or sorted(locust)
+    load_seconds = _load_seconds(folder)
+    raw_queries = scenario.get("queries")
+    queries = int(raw_queries) if isinstance(raw_queries, int | float) else None
+    query_seconds = _query_seconds(scenario)
+    arms = [
+        summarize_arm(
+            a,
+            locust.get(a),
+            data,
+            load_seconds=load_seconds,
+            queries_per_request=queries,
+            query_seconds=query_seconds,
+        )
+        for a in arm_names
+    ]
+    summary = RunSummary(
+        run_id=str(folder.manifest.get("run_id") or folder.path.name),
+        target=folder.target,
+        status=str(folder.manifest.get("status") or "unknown"),
+        command=str(folder.manifest.get("command") or ""),
+        load_seconds=load_seconds,
+        arms=arms,
+        database_peak_connections=dataset.peak(data, dataset.DATABASE_ARM, "DatabaseConnections"),
+        verdict=verdict(arms),
+        warnings=warnings_for(arms, folder, locust),
+    )
+    if write:
+        write_json_atomic(folder.file(SUMMARY), summary.to_json())
+    return summary

@@ -1,0 +1,1 @@
+"""Tests of the analysis package: collectors, summary, charts, report, CLI edges."""

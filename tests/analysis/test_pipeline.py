@@ -1,0 +1,180 @@
+"""Local run folder -> metrics.csv -> summary.json, charts and report.html, end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from analysis.collect import collect
+from analysis.report import build_report
+from analysis.summary import summarize
+from tests.analysis.expected import expected_arm, raw_samples
+from tests.analysis.factory import ArmProfile, RunSpec, make_run_folder
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _close(actual: object, expected: object) -> bool:
+    if expected is None or actual is None:
+        return actual is expected
+    assert isinstance(actual, int | float) and isinstance(expected, int | float)
+    return math.isclose(actual, expected, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def test_collect_local_turns_every_sample_into_tidy_rows(run_dir: Path) -> None:
+    # Given a local run with 60 one-second samples
+    # When it is collected
+    path = collect(run_dir)
+    # Then metrics.csv has the contract's columns and one row per sampled value
+    with path.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["time", "arm", "metric", "stat", "value", "unit", "source"]
+    samples = raw_samples(run_dir)
+    conc = [
+        r for r in rows
+        if r["arm"] == "standard" and r["metric"] == "ConcurrentExecutions"
+    ]  # fmt: skip
+    assert [float(r["value"]) for r in conc] == [
+        float(s["arms"]["standard"]["ConcurrentExecutions"]) for s in samples
+    ]
+    assert {r["stat"] for r in conc} == {"Maximum"}
+    assert conc[0]["time"] == samples[0]["time"]
+    pool = [r for r in rows if r["metric"] == "PoolServerActive" and r["arm"] == "managed"]
+    assert {r["source"] for r in pool} == {"pgbouncer:ee-1", "pgbouncer:ee-2", "pgbouncer:ee-3"}
+    assert sum(float(r["value"]) for r in pool if r["time"] == samples[-1]["time"]) == sum(
+        ee["pool"]["sv_active"] for ee in samples[-1]["arms"]["managed"]["ees"].values()
+    )
+    db_total = [r for r in rows if r["arm"] == "database"]
+    assert len(db_total) == len(samples)
+    # Counters are sums within the second; nothing is written for a metric an arm lacks
+    assert {r["stat"] for r in rows if r["metric"] == "Throttles"} == {"Sum"}
+    assert not [
+        r for r in rows
+        if r["arm"] == "standard" and r["metric"] == "ExecutionEnvironmentConcurrencyLimit"
+    ]  # fmt: skip
+
+
+def test_summary_json_equals_numbers_recomputed_from_raw_files(run_dir: Path) -> None:
+    # When the report is built
+    build_report(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    # Then every per-arm number equals the hand computation from samples.jsonl + Locust CSV
+    by_arm = {a["arm"]: a for a in summary["arms"]}
+    for arm in ("standard", "managed"):
+        want = expected_arm(run_dir, arm)
+        for key, value in want.items():
+            assert _close(by_arm[arm][key], value), (arm, key, by_arm[arm][key], value)
+    # And the standard arm sits at one connection per request, managed far below
+    assert by_arm["standard"]["db_connections_per_concurrent_request"] == 1.0
+    assert by_arm["managed"]["db_connections_per_concurrent_request"] < 0.5
+    assert summary["verdict"] == (
+        f"Managed Instances used {by_arm['managed']['db_connections_per_concurrent_request']:.2f}"
+        " DB connections per concurrent request; standard Lambda used 1.00."
+    )
+    assert summary["database_peak_connections"] == max(
+        s["database"]["connections_total"] for s in raw_samples(run_dir)
+    )
+
+
+def test_summarize_is_the_api_for_the_run_command(run_dir: Path) -> None:
+    # The lead's `poolbench run` calls summarize(run_dir) for its closing table
+    summary = summarize(run_dir)
+    assert [a.arm for a in summary.arms] == ["standard", "managed"]
+    assert summary.arm("managed").failures == 46
+    assert (run_dir / "summary.json").is_file()
+    assert (run_dir / "metrics.csv").is_file()
+
+
+def test_report_is_one_self_contained_file_with_charts(run_dir: Path) -> None:
+    report = build_report(run_dir)
+    html = report.read_text(encoding="utf-8")
+    # Images are inline PNGs, nothing is fetched: no script, no external URL in src/href
+    images = re.findall(r'<img[^>]+src="([^"]+)"', html)
+    assert len(images) == 5
+    assert all(src.startswith("data:image/png;base64,") for src in images)
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+    assert "<script" not in html
+    # The verdict, the reproduce command, versions and the resolution note are there
+    assert "DB connections per concurrent request" in html
+    assert "poolbench run --preset seed" in html
+    assert "1.18.0" in html
+    assert "CloudWatch Lambda and RDS metrics 1 min" in html
+    assert "Managed Instances metrics 5 min" in html
+    charts = sorted(p.name for p in (run_dir / "charts").iterdir())
+    assert charts == ["latency.png", "peaks.png", "pools.png", "ratio.png", "timeline.png"]
+    for chart in (run_dir / "charts").iterdir():
+        assert chart.read_bytes().startswith(PNG_MAGIC)
+    # No temporary files are left behind by the atomic writes
+    assert not [p for p in run_dir.rglob("*.tmp")]
+
+
+def test_report_is_idempotent(run_dir: Path) -> None:
+    build_report(run_dir)
+    first = {n: (run_dir / n).read_bytes() for n in ("summary.json", "metrics.csv")}
+    build_report(run_dir)
+    assert first == {n: (run_dir / n).read_bytes() for n in ("summary.json", "metrics.csv")}
+
+
+def test_zero_successful_requests_still_renders_with_a_warning(tmp_path: Path) -> None:
+    spec = RunSpec(
+        arms={
+            "standard": ArmProfile(requests=500, failures=0),
+            "managed": ArmProfile(requests=300, failures=300, ees=3, server_per_client=0.25),
+        }
+    )
+    run = make_run_folder(tmp_path, spec)
+    html = build_report(run).read_text(encoding="utf-8")
+    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    assert summary["arms"][1]["successes"] == 0
+    assert any("zero successful requests" in w for w in summary["warnings"])
+    assert 'class="warnings"' in html
+    assert "Arm &#39;managed&#39; had zero successful requests" in html
+
+
+def test_truncated_last_sample_line_is_skipped(run_dir: Path) -> None:
+    # Given a recorder that was killed mid-line
+    want = expected_arm(run_dir, "standard")["peak_concurrency"]
+    samples = run_dir / "samples.jsonl"
+    good = samples.read_text(encoding="utf-8")
+    samples.write_text(good + '{"time": "2026-11-22T10:01:01Z", "arms": {"stan', encoding="utf-8")
+    # Then the complete lines still count
+    summary = summarize(run_dir, write=False)
+    assert summary.arm("standard").peak_concurrency == want
+
+
+def test_metric_an_arm_lacks_is_missing_not_zero(tmp_path: Path) -> None:
+    # An aws run whose CloudWatch metrics were not collected: the probe has only
+    # DatabaseConnections, so concurrency (and the ratio) are unknown, not 0
+    run = make_run_folder(tmp_path, RunSpec(target="aws"))
+    summary = summarize(run)
+    standard = summary.arm("standard")
+    assert standard.peak_db_connections is not None
+    assert standard.peak_concurrency is None
+    assert standard.db_connections_per_concurrent_request is None
+    html = build_report(run).read_text(encoding="utf-8")
+    assert "n/a" in html
+    data = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    assert data["arms"][0]["peak_concurrency"] is None
+
+
+@pytest.mark.parametrize("stat_pct", ["50%", "95%", "99%"])
+def test_real_locust_247_csvs_are_read(stat_pct: str) -> None:
+    # Files from a real `locust --headless --csv ... --csv-full-history` run (Locust 2.47)
+    from analysis.locust_results import read_failures, read_history, read_stats
+
+    data = Path(__file__).parent / "data"
+    stats = read_stats(data / "locust247_stats.csv")
+    assert set(stats) == {"standard", "managed"}
+    assert (stats["managed"].requests, stats["managed"].failures) == (25, 25)
+    with (data / "locust247_stats.csv").open(encoding="utf-8") as handle:
+        row = next(r for r in csv.DictReader(handle) if r["Name"] == "standard")
+    attr = {"50%": "p50_ms", "95%": "p95_ms", "99%": "p99_ms"}[stat_pct]
+    assert getattr(stats["standard"], attr) == float(row[stat_pct])
+    history = read_history(data / "locust247_stats_history.csv")
+    assert set(history["arm"]) == {"standard", "managed"}
+    assert read_failures(data / "locust247_failures.csv")[0].occurrences == 25
