@@ -135,6 +135,7 @@ def resolve_scenario(
     hold: bool | None = None,
     processes: int = 1,
     ramp_interval_s: int | None = None,
+    ramp_start: int | None = None,
 ) -> Scenario:
     """Apply overrides (None = the preset's value) to a preset and check the result.
 
@@ -171,6 +172,10 @@ def resolve_scenario(
             ramp_interval_s is not None and ramp_interval_s < 1,
             f"--ramp-interval must be at least 1 second (got {ramp_interval_s})",
         ),
+        (
+            ramp_start is not None and ramp_start < 1,
+            f"--ramp-start must be at least 1 (got {ramp_start})",
+        ),
     ]
     for failed, message in checks:
         if failed:
@@ -197,7 +202,7 @@ def resolve_scenario(
         hold=hold if hold is not None else base.hold,
         processes=processes,
         ramp_interval_s=interval,
-        ramp_start=min(base.ramp_start, per_arm),
+        ramp_start=min(ramp_start if ramp_start is not None else base.ramp_start, per_arm),
     )
 
 
