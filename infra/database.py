@@ -1,0 +1,200 @@
+"""Aurora Serverless v2 PostgreSQL 17, its secrets, the per-arm roles, and the optional RDS Proxy.
+
+Why per-arm roles: every arm logs in as its own role, so ``pg_stat_activity`` (the probe) can
+say which arm holds which server connection. Each role has its own generated secret; a custom
+resource creates the roles at deploy time from those secrets, so passwords exist only in
+Secrets Manager. The admin secret is used by nothing but that setup function.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import CustomResource, Duration, RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_rds as rds
+from aws_cdk import custom_resources as cr
+from constructs import Construct
+
+from infra.assets import ARCHITECTURE, RUNTIME
+from infra.network import Network, retention
+from infra.settings import Settings
+
+ADMIN_USER = "poolbench_admin"
+PROBE_ROLE = "poolbench_probe"
+DB_PORT = 5432
+
+
+def arm_role(arm: str) -> str:
+    """The database role an arm logs in as (``poolbench_standard`` ...)."""
+    return f"poolbench_{arm}"
+
+
+class Database(Construct):
+    """The cluster, one secret per role, the role setup, and (``proxy`` arm) an RDS Proxy."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: Settings,
+        network: Network,
+        setup_code: lambda_.Code,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.settings = settings
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "Sg",
+            vpc=network.vpc,
+            description="Aurora: admits only poolbench functions and the capacity provider",
+            allow_all_outbound=False,
+        )
+        version = getattr(
+            rds.AuroraPostgresEngineVersion, "VER_" + settings.postgres_version.replace(".", "_")
+        )
+        self.cluster = rds.DatabaseCluster(
+            self,
+            "Cluster",
+            engine=rds.DatabaseClusterEngine.aurora_postgres(version=version),
+            credentials=rds.Credentials.from_generated_secret(ADMIN_USER),
+            default_database_name=settings.db_name,
+            writer=rds.ClusterInstance.serverless_v2(
+                "Writer", publicly_accessible=False, auto_minor_version_upgrade=True
+            ),
+            serverless_v2_min_capacity=settings.min_acu,
+            serverless_v2_max_capacity=settings.max_acu,
+            vpc=network.vpc,
+            vpc_subnets=network.private_subnets,
+            security_groups=[self.security_group],
+            port=DB_PORT,
+            storage_encrypted=True,
+            iam_authentication=True,
+            deletion_protection=False,
+            removal_policy=RemovalPolicy.DESTROY,
+            cloudwatch_logs_exports=["postgresql"],
+            cloudwatch_logs_retention=retention(settings.log_retention_days),
+        )
+        # The secret's own defaults are RETAIN for clusters; a benchmark leaves nothing behind.
+        self.admin_secret = self.cluster.secret
+        assert self.admin_secret is not None
+
+        self.role_secrets: dict[str, rds.DatabaseSecret] = {}
+        for arm in settings.arms:
+            self.role_secrets[arm] = self._role_secret(f"{arm.capitalize()}Secret", arm_role(arm))
+        self.probe_secret = self._role_secret("ProbeSecret", PROBE_ROLE)
+
+        self.proxy: rds.DatabaseProxy | None = None
+        self.proxy_security_group: ec2.SecurityGroup | None = None
+        if settings.proxy:
+            self._add_proxy(network)
+
+        self._add_role_setup(network, setup_code)
+
+    @property
+    def host(self) -> str:
+        """The writer endpoint every arm (except ``proxy``) and the probe connect to."""
+        return self.cluster.cluster_endpoint.hostname
+
+    def admit(self, peer: ec2.IConnectable, description: str) -> None:
+        """Let one security group reach PostgreSQL; the only way into the database."""
+        # Connections.allow_from also opens the peer's egress when its outbound is restricted.
+        self.security_group.connections.allow_from(peer, ec2.Port.tcp(DB_PORT), description)
+
+    def _role_secret(self, construct_id: str, username: str) -> rds.DatabaseSecret:
+        secret = rds.DatabaseSecret(
+            self, construct_id, username=username, exclude_characters="\"'@/\\ :"
+        )
+        secret.apply_removal_policy(RemovalPolicy.DESTROY)
+        # Attaching adds host, port and dbname to the secret: one ARN says where and who.
+        secret.attach(self.cluster)
+        return secret
+
+    def _add_proxy(self, network: Network) -> None:
+        """RDS Proxy for the ``proxy`` arm: the managed answer the experiment compares against."""
+        self.proxy_security_group = ec2.SecurityGroup(
+            self,
+            "ProxySg",
+            vpc=network.vpc,
+            description="RDS Proxy: admits only poolbench functions",
+            allow_all_outbound=False,
+        )
+        self.admit(self.proxy_security_group, "RDS Proxy to Aurora")
+        self.proxy = rds.DatabaseProxy(
+            self,
+            "Proxy",
+            proxy_target=rds.ProxyTarget.from_cluster(self.cluster),
+            secrets=[self.role_secrets["proxy"]],
+            vpc=network.vpc,
+            vpc_subnets=network.private_subnets,
+            security_groups=[self.proxy_security_group],
+            require_tls=True,
+            debug_logging=False,
+        )
+
+    def admit_to_proxy(self, peer: ec2.IConnectable, description: str) -> None:
+        """Let the proxy arm's functions reach the proxy (and nothing else reach it)."""
+        assert self.proxy_security_group is not None
+        self.proxy_security_group.connections.allow_from(peer, ec2.Port.tcp(DB_PORT), description)
+
+    def _add_role_setup(self, network: Network, code: lambda_.Code) -> None:
+        """A custom resource that creates one login role per arm plus the probe's role."""
+        log_group = logs.LogGroup(
+            self,
+            "RoleSetupLogs",
+            retention=retention(self.settings.log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        setup = lambda_.Function(
+            self,
+            "RoleSetupFn",
+            description="poolbench: creates the per-arm database roles at deploy time",
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler="functions.probe.roles.on_event",
+            code=code,
+            memory_size=256,
+            timeout=Duration.minutes(2),
+            vpc=network.vpc,
+            vpc_subnets=network.private_subnets,
+            security_groups=[network.functions_sg],
+            log_group=log_group,
+        )
+        assert self.admin_secret is not None
+        self.admin_secret.grant_read(setup)
+        roles: list[dict[str, str]] = []
+        for arm, secret in self.role_secrets.items():
+            secret.grant_read(setup)
+            roles.append(
+                {"Name": arm_role(arm), "SecretArn": secret.secret_arn, "Monitor": "false"}
+            )
+        self.probe_secret.grant_read(setup)
+        roles.append(
+            {"Name": PROBE_ROLE, "SecretArn": self.probe_secret.secret_arn, "Monitor": "true"}
+        )
+
+        provider_logs = logs.LogGroup(
+            self,
+            "RoleSetupProviderLogs",
+            retention=retention(self.settings.log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.roles_setup_function = setup
+        self.roles_provider = cr.Provider(
+            self, "RoleSetupProvider", on_event_handler=setup, log_group=provider_logs
+        )
+        resource = CustomResource(
+            self,
+            "Roles",
+            service_token=self.roles_provider.service_token,
+            resource_type="Custom::PoolbenchDbRoles",
+            properties={
+                "AdminSecretArn": self.admin_secret.secret_arn,
+                "Database": self.settings.db_name,
+                "Roles": roles,
+            },
+        )
+        # The writer must accept connections before roles can be created.
+        resource.node.add_dependency(self.cluster)
+        self.roles_resource = resource

@@ -1,0 +1,191 @@
+"""One function per arm, identical except for how the arm runs, plus the capacity provider.
+
+Why identical: the benchmark compares execution models (one request per environment vs. many),
+so runtime, architecture, memory, timeout, code asset and pooler layer version are shared and
+the tests check it. What differs is exactly the arm:
+- ``standard``: VPC-attached standard Lambda, connects to its in-environment PgBouncer;
+- ``managed``: the same function on a Lambda Managed Instances capacity provider (no function VPC
+  config: egress leaves through the capacity provider's instances in our subnets);
+- ``proxy``: standard Lambda connecting straight to an RDS Proxy (``CONNECT_DIRECT=1``).
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.assets import ARCHITECTURE, RUNTIME
+from infra.database import DB_PORT, Database, arm_role
+from infra.network import Network, retention
+from infra.settings import Settings
+
+HANDLER = "functions.app.handler.handler"
+POOLER_PORT = 6432
+
+
+class ArmFunctions(Construct):
+    """The arm functions and, when the managed arm is deployed, its capacity provider."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: Settings,
+        network: Network,
+        database: Database,
+        layer: lambda_.ILayerVersion,
+        code: lambda_.Code,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.settings = settings
+        self.functions: dict[str, lambda_.Function] = {}
+        self.capacity_provider: lambda_.CapacityProvider | None = None
+        self.proxy_arm_sg: ec2.SecurityGroup | None = None
+
+        for arm in settings.arms:
+            fn = self._function(arm, network=network, database=database, layer=layer, code=code)
+            self.functions[arm] = fn
+        if settings.managed:
+            self._add_capacity_provider(network, self.functions["managed"])
+
+    def _environment(self, arm: str, database: Database) -> dict[str, str]:
+        """The handler's and the extension's env contract (DESIGN.md); secrets by ARN only."""
+        host = database.host
+        direct = arm == "proxy"
+        if direct:
+            assert database.proxy is not None
+            host = database.proxy.endpoint
+        env = {
+            "ARM": arm,
+            "DB_HOST": host,
+            "DB_PORT": str(DB_PORT),
+            "DB_NAME": self.settings.db_name,
+            "DB_USER": arm_role(arm),
+            "DB_SECRET_ARN": database.role_secrets[arm].secret_arn,
+            "POOLER_HOST": "127.0.0.1",
+            "POOLER_PORT": str(POOLER_PORT),
+            "SERVER_TLS_SSLMODE": "require",
+            **self.settings.pooler_environment(),
+        }
+        if direct:
+            env["CONNECT_DIRECT"] = "1"
+        return env
+
+    def _function(
+        self,
+        arm: str,
+        *,
+        network: Network,
+        database: Database,
+        layer: lambda_.ILayerVersion,
+        code: lambda_.Code,
+    ) -> lambda_.Function:
+        name = arm.capitalize()
+        log_group = logs.LogGroup(
+            self,
+            f"{name}Logs",
+            retention=retention(self.settings.log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        vpc_props: dict[str, object] = {}
+        if arm == "standard":
+            vpc_props = {
+                "vpc": network.vpc,
+                "vpc_subnets": network.private_subnets,
+                "security_groups": [network.functions_sg],
+            }
+        elif arm == "proxy":
+            # Its own group: the proxy arm may reach the proxy, never the cluster directly.
+            self.proxy_arm_sg = ec2.SecurityGroup(
+                self,
+                "ProxyArmSg",
+                vpc=network.vpc,
+                description="poolbench proxy arm: reaches RDS Proxy and AWS APIs only",
+                allow_all_outbound=False,
+            )
+            network.endpoints_sg.connections.allow_from(
+                self.proxy_arm_sg, ec2.Port.tcp(443), "HTTPS to AWS APIs from the proxy arm"
+            )
+            database.admit_to_proxy(self.proxy_arm_sg, "proxy arm to RDS Proxy")
+            vpc_props = {
+                "vpc": network.vpc,
+                "vpc_subnets": network.private_subnets,
+                "security_groups": [self.proxy_arm_sg],
+            }
+        fn = lambda_.Function(
+            self,
+            f"{name}Fn",
+            description=f"poolbench {arm} arm",
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            memory_size=self.settings.memory_mb,
+            timeout=Duration.seconds(self.settings.timeout_seconds),
+            handler=HANDLER,
+            code=code,
+            layers=[layer],
+            environment=self._environment(arm, database),
+            log_group=log_group,
+            **vpc_props,  # type: ignore[arg-type]
+        )
+        database.role_secrets[arm].grant_read(fn)
+        return fn
+
+    def _add_capacity_provider(self, network: Network, fn: lambda_.Function) -> None:
+        """The managed arm's capacity provider, after checking what the L2 does not."""
+        check_managed_function(fn, self.settings)
+        s = self.settings
+        self.capacity_provider = lambda_.CapacityProvider(
+            self,
+            "CapacityProvider",
+            subnets=network.vpc.select_subnets(
+                subnet_type=network.private_subnets.subnet_type
+            ).subnets,
+            security_groups=[network.capacity_provider_sg],
+            architectures=[ARCHITECTURE],
+            instance_type_filter=lambda_.InstanceTypeFilter.allow(
+                [ec2.InstanceType(t) for t in s.managed_instance_types]
+            ),
+            max_v_cpu_count=s.max_vcpu_count,
+        )
+        # CloudFormation creates $LATEST.PUBLISHED for a Managed Instances function, and
+        # unqualified invokes (API Gateway's integration) go to it: no explicit Version needed.
+        self.capacity_provider.add_function(
+            fn,
+            per_execution_environment_max_concurrency=s.per_environment_max_concurrency,
+            execution_environment_memory_gib_per_v_cpu=s.memory_gib_per_vcpu,
+            latest_published_scaling_config=lambda_.LatestPublishedScalingConfig(
+                min_execution_environments=s.min_execution_environments,
+                max_execution_environments=s.max_execution_environments,
+            ),
+            publish_to_latest_published=True,
+        )
+
+
+def check_managed_function(fn: lambda_.Function, settings: Settings) -> None:
+    """LMI's rules on the function itself; the CapacityProvider L2 checks none of them (FACTS.md).
+
+    Settings already refuse bad context; this guards the construct wiring (a refactor that feeds
+    a different memory or runtime to the managed function fails synthesis here).
+    """
+    cfn = fn.node.default_child
+    assert isinstance(cfn, lambda_.CfnFunction)
+    problems = []
+    if fn.runtime.name != RUNTIME.name:
+        problems.append(f"runtime {fn.runtime.name} (Managed Instances Python needs python3.13+)")
+    if fn.architecture.name != ARCHITECTURE.name:
+        problems.append(f"architecture {fn.architecture.name} (the capacity provider is arm64)")
+    memory = cfn.memory_size
+    if not isinstance(memory, int | float) or memory < 2048:
+        problems.append(f"memory {memory} MB (Managed Instances need >= 2048 MB)")
+    if fn.is_bound_to_vpc:
+        problems.append("a function VPC config (the capacity provider's VPC config applies)")
+    if problems:
+        raise ValueError(
+            f"managed arm function {fn.node.path}: "
+            + "; ".join(problems)
+            + f"; context memoryMb={settings.memory_mb}"
+        )

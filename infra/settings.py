@@ -1,0 +1,316 @@
+"""Every knob of the CDK app, read from CDK context, validated before a single construct exists.
+
+Why a frozen dataclass: the stack is a measurement instrument, so its configuration must be one
+typed, immutable value that the tests, the constructs and the outputs all read the same way. A bad
+value stops synthesis with one sentence that names the context key, the value, the rule and the
+fix, instead of a CloudFormation rollback twenty minutes into a deploy.
+
+Context values arrive as JSON types from ``cdk.json`` and as strings from ``-c key=value``; both
+are accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+ARMS: tuple[str, ...] = ("standard", "managed", "proxy")
+"""Every arm the stack knows; ``docs/contracts.md`` names them."""
+
+LMI_MIN_MEMORY_MB = 2048
+"""Lambda Managed Instances refuses functions below 2 GB (FACTS.md); the CDK L2 does not check."""
+
+LMI_MAX_CONCURRENCY_PER_VCPU = 64
+"""LMI allows at most 64 concurrent requests per vCPU of an execution environment."""
+
+LMI_MEMORY_GIB_PER_VCPU = (2, 4, 8)
+"""The ratios ExecutionEnvironmentMemoryGiBPerVCpu accepts."""
+
+POSTGRES_VERSIONS: tuple[str, ...] = ("17.4", "17.5", "17.6", "17.7", "17.9")
+"""Aurora PostgreSQL 17 versions that aws-cdk-lib 2.275 has constants for (VER_17_x)."""
+
+GRAVITON_INSTANCE = re.compile(r"^[a-z]+\d+g[a-z]*\.[0-9a-z]+$")
+"""m8g.large, c7gn.xlarge, r7gd.2xlarge: the arm64 (Graviton) families the arm64 layer runs on."""
+
+POOL_MODES = ("transaction", "session", "statement")
+
+
+class SettingsError(ValueError):
+    """A context value the stack cannot be built with; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """The resolved context of one synthesis. Field docs double as the cdk.json documentation."""
+
+    stack_name: str = "PoolbenchStack"
+    """CloudFormation stack name; also the top-level key of the outputs file."""
+    arms: tuple[str, ...] = ("standard", "managed")
+    """Arms to deploy, from ``ARMS``; ``proxy`` adds an RDS Proxy and a function behind it."""
+    memory_mb: int = 2048
+    """Memory of every arm's function (identical, so only the execution model differs)."""
+    timeout_seconds: int = 29
+    """Timeout of every arm's function; API Gateway REST integrations end at 29 s anyway."""
+    managed_instance_types: tuple[str, ...] = ("m8g.large",)
+    """Instance types the capacity provider may launch (arm64 only); m8g.large as in the seed."""
+    per_environment_max_concurrency: int = 16
+    """Concurrent requests per managed execution environment (Python default: 16 per vCPU)."""
+    memory_gib_per_vcpu: int = 2
+    """ExecutionEnvironmentMemoryGiBPerVCpu of the managed arm: 2, 4 or 8."""
+    min_execution_environments: int = 3
+    """Managed arm: execution environments kept ready (LMI default 3)."""
+    max_execution_environments: int = 6
+    """Managed arm: upper bound on execution environments (a cost guard)."""
+    max_vcpu_count: int = 16
+    """Capacity provider: most vCPUs it may run at once (a cost guard; service default 400)."""
+    min_acu: float = 0.5
+    """Aurora Serverless v2 minimum capacity (ACU)."""
+    max_acu: float = 4.0
+    """Aurora Serverless v2 maximum capacity (ACU); 4 ACU allows ~823 connections."""
+    postgres_version: str = "17.7"
+    """Aurora PostgreSQL engine version, one of ``POSTGRES_VERSIONS``."""
+    db_name: str = "poolbench"
+    """Database the arms connect to."""
+    max_azs: int = 2
+    """Availability zones of the VPC (Aurora needs subnets in at least 2)."""
+    nat_gateways: int = 0
+    """0: isolated subnets reaching AWS APIs through VPC endpoints only; >0: add NAT gateways."""
+    pool_mode: str = "transaction"
+    """PgBouncer pool_mode in every execution environment."""
+    default_pool_size: int = 20
+    """PgBouncer default_pool_size per (db, user) per execution environment (PgBouncer default)."""
+    min_pool_size: int = 0
+    """PgBouncer min_pool_size."""
+    server_idle_timeout: int = 600
+    """PgBouncer server_idle_timeout, seconds."""
+    max_client_conn: int = 1000
+    """PgBouncer max_client_conn, as in the seed."""
+    api_name: str = "poolbench"
+    """API Gateway REST API name (an output: the CloudWatch collector reads it)."""
+    api_stage: str = "prod"
+    """API Gateway stage name."""
+    api_rate_limit: int = 500
+    """Stage throttle, requests per second: a guard against an open endpoint being abused."""
+    api_burst_limit: int = 1000
+    """Stage throttle burst."""
+    log_retention_days: int = 14
+    """Retention of the log groups this stack creates."""
+    bundle: bool = True
+    """False skips Docker bundling of the layer and code assets (tests; same template)."""
+    nag: bool = True
+    """Run the cdk-nag AwsSolutions checks at synthesis (errors fail ``cdk synth``)."""
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def managed(self) -> bool:
+        """Whether the Lambda Managed Instances arm (and so a capacity provider) is deployed."""
+        return "managed" in self.arms
+
+    @property
+    def proxy(self) -> bool:
+        """Whether the RDS Proxy arm is deployed."""
+        return "proxy" in self.arms
+
+    @property
+    def managed_vcpus(self) -> float:
+        """vCPUs of one managed execution environment: memory divided by the GiB-per-vCPU ratio."""
+        return self.memory_mb / 1024 / self.memory_gib_per_vcpu
+
+    def pooler_environment(self) -> dict[str, str]:
+        """The PgBouncer knobs as the extension's environment variables (DESIGN.md contract)."""
+        return {
+            "POOL_MODE": self.pool_mode,
+            "DEFAULT_POOL_SIZE": str(self.default_pool_size),
+            "MIN_POOL_SIZE": str(self.min_pool_size),
+            "SERVER_IDLE_TIMEOUT": str(self.server_idle_timeout),
+            "MAX_CLIENT_CONN": str(self.max_client_conn),
+        }
+
+    @classmethod
+    def from_context(cls, get: Callable[[str], Any]) -> Settings:
+        """Build from CDK context (``get`` = ``node.try_get_context``); absent keys: defaults."""
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            key = context_key(f.name)
+            raw = get(key)
+            if raw is None:
+                continue
+            values[f.name] = _coerce(key, raw, f.default)
+        return cls(**values)
+
+
+def context_key(field_name: str) -> str:
+    """The camelCase context key of a field: ``memory_mb`` -> ``memoryMb``."""
+    head, *rest = field_name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def defaults_as_context() -> dict[str, Any]:
+    """Every knob with its default, keyed as in cdk.json (tests check cdk.json against this)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(Settings):
+        value = f.default
+        out[context_key(f.name)] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+T = TypeVar("T")
+
+
+def _coerce(key: str, raw: Any, default: T) -> T:
+    """Turn a context value (JSON or ``-c`` string) into the default's type, or say why not."""
+    try:
+        if isinstance(default, bool):
+            if isinstance(raw, bool):
+                return raw  # type: ignore[return-value]
+            text = str(raw).strip().lower()
+            if text in ("true", "1", "yes"):
+                return True  # type: ignore[return-value]
+            if text in ("false", "0", "no"):
+                return False  # type: ignore[return-value]
+            raise ValueError(raw)
+        if isinstance(default, tuple):
+            items = raw if isinstance(raw, list) else str(raw).split(",")
+            return tuple(str(i).strip() for i in items if str(i).strip())  # type: ignore[return-value]
+        if isinstance(default, int):
+            number = float(raw)
+            if not number.is_integer():
+                raise ValueError(raw)
+            return int(number)  # type: ignore[return-value]
+        if isinstance(default, float):
+            return float(raw)  # type: ignore[return-value]
+        return str(raw)  # type: ignore[return-value]
+    except (TypeError, ValueError):
+        kind = type(default).__name__
+        raise SettingsError(
+            f"context '{key}'={raw!r}: expected {kind}; set -c {key}=<{kind}>"
+        ) from None
+
+
+def _fail(key: str, value: object, why: str, fix: str) -> SettingsError:
+    shown = ",".join(value) if isinstance(value, tuple) else value
+    return SettingsError(f"context '{key}'={shown}: {why}; set -c {key}={fix}")
+
+
+def _validate(s: Settings) -> None:
+    """Raise the first rule a value breaks; one message, naming key, rule and a working value."""
+    unknown = [a for a in s.arms if a not in ARMS]
+    if unknown or not s.arms:
+        raise _fail(
+            "arms",
+            s.arms,
+            f"unknown arm {unknown[0]!r}, arms are {', '.join(ARMS)}"
+            if unknown
+            else "at least one arm is needed",
+            "standard,managed",
+        )
+    if len(set(s.arms)) != len(s.arms):
+        raise _fail("arms", s.arms, "an arm is listed twice", "standard,managed")
+    if not 128 <= s.memory_mb <= 10240:
+        raise _fail("memoryMb", s.memory_mb, "Lambda memory is 128..10240 MB", "2048")
+    if s.managed and s.memory_mb < LMI_MIN_MEMORY_MB:
+        raise _fail(
+            "memoryMb",
+            s.memory_mb,
+            f"Lambda Managed Instances needs >= {LMI_MIN_MEMORY_MB} MB "
+            "(every arm gets the same memory)",
+            str(LMI_MIN_MEMORY_MB),
+        )
+    if s.memory_gib_per_vcpu not in LMI_MEMORY_GIB_PER_VCPU:
+        raise _fail("memoryGibPerVcpu", s.memory_gib_per_vcpu, "must be one of 2, 4, 8", "2")
+    if s.managed and s.managed_vcpus < 1:
+        raise _fail(
+            "memoryMb",
+            s.memory_mb,
+            f"a managed execution environment needs >= 1 vCPU, i.e. >= "
+            f"{1024 * s.memory_gib_per_vcpu} MB at memoryGibPerVcpu={s.memory_gib_per_vcpu}",
+            str(1024 * s.memory_gib_per_vcpu),
+        )
+    limit = int(LMI_MAX_CONCURRENCY_PER_VCPU * s.managed_vcpus)
+    if not 1 <= s.per_environment_max_concurrency <= max(limit, 1):
+        raise _fail(
+            "perEnvironmentMaxConcurrency",
+            s.per_environment_max_concurrency,
+            f"must be 1..{limit} ({LMI_MAX_CONCURRENCY_PER_VCPU} per vCPU, "
+            f"{s.managed_vcpus:g} vCPU per execution environment)",
+            "16",
+        )
+    if not 1 <= s.timeout_seconds <= 900:
+        raise _fail("timeoutSeconds", s.timeout_seconds, "Lambda timeout is 1..900 s", "29")
+    if not s.managed_instance_types:
+        raise _fail("managedInstanceTypes", (), "at least one instance type", "m8g.large")
+    for itype in s.managed_instance_types:
+        if not GRAVITON_INSTANCE.match(itype):
+            raise _fail(
+                "managedInstanceTypes",
+                s.managed_instance_types,
+                f"{itype!r} is not an arm64 (Graviton) type; the layer is built for arm64",
+                "m8g.large",
+            )
+    if not 0 <= s.min_execution_environments <= s.max_execution_environments <= 15000:
+        raise _fail(
+            "minExecutionEnvironments",
+            s.min_execution_environments,
+            f"needs 0 <= minExecutionEnvironments <= maxExecutionEnvironments "
+            f"({s.max_execution_environments}) <= 15000",
+            "3",
+        )
+    if not 1 <= s.max_vcpu_count <= 15000:
+        raise _fail("maxVcpuCount", s.max_vcpu_count, "must be 1..15000", "16")
+    for key, acu in (("minAcu", s.min_acu), ("maxAcu", s.max_acu)):
+        if not 0 <= acu <= 256 or (acu * 2) != int(acu * 2):
+            raise _fail(
+                key, acu, "ACU is 0..256 in steps of 0.5", "0.5" if key == "minAcu" else "4"
+            )
+    if s.max_acu < 1:
+        raise _fail("maxAcu", s.max_acu, "Aurora Serverless v2 needs maxAcu >= 1", "4")
+    if s.min_acu > s.max_acu:
+        raise _fail(
+            "minAcu", s.min_acu, f"min ACU is above maxAcu ({s.max_acu:g})", f"{s.max_acu:g}"
+        )
+    if s.postgres_version not in POSTGRES_VERSIONS:
+        raise _fail(
+            "postgresVersion",
+            s.postgres_version,
+            f"Aurora PostgreSQL 17 versions known here are {', '.join(POSTGRES_VERSIONS)}",
+            "17.7",
+        )
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", s.db_name):
+        raise _fail("dbName", s.db_name, "must be a lower-case PostgreSQL identifier", "poolbench")
+    if not 2 <= s.max_azs <= 6:
+        raise _fail("maxAzs", s.max_azs, "Aurora needs subnets in >= 2 zones (2..6)", "2")
+    if not 0 <= s.nat_gateways <= s.max_azs:
+        raise _fail("natGateways", s.nat_gateways, f"must be 0..maxAzs ({s.max_azs})", "0")
+    if s.pool_mode not in POOL_MODES:
+        raise _fail(
+            "poolMode", s.pool_mode, f"must be one of {', '.join(POOL_MODES)}", "transaction"
+        )
+    for key, number in (
+        ("defaultPoolSize", s.default_pool_size),
+        ("maxClientConn", s.max_client_conn),
+        ("serverIdleTimeout", s.server_idle_timeout),
+    ):
+        if number < 1:
+            raise _fail(key, number, "must be >= 1", "20")
+    if not 0 <= s.min_pool_size <= s.default_pool_size:
+        raise _fail("minPoolSize", s.min_pool_size, "must be 0..defaultPoolSize", "0")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,127}", s.stack_name):
+        raise _fail("stackName", s.stack_name, "not a CloudFormation stack name", "PoolbenchStack")
+    if not re.fullmatch(r"[A-Za-z0-9_]{1,128}", s.api_stage):
+        raise _fail("apiStage", s.api_stage, "stage names are [A-Za-z0-9_]", "prod")
+    if not s.api_name:
+        raise _fail("apiName", s.api_name, "must not be empty", "poolbench")
+    if s.api_rate_limit < 1 or s.api_burst_limit < 1:
+        raise _fail("apiRateLimit", s.api_rate_limit, "throttle limits must be >= 1", "500")
+    if s.log_retention_days not in _RETENTION_DAYS:
+        raise _fail(
+            "logRetentionDays", s.log_retention_days, "not a CloudWatch Logs retention", "14"
+        )
+
+
+_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653)

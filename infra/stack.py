@@ -1,0 +1,94 @@
+"""The one stack: wires network, database, layer, arm functions, probe and API; writes the outputs.
+
+The outputs are the target contract (docs/contracts.md): ``cdk deploy --outputs-file`` writes
+them keyed by logical ID, so they are created on the stack itself with exactly those IDs.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Aws, CfnOutput, Stack, Tags
+from constructs import Construct
+
+from infra.api import Api
+from infra.assets import function_code
+from infra.database import Database
+from infra.functions import ArmFunctions
+from infra.nag import suppress_reviewed_findings
+from infra.network import Network
+from infra.pooler_layer import PoolerLayer
+from infra.probe import Probe
+from infra.settings import Settings
+
+METRICS_SOURCE = "cloudwatch"
+
+
+def output_id(arm: str) -> str:
+    """``<Arm>FunctionName`` as docs/contracts.md spells it."""
+    return f"{arm.capitalize()}FunctionName"
+
+
+class PoolbenchStack(Stack):
+    """Everything one benchmark deployment needs; ``cdk destroy`` removes all of it."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            description="poolbench: standard vs Lambda Managed Instances with an in-EE PgBouncer",
+        )
+        self.settings = settings
+        # The proxy target group takes no tags (CloudFormation rejects them).
+        Tags.of(self).add(
+            "project", "poolbench", exclude_resource_types=["AWS::RDS::DBProxyTargetGroup"]
+        )
+
+        self.network = Network(self, "Network", settings=settings)
+        self.layer = PoolerLayer(self, "Pooler", settings=settings)
+        probe_code = function_code(self, settings, "probe")
+        self.database = Database(
+            self, "Database", settings=settings, network=self.network, setup_code=probe_code
+        )
+        self.database.admit(self.network.functions_sg, "poolbench standard functions")
+        if settings.managed:
+            self.database.admit(
+                self.network.capacity_provider_sg, "Lambda Managed Instances capacity provider"
+            )
+        self.arms = ArmFunctions(
+            self,
+            "Functions",
+            settings=settings,
+            network=self.network,
+            database=self.database,
+            layer=self.layer.layer,
+            code=function_code(self, settings, "app"),
+        )
+        self.probe = Probe(
+            self,
+            "Probe",
+            settings=settings,
+            network=self.network,
+            database=self.database,
+            code=probe_code,
+        )
+        self.api = Api(self, "Api", settings=settings, functions=self.arms.functions)
+        self._outputs()
+        suppress_reviewed_findings(self)
+
+    def _outputs(self) -> None:
+        s = self.settings
+        CfnOutput(self, "ApiUrl", value=self.api.url, description="Arm URL = ApiUrl + arm name")
+        CfnOutput(self, "Arms", value=",".join(s.arms), description="Deployed arms, in order")
+        CfnOutput(self, "MetricsSource", value=METRICS_SOURCE)
+        for arm, fn in self.arms.functions.items():
+            CfnOutput(self, output_id(arm), value=fn.function_name)
+        if self.arms.capacity_provider is not None:
+            CfnOutput(
+                self,
+                "CapacityProviderName",
+                value=self.arms.capacity_provider.capacity_provider_name,
+            )
+        CfnOutput(self, "DbClusterIdentifier", value=self.database.cluster.cluster_identifier)
+        CfnOutput(self, "ApiName", value=s.api_name)
+        CfnOutput(self, "ApiStage", value=self.api.stage_name)
+        CfnOutput(self, "ProbeFunctionName", value=self.probe.function.function_name)
+        CfnOutput(self, "Region", value=Aws.REGION)
