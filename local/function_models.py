@@ -1,0 +1,282 @@
+"""How Lambda places requests on execution environments, for each arm.
+
+standard: one request per EE; a request that finds no idle EE waits for a new one (a cold start
+on the request path); idle EEs are reused warm and reaped after an idle timeout; beyond the
+account's concurrency limit, requests are throttled.
+
+managed (Lambda Managed Instances): N slots per EE, min_ees ready before traffic, least-loaded
+routing, a request that finds no free slot is throttled at once (no cold start on the request
+path), and an asynchronous scaler adds EEs when utilisation passes its target.
+
+Every EE is a real ExecutionEnvironment; these classes only decide where a request goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+from local.execution_environment import (
+    EEInitError,
+    EESettings,
+    ExecutionEnvironment,
+    FunctionError,
+    State,
+    WindowMax,
+)
+from local.settings import ManagedSettings, StandardSettings
+
+logger = logging.getLogger(__name__)
+
+EESettingsFactory = Callable[[str, int | None], EESettings]
+
+
+class Throttled(Exception):
+    """Lambda's 429: no capacity for this request now."""
+
+
+class Counters:
+    """Per-window counts (read and reset by the 1 s sampler) and totals (never reset)."""
+
+    NAMES = ("Invocations", "Errors", "Throttles", "ColdStarts")
+
+    def __init__(self) -> None:
+        self.window = dict.fromkeys(self.NAMES, 0)
+        self.total = dict.fromkeys(self.NAMES, 0)
+
+    def add(self, name: str, n: int = 1) -> None:
+        self.window[name] += n
+        self.total[name] += n
+
+    def take(self) -> dict[str, int]:
+        taken, self.window = self.window, dict.fromkeys(self.NAMES, 0)
+        return taken
+
+
+class FunctionModel(ABC):
+    """One arm's function: its EEs, its routing, its CloudWatch-named gauges."""
+
+    def __init__(self, arm: str, make_settings: EESettingsFactory) -> None:
+        self.arm = arm
+        self.make_settings = make_settings
+        self.ees: dict[str, ExecutionEnvironment] = {}
+        self.concurrency = WindowMax()
+        self.counters = Counters()
+        self.init_ms: list[float] = []
+        self._ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def _route(self, payload: bytes, request_id: str) -> bytes: ...
+
+    async def invoke(self, payload: bytes, request_id: str) -> bytes:
+        """Runs one request on some EE; raises Throttled or FunctionError as Lambda would."""
+        self.concurrency.add(1)
+        try:
+            result = await self._route(payload, request_id)
+        except Throttled:
+            self.counters.add("Throttles")
+            raise
+        except (FunctionError, EEInitError, RuntimeError, TimeoutError):
+            self.counters.add("Invocations")
+            self.counters.add("Errors")
+            raise
+        finally:
+            self.concurrency.add(-1)
+        self.counters.add("Invocations")
+        return result
+
+    async def _new_ee(self, max_concurrency: int | None) -> ExecutionEnvironment:
+        ee_id = f"{self.arm}-{next(self._ids)}"
+        ee = ExecutionEnvironment(self.make_settings(ee_id, max_concurrency), self._unhealthy)
+        self.ees[ee_id] = ee
+        try:
+            await ee.start()
+        except BaseException:
+            self.ees.pop(ee_id, None)
+            raise
+        self.init_ms.append(ee.init_ms)
+        return ee
+
+    def _unhealthy(self, ee: ExecutionEnvironment) -> None:
+        """Lambda replaces an EE whose extension or runtime died: drop it and shut it down."""
+        self.ees.pop(ee.ee_id, None)
+        self._spawn(ee.shutdown())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(ee.shutdown() for ee in list(self.ees.values())))
+
+    def ready_ees(self) -> list[ExecutionEnvironment]:
+        return [ee for ee in self.ees.values() if ee.state is State.READY]
+
+    def sample(self) -> dict[str, Any]:
+        """The 1 s sample: gauges as maxima over the window, counters as counts within it."""
+        ees = {ee.ee_id: {"concurrency": ee.in_flight.take_max()} for ee in self.ready_ees()}
+        sample: dict[str, Any] = {
+            "ConcurrentExecutions": self.concurrency.take_max(),
+            "ExecutionEnvironments": len(ees),
+            **self.counters.take(),
+            "ees": ees,
+        }
+        return sample
+
+
+class StandardModel(FunctionModel):
+    """Standard Lambda: one request per EE, cold starts on the request path, warm reuse."""
+
+    def __init__(
+        self, arm: str, make_settings: EESettingsFactory, settings: StandardSettings
+    ) -> None:
+        super().__init__(arm, make_settings)
+        self.settings = settings
+        self._idle: list[ExecutionEnvironment] = []
+        self._last_used: dict[str, float] = {}
+
+    async def start(self) -> None:
+        self._spawn(self._reap())
+
+    def _take_idle(self) -> ExecutionEnvironment | None:
+        while self._idle:
+            ee = self._idle.pop()  # the most recently used: warmest, as Lambda prefers
+            if ee.state is State.READY:
+                return ee
+        return None
+
+    async def _route(self, payload: bytes, request_id: str) -> bytes:
+        if self.concurrency.value > self.settings.concurrency_limit:
+            raise Throttled()
+        ee = self._take_idle()
+        if ee is None:
+            self.counters.add("ColdStarts")
+            ee = await self._new_ee(None)
+        try:
+            return await ee.invoke(payload, request_id)
+        finally:
+            if ee.state is State.READY and not self._stopping:
+                self._last_used[ee.ee_id] = time.monotonic()
+                self._idle.append(ee)
+
+    async def _reap(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            cutoff = time.monotonic() - self.settings.idle_timeout_s
+            stale = [ee for ee in self._idle if self._last_used.get(ee.ee_id, 0) < cutoff]
+            for ee in stale:
+                self._idle.remove(ee)
+                self.ees.pop(ee.ee_id, None)
+                self._spawn(ee.shutdown())
+
+
+class ManagedModel(FunctionModel):
+    """Lambda Managed Instances: slots per EE, least-loaded routing, throttle when full,
+    and a scaler that adds EEs asynchronously when utilisation passes its target."""
+
+    def __init__(
+        self, arm: str, make_settings: EESettingsFactory, settings: ManagedSettings
+    ) -> None:
+        super().__init__(arm, make_settings)
+        self.settings = settings
+        self._demand = WindowMax()  # what the scaler sees: in-flight peaks plus throttles
+        self._throttled_since_tick = 0
+        self._starting = 0
+        self._over_since: float | None = None
+        self._under_since: float | None = None
+        self._wanted = 0
+
+    async def start(self) -> None:
+        """At least min_ees EEs ready before any traffic, as a version becomes ACTIVE."""
+        await self._add_ees(self.settings.min_ees)
+        self._spawn(self._scale())
+
+    async def _add_ees(self, count: int) -> None:
+        self._starting += count
+        try:
+            results = await asyncio.gather(
+                *(self._new_ee(self.settings.slots_per_ee) for _ in range(count)),
+                return_exceptions=True,
+            )
+        finally:
+            self._starting -= count
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures and len(failures) == len(results) and not self.ready_ees():
+            raise failures[0]
+        for failure in failures:
+            logger.warning("%s: an EE failed to start: %s", self.arm, failure)
+
+    async def _route(self, payload: bytes, request_id: str) -> bytes:
+        candidates = [ee for ee in self.ready_ees() if ee.idle_slots > 0]
+        if not candidates:
+            self._throttled_since_tick += 1
+            raise Throttled()
+        ee = max(candidates, key=lambda e: e.idle_slots)
+        self._demand.add(1)
+        try:
+            return await ee.invoke(payload, request_id)
+        finally:
+            self._demand.add(-1)
+
+    def desired_ees(self, peak_demand: int) -> int:
+        per_ee = self.settings.slots_per_ee * self.settings.target_utilisation
+        wanted = math.ceil(peak_demand / per_ee) if peak_demand else 0
+        return max(self.settings.min_ees, min(self.settings.max_ees, wanted))
+
+    async def _scale(self) -> None:
+        """Looks every 0.5 s. Saturation, even for a moment, is remembered: the scaler acts on
+        the highest demand it saw once its reaction delay has passed (as the real scaler acts
+        asynchronously on what it measured). Scale-in needs a sustained lull."""
+        while True:
+            await asyncio.sleep(0.5)
+            demand = self._demand.take_max() + self._throttled_since_tick
+            self._throttled_since_tick = 0
+            current = len(self.ready_ees()) + self._starting
+            desired = self.desired_ees(demand)
+            now = time.monotonic()
+            if desired > current:
+                self._under_since = None
+                self._over_since = self._over_since or now
+                self._wanted = max(self._wanted, desired)
+            if self._over_since is not None:
+                if now - self._over_since >= self.settings.scale_delay_s:
+                    wanted, self._wanted, self._over_since = self._wanted, 0, None
+                    if wanted > current:
+                        logger.info("%s: scaling out %d -> %d EEs", self.arm, current, wanted)
+                        self._spawn(self._add_ees(wanted - current))
+                continue
+            if desired < current and not self._starting:
+                self._under_since = self._under_since or now
+                if now - self._under_since >= self.settings.scale_down_after_s:
+                    self._under_since = now
+                    idle = [ee for ee in self.ready_ees() if ee.in_flight.value == 0]
+                    if idle:
+                        self.ees.pop(idle[-1].ee_id, None)
+                        self._spawn(idle[-1].shutdown())
+            else:
+                self._under_since = None
+
+    def sample(self) -> dict[str, Any]:
+        sample = super().sample()
+        per_ee = [ee["concurrency"] for ee in sample["ees"].values()]
+        sample["ExecutionEnvironmentConcurrency"] = max(per_ee, default=0)
+        sample["ExecutionEnvironmentConcurrencyLimit"] = self.settings.slots_per_ee
+        return sample

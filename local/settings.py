@@ -1,0 +1,112 @@
+"""Every knob of the local stack, one frozen dataclass per concern, built once at the edge.
+
+Each field names the AWS setting it mirrors, so a local result can be read against a deployment.
+validate() is the one place that rejects nonsense (negative slots, min > max) with a message
+that names the knob and what to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from poolbench.errors import InputError
+
+ARMS = ("standard", "managed", "proxy")
+
+
+@dataclass(frozen=True)
+class PoolerSettings:
+    """The in-EE PgBouncer, as the layer's env contract sets it on every arm's function."""
+
+    default_pool_size: int = 20  # DEFAULT_POOL_SIZE (PgBouncer default 20 per db/user)
+    min_pool_size: int = 0  # MIN_POOL_SIZE
+    server_idle_timeout_s: int = 600  # SERVER_IDLE_TIMEOUT
+    max_client_conn: int = 1000  # MAX_CLIENT_CONN
+    pool_mode: str = "transaction"  # POOL_MODE
+
+    def function_env(self) -> dict[str, str]:
+        return {
+            "DEFAULT_POOL_SIZE": str(self.default_pool_size),
+            "MIN_POOL_SIZE": str(self.min_pool_size),
+            "SERVER_IDLE_TIMEOUT": str(self.server_idle_timeout_s),
+            "MAX_CLIENT_CONN": str(self.max_client_conn),
+            "POOL_MODE": self.pool_mode,
+        }
+
+
+@dataclass(frozen=True)
+class StandardSettings:
+    """Standard Lambda: one request per EE."""
+
+    concurrency_limit: int = 1000  # the account's concurrent executions quota
+    idle_timeout_s: float = 300.0  # Lambda reaps idle EEs after some minutes (not documented)
+
+
+@dataclass(frozen=True)
+class ManagedSettings:
+    """Lambda Managed Instances on a capacity provider."""
+
+    slots_per_ee: int = 16  # PerExecutionEnvironmentMaxConcurrency (Python: 16 per vCPU)
+    min_ees: int = 3  # FunctionScalingConfig MinExecutionEnvironments (default 3)
+    max_ees: int = 30  # FunctionScalingConfig MaxExecutionEnvironments
+    target_utilisation: float = 0.7  # the scaler's target (LambdaCapacityProviderAverageCPU...)
+    scale_delay_s: float = 2.0  # how long the asynchronous scaler takes to react
+    scale_down_after_s: float = 60.0  # idle time before an EE above the minimum is removed
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """The RDS Proxy stand-in: one PgBouncer shared by all of the arm's standard EEs."""
+
+    pool_size: int = 20  # RDS Proxy MaxConnectionsPercent, as a connection count
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """The whole local stack: which arms run, their knobs, and where the run's files go."""
+
+    run_dir: Path
+    arms: tuple[str, ...] = ("standard", "managed")
+    standard: StandardSettings = field(default_factory=StandardSettings)
+    managed: ManagedSettings = field(default_factory=ManagedSettings)
+    proxy: ProxySettings = field(default_factory=ProxySettings)
+    pooler: PoolerSettings = field(default_factory=PoolerSettings)
+    max_connections: int = 2000  # Aurora max_connections (capped at 2000 when min ACU <= 0.5)
+    gateway_port: int = 0  # 0: a free port
+    sample_interval_s: float = 1.0
+    stack_name: str = "PoolbenchLocal"
+
+    def validate(self) -> StackSettings:
+        unknown = [a for a in self.arms if a not in ARMS]
+        if unknown:
+            raise InputError(f"unknown arm {unknown[0]!r}: choose from {', '.join(ARMS)}")
+        if not self.arms:
+            raise InputError(
+                "no arms: give --arms standard,managed (or any of standard,managed,proxy)"
+            )
+        if len(set(self.arms)) != len(self.arms):
+            raise InputError("an arm is named twice in --arms")
+        checks: list[tuple[bool, str]] = [
+            (self.managed.slots_per_ee >= 1, "--slots-per-ee must be at least 1"),
+            (self.managed.min_ees >= 1, "--min-ees must be at least 1"),
+            (
+                self.managed.max_ees >= self.managed.min_ees,
+                f"--min-ees {self.managed.min_ees} is above --max-ees {self.managed.max_ees}",
+            ),
+            (
+                0 < self.managed.target_utilisation <= 1,
+                "--target-utilisation must be in (0, 1]",
+            ),
+            (self.managed.scale_delay_s >= 0, "--scale-delay must not be negative"),
+            (self.standard.concurrency_limit >= 1, "--concurrency-limit must be at least 1"),
+            (self.standard.idle_timeout_s > 0, "--idle-timeout must be positive"),
+            (self.pooler.default_pool_size >= 1, "--pool-size must be at least 1"),
+            (self.proxy.pool_size >= 1, "--proxy-pool-size must be at least 1"),
+            (self.max_connections >= 10, "--max-connections must be at least 10"),
+            (self.sample_interval_s > 0, "the sample interval must be positive"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InputError(message)
+        return self

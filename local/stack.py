@@ -1,0 +1,304 @@
+"""The whole local stack: PostgreSQL, the arms' function models, the gateway, the recorder.
+
+Three ways to run it, one lifecycle:
+- `LocalStack`: async start()/stop(), for code already on an event loop;
+- `running_stack(settings)`: a context manager that runs the stack on a background loop, for
+  commands (`poolbench run`) and tests;
+- `serve(settings, ...)`: `poolbench local up`, until SIGINT or SIGTERM.
+Teardown always ends with a sweep for any process still carrying the stack's tag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import threading
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+from local.execution_environment import DEFAULT_LAYER_DIR, EESettings
+from local.function_models import FunctionModel, ManagedModel, StandardModel
+from local.metrics import MetricsRecorder, PoolerEndpoint
+from local.postgres import PostgresServer, PostgresSettings, Role, free_port
+from local.processes import kill_tagged
+from local.settings import StackSettings
+from local.shared_pooler import SharedPooler
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def find_pgbouncer() -> str:
+    """Debian installs it in /usr/sbin, which is not on every user's PATH."""
+    found = shutil.which(
+        "pgbouncer", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/usr/local/sbin"
+    )
+    if not found:
+        raise RuntimeError("pgbouncer not found: run scripts/bootstrap")
+    return found
+
+
+def function_name(arm: str) -> str:
+    return f"poolbench-{arm}"
+
+
+class LocalStack:
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings.validate()
+        self.tag = uuid.uuid4().hex
+        self.run_dir = settings.run_dir
+        self.database = PostgresServer(
+            PostgresSettings(
+                data_dir=self.run_dir / "postgres" / "data",
+                max_connections=settings.max_connections,
+            ),
+            tag=self.tag,
+        )
+        self.roles: dict[str, Role] = {}
+        self.models: dict[str, FunctionModel] = {}
+        self.shared_pooler: SharedPooler | None = None
+        self.recorder: MetricsRecorder | None = None
+        self.gateway_port = 0
+        self._gateway: Any = None
+        self._recorder_task: asyncio.Task[None] | None = None
+        self._ports: set[int] = set()
+        self._pgbouncer = find_pgbouncer()
+
+    # --- start --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Everything up, arms ready for traffic (managed: min EEs running); undone on failure."""
+        from local.gateway import Gateway
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            await asyncio.to_thread(self.database.start)
+            self.roles = await asyncio.to_thread(self.database.create_roles, self.settings.arms)
+            shared: dict[str, PoolerEndpoint] = {}
+            if "proxy" in self.settings.arms:
+                self.shared_pooler = self._make_shared_pooler()
+                await asyncio.to_thread(self.shared_pooler.start)
+                shared["proxy"] = PoolerEndpoint(
+                    "proxy-pooler", self.shared_pooler.port, self.roles["proxy"]
+                )
+            for arm in self.settings.arms:
+                self.models[arm] = self._make_model(arm)
+            await asyncio.gather(*(model.start() for model in self.models.values()))
+            self.recorder = MetricsRecorder(
+                self.models,
+                self.database,
+                self.roles,
+                self.run_dir / "samples.jsonl",
+                interval_s=self.settings.sample_interval_s,
+                shared_poolers=shared,
+            )
+            self._gateway = Gateway(
+                self.models,
+                lambda: self.recorder.latest if self.recorder else {},
+                self.settings.gateway_port,
+            )
+            await self._gateway.start()
+            self.gateway_port = self._gateway.port
+            self._recorder_task = asyncio.create_task(self.recorder.run())
+        except BaseException:
+            await self.stop()
+            raise
+
+    def _make_shared_pooler(self) -> SharedPooler:
+        role = self.roles["proxy"]
+        return SharedPooler.for_database(
+            run_dir=self.run_dir / "proxy-pooler",
+            db_port=self.database.port,
+            db_name=self.database.settings.dbname,
+            user=role.name,
+            password=role.password,
+            pool_size=self.settings.proxy.pool_size,
+            pgbouncer_bin=self._pgbouncer,
+            tag=self.tag,
+        )
+
+    def _free_port(self) -> int:
+        while True:
+            port = free_port()
+            if port not in self._ports:
+                self._ports.add(port)
+                return port
+
+    def _function_env(self, arm: str) -> dict[str, str]:
+        role = self.roles[arm]
+        env = {
+            "ARM": arm,
+            "DB_HOST": "127.0.0.1",
+            "DB_PORT": str(self.database.port),
+            "DB_NAME": self.database.settings.dbname,
+            "DB_USER": role.name,
+            "DB_PASSWORD": role.password,  # local only; on AWS the layer reads Secrets Manager
+            "PGBOUNCER_BIN": self._pgbouncer,
+            "SERVER_TLS_SSLMODE": "disable",
+            **self.settings.pooler.function_env(),
+        }
+        if arm == "proxy" and self.shared_pooler is not None:
+            env["POOLER_PORT"] = str(self.shared_pooler.port)
+        return env
+
+    def _make_model(self, arm: str) -> FunctionModel:
+        env = self._function_env(arm)
+
+        def make_settings(ee_id: str, max_concurrency: int | None) -> EESettings:
+            proxied = arm == "proxy"
+            return EESettings(
+                ee_id=ee_id,
+                work_dir=self.run_dir / "ees" / ee_id,
+                function_env=env,
+                tag=self.tag,
+                max_concurrency=max_concurrency,
+                pooler_port=None if proxied else self._free_port(),
+                layer_dir=None if proxied else DEFAULT_LAYER_DIR,
+                function_name=function_name(arm),
+            )
+
+        if arm == "managed":
+            return ManagedModel(arm, make_settings, self.settings.managed)
+        return StandardModel(arm, make_settings, self.settings.standard)
+
+    # --- what others see -----------------------------------------------------------------------
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}/"
+
+    def outputs(self) -> dict[str, dict[str, str]]:
+        """The outputs file, in the shape `cdk deploy --outputs-file` writes (contracts.md)."""
+        values = {
+            "ApiUrl": self.api_url,
+            "Arms": ",".join(self.settings.arms),
+            "MetricsSource": "local",
+            "MetricsUrl": f"{self.api_url}_poolbench/metrics",
+            "Region": "local",
+        }
+        for arm in self.settings.arms:
+            values[f"{arm.capitalize()}FunctionName"] = function_name(arm)
+        return {self.settings.stack_name: values}
+
+    def write_outputs(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.outputs(), indent=2) + "\n")
+        tmp.replace(path)
+
+    def describe(self) -> dict[str, Any]:
+        """The resolved knobs and versions, for the run's manifest."""
+        from dataclasses import asdict
+
+        knobs = asdict(self.settings)
+        knobs["run_dir"] = str(self.settings.run_dir)
+        return {
+            "settings": knobs,
+            "postgresql": self.database.version,
+            "pgbouncer": pgbouncer_version(self._pgbouncer),
+        }
+
+    # --- stop ---------------------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        """Recorder, gateway, EEs (Lambda's shutdown order each), poolers, PostgreSQL, sweep."""
+        if self._recorder_task:
+            self._recorder_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recorder_task
+        if self._gateway is not None:
+            await self._gateway.stop()
+        await asyncio.gather(*(m.stop() for m in self.models.values()), return_exceptions=True)
+        if self.shared_pooler is not None:
+            await asyncio.to_thread(self.shared_pooler.stop)
+        await asyncio.to_thread(self.database.stop)
+        leftovers = await asyncio.to_thread(kill_tagged, self.tag, 1.0)
+        if leftovers:
+            logger.warning("killed %d processes left after teardown", len(leftovers))
+
+
+def pgbouncer_version(binary: str) -> str:
+    import subprocess
+
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+    first = out.stdout.splitlines()[0] if out.stdout else ""
+    return first.rsplit(" ", 1)[-1] if first else "unknown"
+
+
+class StackRunner:
+    """A LocalStack on its own event loop thread, driven from synchronous code."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="local-stack", daemon=True
+        )
+        self._thread.start()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return self.submit(coro).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+@contextlib.contextmanager
+def running_stack(settings: StackSettings) -> Iterator[StackRunner]:
+    """Starts the stack on a background loop; always stops it, Ctrl-C included."""
+    runner = StackRunner(LocalStack(settings))
+    start = runner.submit(runner.stack.start())
+    try:
+        start.result()
+        yield runner
+    finally:
+        start.cancel()
+        try:
+            runner.call(runner.stack.stop(), timeout=60)
+        finally:
+            runner.close()
+
+
+def serve(
+    settings: StackSettings,
+    outputs_file: Path | None,
+    on_ready: Callable[[LocalStack], None],
+) -> None:
+    """Runs until SIGINT or SIGTERM, then tears everything down (a signal during start too)."""
+
+    async def main() -> None:
+        stack = LocalStack(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        start = asyncio.create_task(stack.start())
+        waiter = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({start, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if start.done():
+                start.result()
+                if outputs_file is not None:
+                    stack.write_outputs(outputs_file)
+                on_ready(stack)
+                await waiter
+        finally:
+            start.cancel()
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await start
+            await stack.stop()
+
+    asyncio.run(main())

@@ -1,0 +1,88 @@
+"""`poolbench local up`: the local stack in the foreground until Ctrl-C."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from local.settings import ManagedSettings, PoolerSettings, ProxySettings, StandardSettings
+from local.stack import LocalStack, serve
+from poolbench import stack_options as opt
+
+app = typer.Typer(
+    help="The local stack: real PostgreSQL, PgBouncer and Lambda runtimes.", no_args_is_help=True
+)
+console = Console(stderr=True)
+
+_M, _S, _P, _X = ManagedSettings(), StandardSettings(), PoolerSettings(), ProxySettings()
+
+
+def new_run_dir(root: Path, prefix: str = "") -> Path:
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
+    return root / f"{prefix}{stamp}"
+
+
+@app.command("up")
+def up(
+    outputs_file: Annotated[
+        Path | None, typer.Option(help="Write the endpoints here, in cdk deploy's outputs shape.")
+    ] = None,
+    arms: opt.Arms = "standard,managed",
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the stack's files (default reports/local-<time>)."),
+    ] = None,
+    port: Annotated[int, typer.Option(help="Gateway port on 127.0.0.1 (0: any free port).")] = 0,
+    slots_per_ee: opt.SlotsPerEE = _M.slots_per_ee,
+    min_ees: opt.MinEEs = _M.min_ees,
+    max_ees: opt.MaxEEs = _M.max_ees,
+    target_utilisation: opt.TargetUtilisation = _M.target_utilisation,
+    scale_delay: opt.ScaleDelay = _M.scale_delay_s,
+    concurrency_limit: opt.ConcurrencyLimit = _S.concurrency_limit,
+    idle_timeout: opt.IdleTimeout = _S.idle_timeout_s,
+    pool_size: opt.PoolSize = _P.default_pool_size,
+    proxy_pool_size: opt.ProxyPoolSize = _X.pool_size,
+    max_connections: opt.MaxConnections = 2000,
+) -> None:
+    """Start PostgreSQL, the arms and the API Gateway front; serve until Ctrl-C.
+
+    Example: poolbench local up --arms standard,managed,proxy --outputs-file outputs.json
+    """
+    settings = opt.build_stack_settings(
+        run_dir=run_dir or new_run_dir(Path("reports"), "local-"),
+        arms=arms,
+        slots_per_ee=slots_per_ee,
+        min_ees=min_ees,
+        max_ees=max_ees,
+        target_utilisation=target_utilisation,
+        scale_delay=scale_delay,
+        concurrency_limit=concurrency_limit,
+        idle_timeout=idle_timeout,
+        pool_size=pool_size,
+        proxy_pool_size=proxy_pool_size,
+        max_connections=max_connections,
+        gateway_port=port,
+    )
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    console.print(f"starting the local stack in {settings.run_dir} ...")
+
+    def ready(stack: LocalStack) -> None:
+        table = Table(title="poolbench local stack", show_header=True)
+        table.add_column("arm")
+        table.add_column("endpoint")
+        for arm in stack.settings.arms:
+            table.add_row(arm, f"{stack.api_url}{arm}")
+        table.add_row("metrics", f"{stack.api_url}_poolbench/metrics")
+        console.print(table)
+        if outputs_file:
+            console.print(f"outputs written to {outputs_file}")
+        console.print("serving; press Ctrl-C to stop")
+
+    serve(settings, outputs_file, ready)
+    console.print("stopped; nothing left running")

@@ -1,0 +1,106 @@
+"""The local stack's knobs as CLI options, shared by `local up` and `run`, and the one
+function that turns them into StackSettings (validated: bad knobs exit 2 with one line)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from local.settings import (
+    ManagedSettings,
+    PoolerSettings,
+    ProxySettings,
+    StackSettings,
+    StandardSettings,
+)
+
+PANEL = "Local stack knobs (each mirrors an AWS setting)"
+
+Arms = Annotated[
+    str, typer.Option("--arms", help="Comma-separated arms: standard, managed, proxy.")
+]
+SlotsPerEE = Annotated[
+    int,
+    typer.Option(
+        help="Managed: requests per EE (PerExecutionEnvironmentMaxConcurrency).",
+        rich_help_panel=PANEL,
+    ),
+]
+MinEEs = Annotated[
+    int,
+    typer.Option(
+        help="Managed: EEs ready before traffic (MinExecutionEnvironments).", rich_help_panel=PANEL
+    ),
+]
+MaxEEs = Annotated[
+    int, typer.Option(help="Managed: EE cap (MaxExecutionEnvironments).", rich_help_panel=PANEL)
+]
+TargetUtilisation = Annotated[
+    float,
+    typer.Option(help="Managed: the scaler's utilisation target, 0-1.", rich_help_panel=PANEL),
+]
+ScaleDelay = Annotated[
+    float, typer.Option(help="Managed: seconds before the scaler reacts.", rich_help_panel=PANEL)
+]
+ConcurrencyLimit = Annotated[
+    int, typer.Option(help="Standard: the account's concurrency limit.", rich_help_panel=PANEL)
+]
+IdleTimeout = Annotated[
+    float,
+    typer.Option(help="Standard: seconds before an idle EE is reaped.", rich_help_panel=PANEL),
+]
+PoolSize = Annotated[
+    int,
+    typer.Option(
+        help="In-EE PgBouncer default_pool_size (DEFAULT_POOL_SIZE).", rich_help_panel=PANEL
+    ),
+]
+ProxyPoolSize = Annotated[
+    int,
+    typer.Option(
+        help="Proxy arm: the shared pooler's pool size (RDS Proxy stand-in).", rich_help_panel=PANEL
+    ),
+]
+MaxConnections = Annotated[
+    int, typer.Option(help="PostgreSQL max_connections (Aurora's, by ACU).", rich_help_panel=PANEL)
+]
+
+
+def parse_arms(arms: str) -> tuple[str, ...]:
+    return tuple(a.strip() for a in arms.split(",") if a.strip())
+
+
+def build_stack_settings(
+    *,
+    run_dir: Path,
+    arms: str,
+    slots_per_ee: int,
+    min_ees: int,
+    max_ees: int,
+    target_utilisation: float,
+    scale_delay: float,
+    concurrency_limit: int,
+    idle_timeout: float,
+    pool_size: int,
+    proxy_pool_size: int,
+    max_connections: int,
+    gateway_port: int = 0,
+) -> StackSettings:
+    return StackSettings(
+        run_dir=run_dir,
+        arms=parse_arms(arms),
+        standard=StandardSettings(concurrency_limit=concurrency_limit, idle_timeout_s=idle_timeout),
+        managed=ManagedSettings(
+            slots_per_ee=slots_per_ee,
+            min_ees=min_ees,
+            max_ees=max_ees,
+            target_utilisation=target_utilisation,
+            scale_delay_s=scale_delay,
+        ),
+        proxy=ProxySettings(pool_size=proxy_pool_size),
+        pooler=PoolerSettings(default_pool_size=pool_size),
+        max_connections=max_connections,
+        gateway_port=gateway_port,
+    ).validate()

@@ -1,0 +1,194 @@
+"""The local stack end to end: function models behind the gateway, counted by PostgreSQL.
+
+Each scenario drives real HTTP through the gateway into real EEs and reads the figures the
+metrics recorder took from pg_stat_activity and the function models, at 1 s resolution.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from local.function_models import FunctionModel
+from local.processes import SESSION_ENV, tagged_pids
+from local.settings import ManagedSettings, ProxySettings, StackSettings
+from local.stack import StackRunner, running_stack
+from tests.local.http import fire, statuses
+
+pytestmark = pytest.mark.local
+
+
+def settle_one_sample(runner: StackRunner) -> None:
+    """Waits for the recorder's next whole-second sample, so peaks include the last requests."""
+    assert runner.stack.recorder is not None
+    runner.call(runner.stack.recorder.sample_once())
+
+
+def peak(runner: StackRunner, arm: str, metric: str) -> int:
+    assert runner.stack.recorder is not None
+    return runner.stack.recorder.peaks.get(arm, {}).get(metric, 0)
+
+
+def model(runner: StackRunner, arm: str) -> FunctionModel:
+    return runner.stack.models[arm]
+
+
+def wait_until(predicate: object, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if callable(predicate) and predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"condition not met within {timeout_s} s")
+
+
+def test_standard_arm_runs_one_ee_and_one_connection_per_concurrent_request(
+    tmp_path: Path,
+) -> None:
+    with running_stack(StackSettings(run_dir=tmp_path, arms=("standard",))) as runner:
+        url = runner.stack.api_url + "standard"
+
+        # When 50 requests arrive at once, each holding its connection for 1 s
+        first = fire(url, 50, sleep_ms=1000)
+        settle_one_sample(runner)
+        ees_after_first = len(model(runner, "standard").ees)
+        cold_after_first = model(runner, "standard").counters.total["ColdStarts"]
+
+        # And a second identical wave follows
+        second = fire(url, 50, sleep_ms=1000)
+        settle_one_sample(runner)
+
+        # Then each request had its own EE and its own server connection, and the second
+        # wave reused the warm EEs
+        assert statuses(first) == {200: 50}
+        assert statuses(second) == {200: 50}
+        assert ees_after_first == 50
+        assert len({r.body["ee"] for r in first}) == 50
+        assert cold_after_first == 50
+        assert model(runner, "standard").counters.total["ColdStarts"] == 50
+        assert len(model(runner, "standard").ees) == 50
+        assert peak(runner, "standard", "DatabaseConnections") == 50
+        assert peak(runner, "standard", "ConcurrentExecutions") == 50
+
+
+def test_managed_arm_shares_poolers_then_throttles_and_scales_out(tmp_path: Path) -> None:
+    # Given 3 EEs x 16 slots; a scaler that targets full slots and reacts in 0.5 s
+    managed = ManagedSettings(slots_per_ee=16, min_ees=3, target_utilisation=1.0, scale_delay_s=0.5)
+    settings = StackSettings(run_dir=tmp_path, arms=("managed",), managed=managed)
+    with running_stack(settings) as runner:
+        url = runner.stack.api_url + "managed"
+
+        # When 48 requests arrive at once: every slot busy, none throttled
+        fit = fire(url, 48, sleep_ms=1000)
+        settle_one_sample(runner)
+        peak_db_48 = peak(runner, "managed", "DatabaseConnections")
+
+        # When 100 arrive at once: the 52 beyond the 48 slots are throttled (500)
+        burst = fire(url, 100, sleep_ms=1000)
+        throttled = model(runner, "managed").counters.total["Throttles"]
+
+        # Then the scaler adds EEs, and a later wave of 100 succeeds entirely
+        wait_until(lambda: len(model(runner, "managed").ready_ees()) >= 7, 30)
+        later = fire(url, 100, sleep_ms=1000)
+
+    assert statuses(fit) == {200: 48}
+    assert len({r.body["ee"] for r in fit}) == 3
+    assert 1 <= peak_db_48 <= 9, peak_db_48  # 3 EEs, a few server connections each; never 48
+    assert statuses(burst) == {200: 48, 500: 52}
+    assert all(r.body == {"message": "Internal server error"} for r in burst if r.status == 500)
+    assert throttled == 52
+    assert statuses(later) == {200: 100}
+
+
+@pytest.fixture(scope="module")
+def three_arms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackRunner]:
+    settings = StackSettings(
+        run_dir=tmp_path_factory.mktemp("three-arms"),
+        arms=("standard", "managed", "proxy"),
+        proxy=ProxySettings(pool_size=5),
+    )
+    with running_stack(settings) as runner:
+        yield runner
+
+
+def test_proxy_arm_opens_at_most_the_shared_pool(three_arms: StackRunner) -> None:
+    replies = fire(three_arms.stack.api_url + "proxy", 50, sleep_ms=1000)
+    settle_one_sample(three_arms)
+
+    assert statuses(replies) == {200: 50}
+    assert len({r.body["ee"] for r in replies}) == 50
+    assert peak(three_arms, "proxy", "ConcurrentExecutions") == 50
+    assert 1 <= peak(three_arms, "proxy", "DatabaseConnections") <= 5
+
+
+@pytest.mark.parametrize("arm", ["standard", "managed", "proxy"])
+def test_apachebench_gets_100_good_responses(three_arms: StackRunner, arm: str) -> None:
+    url = f"{three_arms.stack.api_url}{arm}?sleep_ms=20"
+    out = subprocess.run(
+        ["ab", "-q", "-c", "20", "-n", "100", url], capture_output=True, text=True, check=True
+    ).stdout
+
+    complete = re.search(r"Complete requests:\s+(\d+)", out)
+    failed = re.search(
+        r"Failed requests:\s+\d+\s+"
+        r"\(Connect: (\d+), Receive: (\d+), Length: \d+, Exceptions: (\d+)\)",
+        out,
+    )
+    assert complete and int(complete.group(1)) == 100, out
+    assert "Non-2xx responses" not in out, out
+    # ab counts a body whose length differs from the first as "Length" failed: timings vary.
+    assert failed is None or failed.groups() == ("0", "0", "0"), out
+
+
+def test_unknown_path_is_a_json_404(three_arms: StackRunner) -> None:
+    replies = fire(three_arms.stack.api_url + "nonexistent", 1)
+    assert replies[0].status == 404
+    assert "/standard" in replies[0].body["message"]
+
+
+def test_sigint_stops_local_up_and_leaves_nothing(tmp_path: Path) -> None:
+    session = f"sigint-{uuid.uuid4().hex}"
+    outputs = tmp_path / "outputs.json"
+    log = tmp_path / "local-up.log"
+    with log.open("wb") as log_fh:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "poolbench.cli",
+                "local",
+                "up",
+                "--outputs-file",
+                str(outputs),
+                "--run-dir",
+                str(tmp_path / "run"),
+            ],
+            env={**os.environ, SESSION_ENV: session},
+            stdout=log_fh,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(outputs.exists, 60)
+        assert tagged_pids(session, SESSION_ENV)  # PostgreSQL, 3 managed EEs: running
+
+        proc.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        proc.wait(15)
+        stopped_in = time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    assert proc.returncode == 0, log.read_text()
+    assert stopped_in < 10
+    assert tagged_pids(session, SESSION_ENV) == []
