@@ -116,7 +116,7 @@ def make_client(settings: CloudWatchSettings) -> CloudWatchClient:
 
     env_region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     session = boto3.session.Session(region_name=env_region or settings.region)
-    config = Config(retries={"mode": "standard", "max_attempts": 10})
+    config = Config(retries={"mode": "standard", "total_max_attempts": 10})
     return session.client("cloudwatch", config=config)
 
 
