@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aws_cdk import Acknowledgment, Validations
+from aws_cdk import Acknowledgment, CfnElement, Validations
 from constructs import IConstruct
 
 if TYPE_CHECKING:
@@ -72,10 +72,18 @@ REASONS: dict[str, str] = {
 }
 
 
-def _ack(scope: IConstruct | None, *ids: str) -> None:
+FRAMEWORK_INVOKE_REASON = (
+    "the custom-resource provider framework invokes the role-setup function, qualified or not; "
+    "the wildcard is only the version suffix of that one function's ARN"
+)
+
+
+def _ack(scope: IConstruct | None, *ids: str, reason: str | None = None) -> None:
     if scope is None:
         return
-    Validations.of(scope).acknowledge(*(Acknowledgment(id=i, reason=REASONS[i]) for i in ids))
+    Validations.of(scope).acknowledge(
+        *(Acknowledgment(id=i, reason=reason or REASONS[i]) for i in ids)
+    )
 
 
 def suppress_reviewed_findings(stack: PoolbenchStack) -> None:
@@ -96,14 +104,7 @@ def suppress_reviewed_findings(stack: PoolbenchStack) -> None:
     _ack(stack.database.cluster, "AwsSolutions-RDS10")
     # The custom-resource provider framework may invoke only the setup function (any version).
     framework = stack.database.roles_provider
-    setup_arn = (
-        f"AwsSolutions-IAM5[Resource::<{stack.get_logical_id(setup.node.default_child)}.Arn>:*]"  # type: ignore[arg-type]
-    )
-    REASONS[setup_arn] = (
-        "the provider framework invokes the role-setup function, qualified or not; the "
-        "wildcard is only the version suffix of that one function"
-    )
-    _ack(framework, setup_arn)
+    _ack(framework, framework_finding(stack), reason=FRAMEWORK_INVOKE_REASON)
     for child in stack.node.children:
         if child.node.id.startswith("LogRetention"):
             _ack(child, "AwsSolutions-IAM5[Resource::*]", _BASIC)
@@ -115,3 +116,10 @@ def suppress_reviewed_findings(stack: PoolbenchStack) -> None:
         "AwsSolutions-COG4",
         "AwsSolutions-APIG6",
     )
+
+
+def framework_finding(stack: PoolbenchStack) -> str:
+    """The IAM5 finding ID of the provider framework's invoke permission on the setup function."""
+    setup = stack.database.roles_setup_function.node.default_child
+    assert isinstance(setup, CfnElement)
+    return f"AwsSolutions-IAM5[Resource::<{stack.get_logical_id(setup)}.Arn>:*]"

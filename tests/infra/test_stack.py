@@ -1,0 +1,330 @@
+"""What the synthesized template must show (issue 6), checked with aws_cdk.assertions."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk.assertions import Match
+
+from infra.functions import check_managed_function
+from infra.settings import Settings
+from tests.infra.conftest import Synth
+
+pytestmark = pytest.mark.infra
+
+SHARED_PROPS = ("Runtime", "MemorySize", "Architectures", "Timeout", "Code", "Layers", "Handler")
+
+
+def arm_functions(synth: Synth) -> dict[str, dict[str, Any]]:
+    """Arm name -> the Lambda function resource of that arm."""
+    return {
+        arm: synth.raw["Resources"][synth.logical_id(fn)]
+        for arm, fn in synth.stack.arms.functions.items()
+    }
+
+
+def test_exactly_one_capacity_provider_attached_only_to_the_managed_arm(any_synth: Synth) -> None:
+    # Given the synthesized stack
+    providers = any_synth.resources("AWS::Lambda::CapacityProvider")
+    # Then there is one capacity provider ...
+    assert len(providers) == 1
+    (provider_id,) = providers
+    # ... and exactly one function, the managed arm's, runs on it
+    on_provider = {
+        k
+        for k, v in any_synth.resources("AWS::Lambda::Function").items()
+        if "CapacityProviderConfig" in v["Properties"]
+    }
+    assert on_provider == {any_synth.logical_id(any_synth.stack.arms.functions["managed"])}
+    cfg = any_synth.raw["Resources"][on_provider.pop()]["Properties"]["CapacityProviderConfig"]
+    lmi = cfg["LambdaManagedInstancesCapacityProviderConfig"]
+    assert lmi["CapacityProviderArn"] == {"Fn::GetAtt": [provider_id, "Arn"]}
+
+
+def test_capacity_provider_is_arm64_m8g_in_our_subnets_and_group(default_synth: Synth) -> None:
+    network = default_synth.stack.network
+    default_synth.template.has_resource_properties(
+        "AWS::Lambda::CapacityProvider",
+        {
+            "InstanceRequirements": {
+                "Architectures": ["arm64"],
+                "AllowedInstanceTypes": ["m8g.large"],
+            },
+            "CapacityProviderScalingConfig": {"MaxVCpuCount": 16},
+            "VpcConfig": {
+                "SecurityGroupIds": [
+                    {
+                        "Fn::GetAtt": [
+                            default_synth.logical_id(network.capacity_provider_sg),
+                            "GroupId",
+                        ]
+                    }
+                ],
+                "SubnetIds": Match.any_value(),
+            },
+        },
+    )
+
+
+def test_arms_share_one_layer_runtime_memory_architecture_timeout_and_code(
+    any_synth: Synth,
+) -> None:
+    functions = arm_functions(any_synth)
+    assert set(functions) == set(any_synth.stack.settings.arms)
+    # Every shared property is identical across the arms
+    for prop in SHARED_PROPS:
+        values = {json.dumps(f["Properties"][prop], sort_keys=True) for f in functions.values()}
+        assert len(values) == 1, f"{prop} differs between arms: {values}"
+    first = next(iter(functions.values()))["Properties"]
+    assert first["Runtime"] == "python3.13"
+    assert first["Architectures"] == ["arm64"]
+    assert first["Handler"] == "functions.app.handler.handler"
+    # ... and the one layer is the pooler layer of this stack
+    layers = any_synth.resources("AWS::Lambda::LayerVersion")
+    assert len(layers) == 1
+    assert first["Layers"] == [{"Ref": next(iter(layers))}]
+    (layer,) = layers.values()
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+
+
+def test_managed_function_satisfies_managed_instances_rules(default_synth: Synth) -> None:
+    props = arm_functions(default_synth)["managed"]["Properties"]
+    assert props["MemorySize"] >= 2048
+    assert props["Architectures"] == ["arm64"]
+    assert props["Runtime"] == "python3.13"
+    # The capacity provider's VPC config applies; a function VpcConfig would be refused
+    assert "VpcConfig" not in props
+    lmi = props["CapacityProviderConfig"]["LambdaManagedInstancesCapacityProviderConfig"]
+    assert lmi["PerExecutionEnvironmentMaxConcurrency"] == 16
+    assert lmi["ExecutionEnvironmentMemoryGiBPerVCpu"] == 2
+    assert props["FunctionScalingConfig"] == {
+        "MinExecutionEnvironments": 3,
+        "MaxExecutionEnvironments": 6,
+    }
+
+
+def test_our_own_managed_check_refuses_what_the_l2_accepts() -> None:
+    # Given a function the CapacityProvider L2 would happily take (1 GB, x86_64)
+    from aws_cdk import App, Stack
+
+    stack = Stack(App(), "Check")
+    fn = lambda_.Function(
+        stack,
+        "Small",
+        runtime=lambda_.Runtime.PYTHON_3_12,
+        architecture=lambda_.Architecture.X86_64,
+        memory_size=1024,
+        handler="x.handler",
+        code=lambda_.Code.from_inline("def handler(e, c): pass"),
+    )
+    # Then our check names every broken rule in one message
+    with pytest.raises(ValueError) as info:
+        check_managed_function(fn, Settings(arms=("standard",)))
+    message = str(info.value)
+    assert "memory 1024 MB" in message
+    assert "architecture x86_64" in message
+    assert "runtime python3.12" in message
+
+
+def test_aurora_is_serverless_v2_postgres_17_and_private(default_synth: Synth) -> None:
+    default_synth.template.has_resource_properties(
+        "AWS::RDS::DBCluster",
+        {
+            "Engine": "aurora-postgresql",
+            "EngineVersion": Match.string_like_regexp(r"^17\."),
+            "ServerlessV2ScalingConfiguration": {"MinCapacity": 0.5, "MaxCapacity": 4},
+            "StorageEncrypted": True,
+            "MasterUsername": Match.any_value(),
+        },
+    )
+    instances = default_synth.resources("AWS::RDS::DBInstance")
+    assert instances
+    for inst in instances.values():
+        assert inst["Properties"]["DBInstanceClass"] == "db.serverless"
+        assert inst["Properties"]["PubliclyAccessible"] is False
+    # Only private subnets exist unless NAT is asked for
+    for subnet in default_synth.resources("AWS::EC2::Subnet").values():
+        assert subnet["Properties"]["MapPublicIpOnLaunch"] is False
+    assert not default_synth.resources("AWS::EC2::InternetGateway")
+
+
+def test_acu_range_comes_from_context(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from tests.infra.conftest import synthesize
+
+    synth = synthesize({"minAcu": 1, "maxAcu": 8, "nag": False}, tmp_path_factory.mktemp("cdk-acu"))
+    synth.template.has_resource_properties(
+        "AWS::RDS::DBCluster",
+        {"ServerlessV2ScalingConfiguration": {"MinCapacity": 1, "MaxCapacity": 8}},
+    )
+
+
+def test_database_admits_only_the_functions_and_the_capacity_provider(any_synth: Synth) -> None:
+    stack = any_synth.stack
+    db_sg = any_synth.logical_id(stack.database.security_group)
+    allowed = {
+        any_synth.logical_id(stack.network.functions_sg),
+        any_synth.logical_id(stack.network.capacity_provider_sg),
+    }
+    if stack.database.proxy_security_group is not None:
+        allowed.add(any_synth.logical_id(stack.database.proxy_security_group))
+    sources = set()
+    for rule in any_synth.resources("AWS::EC2::SecurityGroupIngress").values():
+        props = rule["Properties"]
+        if props["GroupId"] == {"Fn::GetAtt": [db_sg, "GroupId"]}:
+            # 5432, or the cluster's port attribute (RDS Proxy's own rule)
+            port_attr = {
+                "Fn::GetAtt": [any_synth.logical_id(stack.database.cluster), "Endpoint.Port"]
+            }
+            assert props["FromPort"] == props["ToPort"]
+            assert props["FromPort"] in (5432, port_attr)
+            sources.add(props["SourceSecurityGroupId"]["Fn::GetAtt"][0])
+    assert sources == allowed
+    # No security group anywhere is open to an address range
+    for sg in any_synth.resources("AWS::EC2::SecurityGroup").values():
+        for rule in sg["Properties"].get("SecurityGroupIngress", []):
+            assert "CidrIp" not in rule and "CidrIpv6" not in rule, rule
+
+
+def test_proxy_arm_reaches_the_proxy_not_the_cluster(proxy_synth: Synth) -> None:
+    stack = proxy_synth.stack
+    assert stack.arms.proxy_arm_sg is not None and stack.database.proxy is not None
+    env = arm_functions(proxy_synth)["proxy"]["Properties"]["Environment"]["Variables"]
+    assert env["CONNECT_DIRECT"] == "1"
+    assert env["DB_HOST"] == {
+        "Fn::GetAtt": [proxy_synth.logical_id(stack.database.proxy), "Endpoint"]
+    }
+    proxy_arm = proxy_synth.logical_id(stack.arms.proxy_arm_sg)
+    db_sg = proxy_synth.logical_id(stack.database.security_group)
+    for rule in proxy_synth.resources("AWS::EC2::SecurityGroupEgress").values():
+        props = rule["Properties"]
+        if props["GroupId"] == {"Fn::GetAtt": [proxy_arm, "GroupId"]}:
+            assert props["DestinationSecurityGroupId"] != {"Fn::GetAtt": [db_sg, "GroupId"]}
+    proxy_synth.template.has_resource_properties("AWS::RDS::DBProxy", {"RequireTLS": True})
+
+
+def _walk(value: Any) -> list[str]:
+    """Every string in a JSON value."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (k, *_walk(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in _walk(v)]
+    return []
+
+
+def test_no_password_in_environments_or_outputs_and_secrets_by_arn(any_synth: Synth) -> None:
+    secrets = set(any_synth.resources("AWS::SecretsManager::Secret"))
+    for name, fn in any_synth.resources("AWS::Lambda::Function").items():
+        variables = fn["Properties"].get("Environment", {}).get("Variables", {})
+        for key, value in variables.items():
+            assert "PASSWORD" not in key.upper(), f"{name} has {key}"
+            if key == "DB_SECRET_ARN":
+                # An ARN (Ref of a secret resource), never the secret's value
+                assert value.get("Ref") in secrets, value
+        assert not any("resolve:secretsmanager" in s for s in _walk(variables)), name
+    outputs = any_synth.raw["Outputs"]
+    for key, out in outputs.items():
+        strings = _walk(out)
+        assert not any("password" in s.lower() for s in strings), key
+        assert not any("secretsmanager" in s for s in strings), key
+        assert not any(s in secrets for s in strings), f"output {key} refers to a secret"
+    # The admin password is a dynamic reference resolved by CloudFormation, not a literal
+    (cluster,) = any_synth.resources("AWS::RDS::DBCluster").values()
+    password = json.dumps(cluster["Properties"]["MasterUserPassword"])
+    assert "resolve:secretsmanager" in password
+    # Role passwords are generated by Secrets Manager; the custom resource gets ARNs only
+    (roles,) = any_synth.resources("Custom::PoolbenchDbRoles").values()
+    for role in roles["Properties"]["Roles"]:
+        assert set(role) == {"Name", "SecretArn", "Monitor"}
+        assert role["SecretArn"]["Ref"] in secrets
+
+
+def test_each_arm_logs_in_as_its_own_role(any_synth: Synth) -> None:
+    (roles,) = any_synth.resources("Custom::PoolbenchDbRoles").values()
+    names = [r["Name"] for r in roles["Properties"]["Roles"]]
+    arms = any_synth.stack.settings.arms
+    assert names == [f"poolbench_{a}" for a in arms] + ["poolbench_probe"]
+    for arm, fn in arm_functions(any_synth).items():
+        env = fn["Properties"]["Environment"]["Variables"]
+        assert env["DB_USER"] == f"poolbench_{arm}"
+        assert env["ARM"] == arm
+    # The roles are created only once the cluster (and its writer) exists
+    (roles_id,) = any_synth.resources("Custom::PoolbenchDbRoles")
+    depends = any_synth.raw["Resources"][roles_id].get("DependsOn", [])
+    assert any(d in any_synth.resources("AWS::RDS::DBInstance") for d in depends)
+
+
+def test_api_has_one_resource_per_arm_integrated_with_the_unqualified_function(
+    any_synth: Synth,
+) -> None:
+    arms = any_synth.stack.settings.arms
+    paths = {
+        r["Properties"]["PathPart"]
+        for r in any_synth.resources("AWS::ApiGateway::Resource").values()
+    }
+    assert paths == set(arms)
+    fn_ids = {any_synth.logical_id(fn) for fn in any_synth.stack.arms.functions.values()}
+    integrated = set()
+    for method in any_synth.resources("AWS::ApiGateway::Method").values():
+        integration = method["Properties"]["Integration"]
+        assert integration["Type"] == "AWS_PROXY"
+        uri = json.dumps(integration["Uri"])
+        ids = {i for i in fn_ids if f'["{i}", "Arn"]' in uri}
+        assert len(ids) == 1, uri
+        # Unqualified ARN: the managed arm's invokes go to $LATEST.PUBLISHED
+        assert "LATEST" not in uri and ":live" not in uri
+        integrated |= ids
+    assert integrated == fn_ids
+    any_synth.template.has_resource_properties("AWS::ApiGateway::RestApi", {"Name": "poolbench"})
+    any_synth.template.has_resource_properties("AWS::ApiGateway::Stage", {"StageName": "prod"})
+
+
+def test_outputs_are_the_contract(any_synth: Synth) -> None:
+    arms = any_synth.stack.settings.arms
+    expected = {
+        "ApiUrl",
+        "Arms",
+        "MetricsSource",
+        "CapacityProviderName",
+        "DbClusterIdentifier",
+        "ApiName",
+        "ApiStage",
+        "ProbeFunctionName",
+        "Region",
+        *(f"{a.capitalize()}FunctionName" for a in arms),
+    }
+    outputs = any_synth.raw["Outputs"]
+    assert set(outputs) == expected
+    assert outputs["Arms"]["Value"] == ",".join(arms)
+    assert outputs["MetricsSource"]["Value"] == "cloudwatch"
+    assert outputs["ApiName"]["Value"] == "poolbench"
+    assert outputs["Region"]["Value"] == {"Ref": "AWS::Region"}
+    assert json.dumps(outputs["ApiUrl"]["Value"]).endswith('"/"]]}')
+    for arm, fn in any_synth.stack.arms.functions.items():
+        assert outputs[f"{arm.capitalize()}FunctionName"]["Value"] == {
+            "Ref": any_synth.logical_id(fn)
+        }
+
+
+def test_probe_runs_in_the_vpc_and_knows_every_arm_role(any_synth: Synth) -> None:
+    probe = any_synth.raw["Resources"][any_synth.logical_id(any_synth.stack.probe.function)]
+    props = probe["Properties"]
+    assert props["Handler"] == "functions.probe.handler.handler"
+    assert "VpcConfig" in props
+    env = props["Environment"]["Variables"]
+    arms = any_synth.stack.settings.arms
+    assert json.loads(env["ARM_ROLES"]) == {a: f"poolbench_{a}" for a in arms}
+
+
+def test_functions_reach_secrets_manager_and_logs_through_endpoints(default_synth: Synth) -> None:
+    services = {
+        json.dumps(e["Properties"]["ServiceName"])
+        for e in default_synth.resources("AWS::EC2::VPCEndpoint").values()
+    }
+    assert any("secretsmanager" in s for s in services)
+    assert any(".logs" in s for s in services)
