@@ -14,7 +14,7 @@ import pytest
 
 from loadtest.presets import LOCUSTFILE, locust_command, resolve_scenario
 from loadtest.target import load_target
-from tests.loadtest.conftest import ArmServer, Arrival, LocustRun, run_locust, write_outputs
+from tests.loadtest.harness import ArmServer, Arrival, LocustRun, run_locust, write_outputs
 
 
 @dataclass(frozen=True)
