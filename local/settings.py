@@ -76,6 +76,7 @@ class StackSettings:
     gateway_port: int = 0  # 0: a free port
     sample_interval_s: float = 1.0
     stack_name: str = "PoolbenchLocal"
+    samples_file: Path | None = None  # default: <run_dir>/samples.jsonl
 
     def validate(self) -> StackSettings:
         unknown = [a for a in self.arms if a not in ARMS]

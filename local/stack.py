@@ -96,7 +96,7 @@ class LocalStack:
                 self.models,
                 self.database,
                 self.roles,
-                self.run_dir / "samples.jsonl",
+                self.settings.samples_file or self.run_dir / "samples.jsonl",
                 interval_s=self.settings.sample_interval_s,
                 shared_poolers=shared,
             )

@@ -13,7 +13,7 @@ import typer
 # Typer >= 0.20 vendors Click; its exception classes live here (pinned by uv.lock).
 from typer._click import exceptions as click_exc
 
-from poolbench import __version__
+from poolbench import __version__, cli_local, cli_report, cli_run
 from poolbench.errors import InputError
 
 app = typer.Typer(
@@ -29,6 +29,10 @@ app = typer.Typer(
 )
 
 
+app.add_typer(cli_local.app, name="local")
+app.command("run")(cli_run.run)
+
+
 def _version_callback(value: bool) -> None:
     if value:
         typer.echo(f"poolbench {__version__}")
@@ -42,6 +46,10 @@ def _root(
     ),
 ) -> None:
     """Benchmark standard Lambda vs Lambda Managed Instances sharing one PgBouncer layer."""
+
+
+app.command("collect")(cli_report.collect)
+app.command("report")(cli_report.report)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,185 @@
+"""`poolbench run`: the whole experiment in one command, on the local stack or on AWS."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from loadtest.presets import PRESETS, resolve_scenario
+from loadtest.target import load_target, parse_arms
+from local.settings import ManagedSettings, PoolerSettings, ProxySettings, StandardSettings
+from poolbench import stack_options as opt
+from poolbench.errors import InputError
+from poolbench.run import RunFailed, RunRequest, execute
+
+console = Console(stderr=True)
+_M, _S, _P, _X = ManagedSettings(), StandardSettings(), PoolerSettings(), ProxySettings()
+# The seed's capacity provider let 64 requests share one EE (its ExecutionEnvironmentConcurrency
+# Limit); the seed preset mirrors that, the others keep Python's 16 per vCPU.
+SEED_SLOTS_PER_EE = 64
+TARGETS = ("local", "aws")
+SCHEDULES = ("parallel", "sequential")
+
+
+def _fmt(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def print_summary_table(run_dir: Path) -> None:
+    """The closing table per arm, from the same numbers as summary.json."""
+    from analysis.summary import summarize
+
+    summary = summarize(run_dir, write=False)
+    table = Table(
+        title=f"poolbench {summary.run_id} ({summary.target}); latency in ms, peaks per arm",
+        caption="DB/conc: peak DB connections per peak concurrent request",
+    )
+    table.add_column("arm", no_wrap=True)
+    for column in ("reqs", "fail", "p50", "p95", "p99", "conc", "EEs", "DB", "DB/conc"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for arm in summary.arms:
+        table.add_row(
+            arm.arm,
+            _fmt(arm.requests),
+            _fmt(arm.failures),
+            _fmt(arm.p50_ms),
+            _fmt(arm.p95_ms),
+            _fmt(arm.p99_ms),
+            _fmt(arm.peak_concurrency),
+            _fmt(arm.peak_execution_environments),
+            _fmt(arm.peak_db_connections),
+            _fmt(arm.db_connections_per_concurrent_request, 2),
+        )
+    Console().print(table)
+    Console().print(summary.verdict)
+
+
+def run(
+    target: Annotated[
+        str, typer.Option(help="local (this machine) or aws (a deployed stack).")
+    ] = "local",
+    preset: Annotated[str, typer.Option(help=f"Scenario preset: {', '.join(PRESETS)}.")] = "seed",
+    users: Annotated[int | None, typer.Option(help="Users per arm (ab -c).")] = None,
+    requests: Annotated[
+        int | None, typer.Option("--requests", help="Requests per arm, exactly (ab -n).")
+    ] = None,
+    duration: Annotated[int | None, typer.Option(help="Run for this many seconds instead.")] = None,
+    sleep_ms: Annotated[int | None, typer.Option(help="Handler sleep while holding (ms).")] = None,
+    queries: Annotated[int | None, typer.Option(help="Queries per request.")] = None,
+    hold: Annotated[
+        bool | None, typer.Option("--hold/--no-hold", help="Hold one connection per request.")
+    ] = None,
+    arms: Annotated[
+        str | None, typer.Option(help="Arms to drive (default: local standard,managed; aws: all).")
+    ] = None,
+    schedule: Annotated[
+        str, typer.Option(help="parallel: arms at once; sequential: one arm after another.")
+    ] = "parallel",
+    processes: Annotated[int, typer.Option(help="Locust processes (load from several cores).")] = 1,
+    spawn_rate: Annotated[float | None, typer.Option(help="Users started per second.")] = None,
+    out: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("reports"),
+    outputs_file: Annotated[
+        Path | None, typer.Option(help="aws: the file `cdk deploy --outputs-file` wrote.")
+    ] = None,
+    stack: Annotated[str | None, typer.Option(help="aws: the stack in the outputs file.")] = None,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="Build the report.")] = True,
+    slots_per_ee: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Managed: requests per EE (default {SEED_SLOTS_PER_EE} for the seed preset, "
+            f"as the seed's capacity provider; {_M.slots_per_ee} otherwise).",
+            rich_help_panel=opt.PANEL,
+        ),
+    ] = None,
+    min_ees: opt.MinEEs = _M.min_ees,
+    max_ees: opt.MaxEEs = _M.max_ees,
+    target_utilisation: opt.TargetUtilisation = _M.target_utilisation,
+    scale_delay: opt.ScaleDelay = _M.scale_delay_s,
+    concurrency_limit: opt.ConcurrencyLimit = _S.concurrency_limit,
+    idle_timeout: opt.IdleTimeout = _S.idle_timeout_s,
+    pool_size: opt.PoolSize = _P.default_pool_size,
+    proxy_pool_size: opt.ProxyPoolSize = _X.pool_size,
+    max_connections: opt.MaxConnections = 2000,
+) -> int:
+    """Run the experiment: start the target, drive every arm with equal load, collect, report.
+
+    Example: poolbench run --preset seed            (the seed experiment on this machine)
+    Example: poolbench run --preset smoke --arms standard,managed,proxy
+    Example: poolbench run --target aws --outputs-file cdk-outputs.json
+    """
+    if target not in TARGETS:
+        raise InputError(f"--target must be local or aws, not {target!r}")
+    if schedule not in SCHEDULES:
+        raise InputError(f"--schedule must be parallel or sequential, not {schedule!r}")
+    stack_settings = None
+    aws_target = None
+    if target == "aws":
+        if outputs_file is None:
+            raise InputError("--target aws needs --outputs-file (the file cdk deploy wrote)")
+        aws_target = load_target(outputs_file, stack)
+        target_arms = aws_target.arms
+    else:
+        if outputs_file is not None:
+            raise InputError("--outputs-file is for --target aws; the local target makes its own")
+        target_arms = parse_arms(arms or "standard,managed", where="--arms")
+    scenario = resolve_scenario(
+        preset,
+        target_arms=target_arms,
+        arms=arms if target == "aws" else None,
+        users=users,
+        requests_per_arm=requests,
+        duration_s=duration,
+        spawn_rate=spawn_rate,
+        sleep_ms=sleep_ms,
+        queries=queries,
+        hold=hold,
+        processes=processes,
+    )
+    if target == "local":
+        slots = slots_per_ee or (SEED_SLOTS_PER_EE if preset == "seed" else _M.slots_per_ee)
+        peak_users = scenario.users * len(scenario.arms)
+        stack_settings = opt.build_stack_settings(
+            run_dir=Path("unused"),
+            arms=",".join(scenario.arms),
+            slots_per_ee=slots,
+            min_ees=min_ees,
+            max_ees=max_ees,
+            target_utilisation=target_utilisation,
+            scale_delay=scale_delay,
+            concurrency_limit=concurrency_limit,
+            idle_timeout=idle_timeout,
+            pool_size=pool_size,
+            proxy_pool_size=proxy_pool_size,
+            max_connections=max(max_connections, 2 * peak_users + 50),
+        )
+    request = RunRequest(
+        target=target,
+        scenario=scenario,
+        out_root=out,
+        argv=sys.argv[1:] if sys.argv[1:2] == ["run"] else ["run"],
+        stack=stack_settings,
+        aws_target=aws_target,
+        schedule=schedule,
+        report=report,
+    )
+    try:
+        outcome = execute(request, console)
+    except KeyboardInterrupt:
+        console.print("interrupted: the run folder keeps what was written; nothing left running")
+        return 130
+    except RunFailed as exc:
+        console.print(f"[red]{exc}[/]")
+        return 1
+    if outcome.report is not None:
+        print_summary_table(outcome.run_dir)
+        console.print(f"report: {outcome.report}")
+    else:
+        console.print(f"run folder: {outcome.run_dir}")
+    return 0

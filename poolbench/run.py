@@ -1,0 +1,295 @@
+"""`poolbench run`: target -> load -> collect -> report, into one new run folder.
+
+Everything the command needs is checked before anything starts (bad input never leaves a half
+run behind). Once started, the run folder only grows: an interrupt or a failure marks the
+manifest and keeps what was written; the local stack and Locust are always stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from loadtest.presets import Scenario, locust_command
+from loadtest.target import Target
+from local.processes import kill_tagged, signal_group, spawn
+from local.settings import StackSettings
+from local.stack import running_stack
+from poolbench.manifest import Manifest, utc_now
+
+LOCUST_STOP_GRACE_S = 10.0
+
+
+class RunFailed(RuntimeError):
+    """The run started but did not complete; the manifest says why."""
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A checked request: the scenario, and either a local stack or an AWS target."""
+
+    target: str
+    scenario: Scenario
+    out_root: Path
+    argv: list[str]
+    stack: StackSettings | None = None
+    aws_target: Target | None = None
+    schedule: str = "parallel"
+    report: bool = True
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_dir: Path
+    status: str
+    report: Path | None
+
+
+def new_run_dir(out_root: Path) -> Path:
+    """reports/<UTC time>/, never an existing folder: old results are never mixed in."""
+    out_root.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
+    for n in range(1, 1000):
+        candidate = out_root / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise RuntimeError(f"cannot create a run folder in {out_root}")
+
+
+def requests_so_far(stats_csv: Path, arms: tuple[str, ...]) -> int:
+    """Requests Locust has counted, from the stats CSV it rewrites every few seconds."""
+    try:
+        with stats_csv.open(newline="") as fh:
+            return sum(
+                int(row["Request Count"]) for row in csv.DictReader(fh) if row["Name"] in arms
+            )
+    except (OSError, KeyError, ValueError):
+        return 0
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops a run the way Ctrl-C does (a CI job or `kill` ends it cleanly too)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def ignore_further_interrupts() -> None:
+    """Teardown after an interrupt must finish: a second Ctrl-C would leave servers behind."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def restore_interrupts() -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def run_locust(
+    scenario: Scenario, run_dir: Path, outputs_file: Path, console: Console, tag: str
+) -> int:
+    """Locust headless as a child process (gevent stays out of our asyncio process), with a
+    progress bar; on interrupt Locust is asked to stop first (SIGINT: it writes its CSVs)."""
+    argv = locust_command(scenario, outputs_file=outputs_file, run_dir=run_dir)
+    (run_dir / "locust_command.txt").write_text(" ".join(argv) + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
+    proc = spawn(argv, tag=tag, env=env, log_file=run_dir / "locust.log")
+    budget = scenario.requests_per_arm
+    total = budget * len(scenario.arms) if budget else scenario.duration_s or 1
+    unit = "requests" if budget else "s"
+    progress = Progress(
+        TextColumn("[bold]load[/] {task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} " + unit),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+    started = time.monotonic()
+    try:
+        with progress:
+            task = progress.add_task(",".join(scenario.arms), total=total)
+            while proc.poll() is None:
+                done = (
+                    requests_so_far(run_dir / "locust_stats.csv", scenario.arms)
+                    if budget
+                    else time.monotonic() - started
+                )
+                progress.update(task, completed=min(done, total))
+                time.sleep(0.5)
+            final = requests_so_far(run_dir / "locust_stats.csv", scenario.arms)
+            progress.update(task, completed=final if budget else total)
+    except KeyboardInterrupt:
+        ignore_further_interrupts()
+        signal_group(proc, signal.SIGINT)
+        try:
+            proc.wait(LOCUST_STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            signal_group(proc, signal.SIGKILL)
+            proc.wait()
+        raise
+    finally:
+        kill_tagged(tag, grace_s=1.0)
+    return int(proc.returncode)
+
+
+def _locust_failure(run_dir: Path, code: int) -> str:
+    log = run_dir / "locust.log"
+    tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+    return f"Locust exited with code {code}: {tail[0] if tail else 'see locust.log'}"
+
+
+def execute(request: RunRequest, console: Console) -> RunOutcome:
+    """Runs the whole pipeline; raises KeyboardInterrupt or RunFailed after recording them."""
+    run_dir = new_run_dir(request.out_root)
+    manifest = Manifest.start(
+        run_dir,
+        target=request.target,
+        scenario=request.scenario.to_manifest(),
+        argv=request.argv,
+    )
+    console.print(f"run folder: {run_dir}")
+    try:
+        with sigterm_as_interrupt():
+            if request.target == "local":
+                _run_local(request, run_dir, manifest, console)
+            else:
+                _run_aws(request, run_dir, manifest, console)
+    except KeyboardInterrupt:
+        manifest.finish("interrupted", "interrupted by the user (SIGINT/SIGTERM)")
+        restore_interrupts()
+        raise
+    except Exception as exc:
+        manifest.finish("failed", f"{type(exc).__name__}: {exc}")
+        raise RunFailed(f"run failed: {exc} (run folder {run_dir})") from exc
+    manifest.finish("completed")
+    report = _report(run_dir, console) if request.report else None
+    return RunOutcome(run_dir, "completed", report)
+
+
+def _load(request: RunRequest, run_dir: Path, manifest: Manifest, console: Console) -> None:
+    """parallel: every arm in one Locust run; sequential: one arm at a time, each alone on the
+    machine, their CSVs merged into the contract's files afterwards."""
+    manifest.update(load_started_at=utc_now())
+    scenario = request.scenario
+    if request.schedule == "sequential" and len(scenario.arms) > 1:
+        parts = []
+        for arm in scenario.arms:
+            part = run_dir / f"load-{arm}"
+            part.mkdir()
+            code = run_locust(
+                replace(scenario, arms=(arm,)),
+                part,
+                run_dir / "outputs.json",
+                console,
+                run_dir.name,
+            )
+            if code != 0:
+                raise RuntimeError(_locust_failure(part, code))
+            parts.append(part)
+        merge_locust_csvs(parts, run_dir)
+    else:
+        code = run_locust(scenario, run_dir, run_dir / "outputs.json", console, run_dir.name)
+        if code != 0:
+            raise RuntimeError(_locust_failure(run_dir, code))
+    manifest.update(load_ended_at=utc_now())
+
+
+def merge_locust_csvs(parts: list[Path], run_dir: Path) -> None:
+    """One file per kind from per-arm runs; each run's Aggregated rows are dropped, since an
+    aggregate of different arms' runs is not a thing Locust measured."""
+    for kind in ("stats", "stats_history", "failures", "exceptions"):
+        header: list[str] | None = None
+        rows: list[dict[str, str]] = []
+        for part in parts:
+            path = part / f"locust_{kind}.csv"
+            if not path.exists():
+                continue
+            with path.open(newline="") as fh:
+                reader = csv.DictReader(fh)
+                header = header or list(reader.fieldnames or [])
+                rows += [r for r in reader if r.get("Name") != "Aggregated"]
+        if header is None:
+            continue
+        with (run_dir / f"locust_{kind}.csv").open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=header)
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def _run_local(request: RunRequest, run_dir: Path, manifest: Manifest, console: Console) -> None:
+    assert request.stack is not None
+    stack_settings = replace(
+        request.stack, run_dir=run_dir / "stack", samples_file=run_dir / "samples.jsonl"
+    )
+    console.print(f"starting the local stack: arms {', '.join(stack_settings.arms)} ...")
+    started = time.monotonic()
+    try:
+        with running_stack(stack_settings) as runner:
+            stack = runner.stack
+            stack.write_outputs(run_dir / "outputs.json")
+            described = stack.describe()
+            manifest.update(
+                stack=described["settings"],
+                versions={
+                    **manifest.data["versions"],
+                    "postgresql": described["postgresql"],
+                    "pgbouncer": described["pgbouncer"],
+                },
+                stack_start_s=round(time.monotonic() - started, 2),
+            )
+            console.print(f"stack up in {time.monotonic() - started:.1f} s at {stack.api_url}")
+            _load(request, run_dir, manifest, console)
+            # One more sample, so the last second of load is in samples.jsonl.
+            if stack.recorder is not None:
+                runner.call(stack.recorder.sample_once(), timeout=10)
+    finally:
+        # The database files are scratch; its log and the EEs' logs stay with the run.
+        shutil.rmtree(run_dir / "stack" / "postgres" / "data", ignore_errors=True)
+
+
+def _run_aws(request: RunRequest, run_dir: Path, manifest: Manifest, console: Console) -> None:
+    assert request.aws_target is not None
+    target = request.aws_target
+    shutil.copyfile(target.path, run_dir / "outputs.json")
+    manifest.update(stack={"stack": target.stack, "outputs": dict(target.outputs)})
+    from analysis.probe_sampler import probe_sampling
+
+    with probe_sampling(target.outputs, run_dir / "samples.jsonl"):
+        _load(request, run_dir, manifest, console)
+
+
+def _report(run_dir: Path, console: Console) -> Path | None:
+    from analysis.report import build_report
+
+    console.print("building the report ...")
+    return build_report(run_dir)
