@@ -1,0 +1,162 @@
+"""`poolbench run` on the local stack, end to end: real stack, real Locust, real report.
+
+Figures asserted come from the run folder the command wrote: Locust's own stats CSV (requests
+per arm) and summary.json (peaks the recorder read from pg_stat_activity).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local.processes import SESSION_ENV, tagged_pids
+from poolbench.cli import main
+
+pytestmark = pytest.mark.local
+
+
+def only_run_dir(out: Path) -> Path:
+    runs = [p for p in out.iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def locust_requests(run_dir: Path) -> dict[str, tuple[int, int]]:
+    with (run_dir / "locust_stats.csv").open(newline="") as fh:
+        return {
+            row["Name"]: (int(row["Request Count"]), int(row["Failure Count"]))
+            for row in csv.DictReader(fh)
+            if row["Name"] != "Aggregated"
+        }
+
+
+def summary_arms(run_dir: Path) -> dict[str, dict[str, Any]]:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return {arm["arm"]: arm for arm in summary["arms"]}
+
+
+def test_smoke_run_has_the_seed_shape_and_an_exact_budget(tmp_path: Path) -> None:
+    # Given 8 users per arm, a budget of 24 requests per arm, and poolers of 2 connections
+    # (so the bound the managed arm shares, 3 EEs x 2, sits below one connection per user
+    # even when all 8 users open their first transaction at the same instant)
+    argv = ["run", "--preset", "smoke", "--users", "8", "--requests", "24", "--sleep-ms", "300"]
+    argv += ["--pool-size", "2"]
+
+    # When the whole run goes through
+    code = main([*argv, "--out", str(tmp_path)])
+
+    # Then Locust counted exactly the budget, and the database saw the seed's shape
+    assert code == 0
+    run_dir = only_run_dir(tmp_path)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "completed"
+    assert manifest["scenario"]["users"] == 8
+    assert manifest["versions"]["pgbouncer"].startswith("1.")
+    assert locust_requests(run_dir) == {"standard": (24, 0), "managed": (24, 0)}
+    arms = summary_arms(run_dir)
+    assert arms["standard"]["peak_db_connections"] == 8  # one EE, one connection per user
+    assert arms["managed"]["peak_db_connections"] <= 6  # 3 EEs share their 2-connection pools
+    assert (run_dir / "report.html").exists()
+    assert not (run_dir / "stack" / "postgres" / "data").exists()
+
+
+def test_processes_and_sequential_schedule_keep_the_budget(tmp_path: Path) -> None:
+    argv = ["run", "--preset", "smoke", "--requests", "10", "--sleep-ms", "50", "--no-report"]
+
+    assert main([*argv, "--processes", "2", "--out", str(tmp_path / "p")]) == 0
+    assert main([*argv, "--schedule", "sequential", "--out", str(tmp_path / "s")]) == 0
+
+    for out in (tmp_path / "p", tmp_path / "s"):
+        assert locust_requests(only_run_dir(out)) == {"standard": (10, 0), "managed": (10, 0)}
+
+
+def test_sigint_during_load_keeps_the_folder_and_leaves_nothing(tmp_path: Path) -> None:
+    session = f"run-sigint-{uuid.uuid4().hex}"
+    log = tmp_path / "run.log"
+    with log.open("wb") as log_fh:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "poolbench.cli",
+                "run",
+                "--preset",
+                "smoke",
+                "--duration",
+                "120",
+                "--out",
+                str(tmp_path / "out"),
+            ],
+            env={**os.environ, SESSION_ENV: session},
+            stdout=log_fh,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            runs = list((tmp_path / "out").glob("*/locust_stats.csv"))
+            if runs and locust_requests(runs[0].parent).get("standard", (0, 0))[0] > 0:
+                break
+            time.sleep(0.25)
+        else:
+            pytest.fail(f"load never started: {log.read_text()[-2000:]}")
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    assert proc.returncode == 130, log.read_text()[-2000:]
+    run_dir = only_run_dir(tmp_path / "out")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert (run_dir / "locust_stats.csv").exists()
+    assert (run_dir / "samples.jsonl").stat().st_size > 0
+    assert tagged_pids(session, SESSION_ENV) == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--users", "0"], "--users must be at least 1"),
+        (["--preset", "nope"], "unknown preset 'nope'"),
+        (["--arms", "standard,lambda"], "unknown arm 'lambda'"),
+        (["--target", "aws"], "--target aws needs --outputs-file"),
+        (["--target", "aws", "--outputs-file", "/nonexistent.json"], "not found"),
+        (["--schedule", "sometimes"], "--schedule must be parallel or sequential"),
+    ],
+)
+def test_bad_input_exits_2_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    code = main(["run", *extra, "--out", str(tmp_path / "out")])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_malformed_outputs_file_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outputs = tmp_path / "cdk-outputs.json"
+    outputs.write_text("{not json")
+
+    code = main(["run", "--target", "aws", "--outputs-file", str(outputs), "--out", str(tmp_path)])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"outputs file {outputs}: not valid JSON" in err
