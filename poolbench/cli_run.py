@@ -57,8 +57,9 @@ def print_summary_table(run_dir: Path) -> None:
             _fmt(arm.peak_db_connections),
             _fmt(arm.db_connections_per_concurrent_request, 2),
         )
-    Console().print(table)
-    Console().print(summary.verdict)
+    out = Console(width=max(Console().width, 110))  # the table is wider than 80 columns
+    out.print(table)
+    out.print(summary.verdict)
 
 
 def run(
