@@ -232,7 +232,7 @@ def pools(frame: pd.DataFrame, summary: RunSummary) -> Chart | None:
     axes = fig.subplots(len(arms), 1, sharex=True, squeeze=False)[:, 0]
     for ax, arm in zip(axes, arms, strict=True):
         table = rows[rows["arm"] == arm.arm].pivot_table(
-            index="time", columns="source", values="value", aggfunc="max"
+            index="time", columns="source", values="value", aggfunc="max", observed=True
         )
         busiest = table.max().sort_values(ascending=False).index[:MAX_EE_LINES]
         x = _x(table.index)

@@ -2,18 +2,25 @@
 
 The recorder writes what it saw each second under CloudWatch's metric names; this module only
 reshapes it, so a number in metrics.csv can be traced to one line of samples.jsonl.
+
+Per-EE rows dominate long runs (a hundred standard EEs x eight values x 3600 s is millions of
+rows), so EEs that carry the full contract shape are gathered as flat value blocks and turned
+into rows with numpy; anything unusual falls back to row-by-row handling.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from analysis.dataset import DATABASE_ARM, RowBuffer
+from analysis.dataset import COLUMNS, DATABASE_ARM, TIME_FORMAT, RowBuffer, combine
 from analysis.runfolder import parse_time
 from poolbench.errors import InputError
 
@@ -33,6 +40,12 @@ POOL_METRICS = {
     "sv_login": "PoolServerLogin",
     "maxwait": "PoolMaxWait",
 }
+EE_CONCURRENCY = "ExecutionEnvironmentConcurrency"
+# One block = the EE's concurrency, then its pool columns in POOL_METRICS order.
+BLOCK_METRICS = [EE_CONCURRENCY, *POOL_METRICS.values()]
+BLOCK_STATS = ["Maximum"] + ["Sample"] * len(POOL_METRICS)
+BLOCK_UNITS = ["Count"] + ["Seconds" if c == "maxwait" else "Count" for c in POOL_METRICS]
+_pool_values = itemgetter(*POOL_METRICS)
 
 
 def _stat_for(metric: str) -> str:
@@ -47,13 +60,13 @@ def _time_of(sample: dict[str, Any]) -> str:
     """The sample's second as metrics.csv writes it; `epoch` wins when both are present."""
     epoch = sample.get("epoch")
     if isinstance(epoch, int | float):
-        return datetime.fromtimestamp(float(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return datetime.fromtimestamp(float(epoch), UTC).strftime(TIME_FORMAT)
     raw = sample.get("time")
     if not isinstance(raw, str):
         raise ValueError("sample has neither epoch nor time")
     if len(raw) == 20 and raw.endswith("Z"):
         return raw
-    return parse_time(raw).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return parse_time(raw).strftime(TIME_FORMAT)
 
 
 def _number(value: Any) -> float | None:
@@ -62,7 +75,92 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _add_arm(rows: RowBuffer, time: str, arm: str, values: dict[str, Any], source: str) -> None:
+@dataclass
+class _Blocks:
+    """Per-EE value blocks of the usual shape, gathered per (sample, arm) group."""
+
+    group_times: list[str] = field(default_factory=list)
+    group_arms: list[str] = field(default_factory=list)
+    group_sizes: list[int] = field(default_factory=list)
+    ees: list[str] = field(default_factory=list)
+    values: list[Any] = field(default_factory=list)
+
+    def add_group(self, time: str, arm: str, ees: dict[str, Any]) -> bool:
+        """Adds every EE of one arm's sample; False (nothing added) when any EE lacks a field
+        of the usual shape, so the caller can take the row-by-row path."""
+        try:
+            values = [
+                x for ee in ees.values() for x in (ee["concurrency"], *_pool_values(ee["pool"]))
+            ]
+        except (KeyError, TypeError):
+            return False
+        self.group_times.append(time)
+        self.group_arms.append(arm)
+        self.group_sizes.append(len(ees))
+        self.ees.extend(str(e) for e in ees)
+        self.values.extend(values)
+        return True
+
+    def to_frame(self) -> pd.DataFrame:
+        """Blocks as tidy rows: numpy repeats and tiles, no Python loop per row."""
+        width = len(BLOCK_METRICS)
+        count = len(self.ees)
+        try:
+            flat = np.fromiter(self.values, dtype="float64", count=count * width)
+        except (TypeError, ValueError):  # a None or a string slipped in: parse leniently
+            flat = pd.to_numeric(pd.Series(self.values, dtype=object), errors="coerce").to_numpy(
+                dtype="float64"
+            )
+        sizes = np.asarray(self.group_sizes, dtype="int64")
+        ee_codes, ee_ids = pd.factorize(pd.Series(self.ees, dtype=object))
+        time_codes, time_labels = pd.factorize(pd.Series(self.group_times, dtype=object))
+        arm_codes, arm_labels = pd.factorize(pd.Series(self.group_arms, dtype=object))
+        n_ees = len(ee_ids)
+        sources = [f"ee:{e}" for e in ee_ids] + [f"pgbouncer:{e}" for e in ee_ids]
+        offset = np.where(np.arange(width) == 0, 0, n_ees)  # concurrency -> ee:, rest pgbouncer:
+        source_codes = (ee_codes[:, None] + offset[None, :]).ravel()
+        tile = np.tile(np.arange(width), count)
+        per_row = sizes * width
+        return pd.DataFrame(
+            {
+                "time": pd.Categorical.from_codes(
+                    np.repeat(time_codes, per_row), categories=pd.Index(time_labels)
+                ),
+                "arm": pd.Categorical.from_codes(
+                    np.repeat(arm_codes, per_row), categories=pd.Index(arm_labels)
+                ),
+                "metric": pd.Categorical.from_codes(tile, categories=pd.Index(BLOCK_METRICS)),
+                "stat": pd.Categorical.from_codes(
+                    np.where(tile == 0, 0, 1), categories=pd.Index(["Maximum", "Sample"])
+                ),
+                "value": flat,
+                "unit": pd.Categorical.from_codes(
+                    np.where(tile == width - 1, 1, 0), categories=pd.Index(["Count", "Seconds"])
+                ),
+                "source": pd.Categorical.from_codes(source_codes, categories=pd.Index(sources)),
+            },
+            columns=list(COLUMNS),
+        )
+
+
+def _add_ee(rows: RowBuffer, time: str, arm: str, ee_id: str, ee: dict[str, Any]) -> None:
+    """Row-by-row path for an EE entry missing some of the usual fields."""
+    concurrency = _number(ee.get("concurrency"))
+    if concurrency is not None:
+        rows.add(time, arm, EE_CONCURRENCY, "Maximum", concurrency, "Count", f"ee:{ee_id}")
+    pool = ee.get("pool")
+    if not isinstance(pool, dict):
+        return
+    for column, metric in POOL_METRICS.items():
+        value = _number(pool.get(column))
+        if value is not None:
+            unit = "Seconds" if column == "maxwait" else "Count"
+            rows.add(time, arm, metric, "Sample", value, unit, f"pgbouncer:{ee_id}")
+
+
+def _add_arm(
+    rows: RowBuffer, blocks: _Blocks, time: str, arm: str, values: dict[str, Any], source: str
+) -> None:
     for metric, raw in values.items():
         if metric == "ees":
             continue
@@ -70,39 +168,21 @@ def _add_arm(rows: RowBuffer, time: str, arm: str, values: dict[str, Any], sourc
         if number is not None:
             rows.add(time, arm, metric, _stat_for(metric), number, "Count", source)
     ees = values.get("ees")
-    if not isinstance(ees, dict):
+    if not isinstance(ees, dict) or not ees or blocks.add_group(time, arm, ees):
         return
     for ee_id, ee in ees.items():
-        if not isinstance(ee, dict):
-            continue
-        concurrency = _number(ee.get("concurrency"))
-        if concurrency is not None:
-            rows.add(
-                time,
-                arm,
-                "ExecutionEnvironmentConcurrency",
-                "Maximum",
-                concurrency,
-                "Count",
-                f"ee:{ee_id}",
-            )
-        pool = ee.get("pool")
-        if not isinstance(pool, dict):
-            continue
-        for column, metric in POOL_METRICS.items():
-            value = _number(pool.get(column))
-            if value is not None:
-                unit = "Seconds" if column == "maxwait" else "Count"
-                rows.add(time, arm, metric, "Sample", value, unit, f"pgbouncer:{ee_id}")
+        if isinstance(ee, dict):
+            _add_ee(rows, time, arm, str(ee_id), ee)
 
 
 def read_samples(path: Path, source: str = "local") -> pd.DataFrame:
-    """Parses samples.jsonl into the tidy dataset.
+    """Parses samples.jsonl into the tidy dataset, in time order.
 
     A truncated last line (the recorder stopped mid-write) is skipped; a bad line anywhere
     else means the file is not what the contract says and raises InputError.
     """
     rows = RowBuffer()
+    blocks = _Blocks()
     lines = path.read_text(encoding="utf-8").splitlines()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -118,7 +198,7 @@ def read_samples(path: Path, source: str = "local") -> pd.DataFrame:
         if isinstance(arms, dict):
             for arm, values in arms.items():
                 if isinstance(values, dict):
-                    _add_arm(rows, time, str(arm), values, source)
+                    _add_arm(rows, blocks, time, str(arm), values, source)
         database = sample.get("database")
         if isinstance(database, dict):
             total = _number(database.get("connections_total"))
@@ -126,4 +206,7 @@ def read_samples(path: Path, source: str = "local") -> pd.DataFrame:
                 rows.add(
                     time, DATABASE_ARM, "DatabaseConnections", "Sample", total, "Count", source
                 )
-    return rows.to_frame()
+    parts = [pd.DataFrame(rows.columns, columns=list(COLUMNS))]
+    if blocks.ees:
+        parts.append(blocks.to_frame())
+    return combine(parts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,19 +114,26 @@ class RunFolder:
         return {str(k): str(v) for k, v in stacks[0].items()}
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
+def write_chunks_atomic(path: Path, chunks: Iterable[bytes]) -> None:
     """Writes to a temporary file beside `path`, then renames: readers never see half a file
     and an interrupted write leaves the previous version in place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; run folders are meant to be shared
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            for chunk in chunks:
+                handle.write(chunk)
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """One buffer through write_chunks_atomic."""
+    write_chunks_atomic(path, [data])
 
 
 def write_text_atomic(path: Path, text: str) -> None:
