@@ -80,12 +80,19 @@ def collect_frame(
     return dataset.concat(parts)
 
 
+def load_dataset(folder: RunFolder) -> tuple[pd.DataFrame, bool]:
+    """metrics.csv if collected, else the dataset built from samples.jsonl; the flag says
+    the latter, i.e. that metrics.csv still has to be written."""
+    path = folder.file(METRICS)
+    if path.is_file():
+        return dataset.read_metrics(path), False
+    return samples_dataset(folder), True
+
+
 def load_or_collect(folder: RunFolder) -> pd.DataFrame:
     """metrics.csv if collected; otherwise built from samples.jsonl and written, so `report`
     works straight after `run` without touching the network."""
-    path = folder.file(METRICS)
-    if path.is_file():
-        return dataset.read_metrics(path)
-    frame = samples_dataset(folder)
-    dataset.write_metrics(frame, path)
+    frame, fresh = load_dataset(folder)
+    if fresh:
+        dataset.write_metrics(frame, folder.file(METRICS))
     return frame

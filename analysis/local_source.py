@@ -43,8 +43,7 @@ POOL_METRICS = {
 EE_CONCURRENCY = "ExecutionEnvironmentConcurrency"
 # One block = the EE's concurrency, then its pool columns in POOL_METRICS order.
 BLOCK_METRICS = [EE_CONCURRENCY, *POOL_METRICS.values()]
-BLOCK_STATS = ["Maximum"] + ["Sample"] * len(POOL_METRICS)
-BLOCK_UNITS = ["Count"] + ["Seconds" if c == "maxwait" else "Count" for c in POOL_METRICS]
+MAXWAIT_INDEX = BLOCK_METRICS.index("PoolMaxWait")
 _pool_values = itemgetter(*POOL_METRICS)
 
 
@@ -77,21 +76,34 @@ def _number(value: Any) -> float | None:
 
 @dataclass
 class _Blocks:
-    """Per-EE value blocks of the usual shape, gathered per (sample, arm) group."""
+    """Per-EE value blocks of one usual shape, gathered per (sample, arm) group: with a pool
+    (the EE's concurrency then its SHOW POOLS columns) or concurrency only (EEs without an
+    in-EE pooler, e.g. the proxy arm)."""
 
+    with_pool: bool
     group_times: list[str] = field(default_factory=list)
     group_arms: list[str] = field(default_factory=list)
     group_sizes: list[int] = field(default_factory=list)
     ees: list[str] = field(default_factory=list)
     values: list[Any] = field(default_factory=list)
 
+    @property
+    def width(self) -> int:
+        """Values (rows) per EE."""
+        return len(BLOCK_METRICS) if self.with_pool else 1
+
     def add_group(self, time: str, arm: str, ees: dict[str, Any]) -> bool:
-        """Adds every EE of one arm's sample; False (nothing added) when any EE lacks a field
-        of the usual shape, so the caller can take the row-by-row path."""
+        """Adds every EE of one arm's sample; False (nothing added) when an EE is not of this
+        shape, so the caller can try another."""
         try:
-            values = [
-                x for ee in ees.values() for x in (ee["concurrency"], *_pool_values(ee["pool"]))
-            ]
+            if self.with_pool:
+                values = [
+                    x for ee in ees.values() for x in (ee["concurrency"], *_pool_values(ee["pool"]))
+                ]
+            elif any("pool" in ee for ee in ees.values()):
+                return False
+            else:
+                values = [ee["concurrency"] for ee in ees.values()]
         except (KeyError, TypeError):
             return False
         self.group_times.append(time)
@@ -103,11 +115,13 @@ class _Blocks:
 
     def to_frame(self) -> pd.DataFrame:
         """Blocks as tidy rows: numpy repeats and tiles, no Python loop per row."""
-        width = len(BLOCK_METRICS)
+        width = self.width
         count = len(self.ees)
+        lenient = False
         try:
             flat = np.fromiter(self.values, dtype="float64", count=count * width)
         except (TypeError, ValueError):  # a None or a string slipped in: parse leniently
+            lenient = True
             flat = pd.to_numeric(pd.Series(self.values, dtype=object), errors="coerce").to_numpy(
                 dtype="float64"
             )
@@ -121,7 +135,7 @@ class _Blocks:
         source_codes = (ee_codes[:, None] + offset[None, :]).ravel()
         tile = np.tile(np.arange(width), count)
         per_row = sizes * width
-        return pd.DataFrame(
+        frame = pd.DataFrame(
             {
                 "time": pd.Categorical.from_codes(
                     np.repeat(time_codes, per_row), categories=pd.Index(time_labels)
@@ -135,12 +149,14 @@ class _Blocks:
                 ),
                 "value": flat,
                 "unit": pd.Categorical.from_codes(
-                    np.where(tile == width - 1, 1, 0), categories=pd.Index(["Count", "Seconds"])
+                    np.where(tile == MAXWAIT_INDEX, 1, 0), categories=pd.Index(["Count", "Seconds"])
                 ),
                 "source": pd.Categorical.from_codes(source_codes, categories=pd.Index(sources)),
             },
             columns=list(COLUMNS),
         )
+        # Non-numbers are left out, as on the row-by-row path: absent, never 0
+        return frame[~np.isnan(flat)] if lenient else frame
 
 
 def _add_ee(rows: RowBuffer, time: str, arm: str, ee_id: str, ee: dict[str, Any]) -> None:
@@ -159,7 +175,12 @@ def _add_ee(rows: RowBuffer, time: str, arm: str, ee_id: str, ee: dict[str, Any]
 
 
 def _add_arm(
-    rows: RowBuffer, blocks: _Blocks, time: str, arm: str, values: dict[str, Any], source: str
+    rows: RowBuffer,
+    blocks: tuple[_Blocks, _Blocks],
+    time: str,
+    arm: str,
+    values: dict[str, Any],
+    source: str,
 ) -> None:
     for metric, raw in values.items():
         if metric == "ees":
@@ -168,7 +189,9 @@ def _add_arm(
         if number is not None:
             rows.add(time, arm, metric, _stat_for(metric), number, "Count", source)
     ees = values.get("ees")
-    if not isinstance(ees, dict) or not ees or blocks.add_group(time, arm, ees):
+    if not isinstance(ees, dict) or not ees:
+        return
+    if any(shape.add_group(time, arm, ees) for shape in blocks):
         return
     for ee_id, ee in ees.items():
         if isinstance(ee, dict):
@@ -182,7 +205,7 @@ def read_samples(path: Path, source: str = "local") -> pd.DataFrame:
     else means the file is not what the contract says and raises InputError.
     """
     rows = RowBuffer()
-    blocks = _Blocks()
+    blocks = (_Blocks(with_pool=True), _Blocks(with_pool=False))
     lines = path.read_text(encoding="utf-8").splitlines()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -207,6 +230,5 @@ def read_samples(path: Path, source: str = "local") -> pd.DataFrame:
                     time, DATABASE_ARM, "DatabaseConnections", "Sample", total, "Count", source
                 )
     parts = [pd.DataFrame(rows.columns, columns=list(COLUMNS))]
-    if blocks.ees:
-        parts.append(blocks.to_frame())
+    parts.extend(shape.to_frame() for shape in blocks if shape.ees)
     return combine(parts)

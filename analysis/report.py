@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,14 @@ import jinja2
 import pandas as pd
 
 from analysis import charts as chart_module
-from analysis.collect import load_or_collect
+from analysis import dataset
+from analysis.collect import load_dataset
 from analysis.locust_results import LocustFailure, read_failures, read_history
 from analysis.runfolder import (
     LOCUST_FAILURES,
     LOCUST_HISTORY,
     LOCUST_STATS,
+    METRICS,
     REPORT,
     SUMMARY,
     RunFolder,
@@ -97,13 +100,22 @@ def build_report(run_dir: Path) -> Path:
     and report.html; returns the report's path. InputError names a missing input file."""
     folder = RunFolder.open(run_dir)
     folder.require(LOCUST_STATS, "Locust writes it during `poolbench run`")
-    frame = load_or_collect(folder)
-    summary = summarize(run_dir, frame=frame, write=False)
-    history_path = folder.file(LOCUST_HISTORY)
-    history: pd.DataFrame | None = read_history(history_path) if history_path.is_file() else None
-    failures_path = folder.file(LOCUST_FAILURES)
-    failures = read_failures(failures_path) if failures_path.is_file() else []
-    charts = chart_module.render_charts(frame, history, summary)
+    frame, fresh = load_dataset(folder)
+    # A fresh metrics.csv (hundreds of MB for a long run) is written on a worker thread while
+    # the charts render: its disk writes release the GIL. Nothing else is written unless it
+    # succeeded.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        writing = pool.submit(dataset.write_metrics, frame, folder.file(METRICS)) if fresh else None
+        summary = summarize(run_dir, frame=frame, write=False)
+        history_path = folder.file(LOCUST_HISTORY)
+        history: pd.DataFrame | None = (
+            read_history(history_path) if history_path.is_file() else None
+        )
+        failures_path = folder.file(LOCUST_FAILURES)
+        failures = read_failures(failures_path) if failures_path.is_file() else []
+        charts = chart_module.render_charts(frame, history, summary)
+        if writing is not None:
+            writing.result()
     chart_module.write_charts(charts, folder.path)
     html = render_html(folder, summary, charts, failures)
     write_json_atomic(folder.file(SUMMARY), summary.to_json())

@@ -15,8 +15,8 @@ from pathlib import Path
 # The synthetic run folder maker lives with the tests; run from a checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.report import build_report  # noqa: E402
-from tests.analysis.factory import ArmProfile, RunSpec, make_run_folder  # noqa: E402
+from analysis.report import build_report
+from tests.analysis.factory import ArmProfile, RunSpec, make_run_folder
 
 TARGET_S = 5.0
 
@@ -27,7 +27,9 @@ def bench(root: Path, users: int) -> tuple[float, Path, int]:
         arms={
             "standard": ArmProfile(requests=720_000, failures=0, ees=None),
             "managed": ArmProfile(requests=719_000, failures=1_000, ees=3, server_per_client=0.2),
-            "proxy": ArmProfile(requests=720_000, failures=0, ees=None, server_per_client=0.1),
+            "proxy": ArmProfile(
+                requests=720_000, failures=0, ees=None, server_per_client=0.1, in_ee_pooler=False
+            ),
         },
         seconds=3600,
         users=users,

@@ -40,6 +40,7 @@ class ArmProfile:
     failures: int = 0
     ees: int | None = None
     server_per_client: float = 1.0  # PgBouncer server connections per active client
+    in_ee_pooler: bool = True  # False: one shared pooler (the proxy arm), no per-EE pools
     p50_ms: float = 5010.0
     p95_ms: float = 5080.0
     p99_ms: float = 5150.0
@@ -85,6 +86,10 @@ def arm_sample(spec: RunSpec, profile: ArmProfile, second: int) -> dict[str, obj
     per_ee = _split(conc, ee_count)
     ees: dict[str, object] = {}
     db = 0
+    if not profile.in_ee_pooler:
+        ees = {f"ee-{i + 1}": {"concurrency": c} for i, c in enumerate(per_ee)}
+        db = math.ceil(conc * profile.server_per_client) + 1
+        per_ee = []
     for i, clients in enumerate(per_ee):
         active = math.ceil(clients * profile.server_per_client)
         idle = 1 if profile.ees is not None and clients else 0
