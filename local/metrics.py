@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -110,6 +111,11 @@ class MetricsRecorder:
         self.peaks: dict[str, dict[str, int]] = {}
         self._pools = PoolReader(database.settings.dbname)
         self._admin: psycopg.Connection[tuple[Any, ...]] | None = None
+        # Reads run in worker threads and may overlap (the loop's sample, an extra one asked
+        # for at the end of a run, a cancelled one still finishing): one at a time, and none
+        # after close, so no connection is ever opened that close() cannot see.
+        self._db_lock = threading.Lock()
+        self._closed = False
 
     async def run(self) -> None:
         """Samples on whole seconds until cancelled; a failed sample is logged, not fatal."""
@@ -166,6 +172,14 @@ class MetricsRecorder:
     def _read_database(
         self, endpoints: Mapping[str, list[PoolerEndpoint]]
     ) -> tuple[dict[str, int], int, dict[tuple[str, int], dict[str, int]]]:
+        with self._db_lock:
+            if self._closed:
+                raise OSError("the metrics recorder is closed")
+            return self._read_database_locked(endpoints)
+
+    def _read_database_locked(
+        self, endpoints: Mapping[str, list[PoolerEndpoint]]
+    ) -> tuple[dict[str, int], int, dict[tuple[str, int], dict[str, int]]]:
         if self._admin is None or self._admin.closed:
             self._admin = self.database.admin_connect()
         rows = self._admin.execute(
@@ -183,7 +197,9 @@ class MetricsRecorder:
         return by_role, sum(by_role.values()), pools
 
     def close(self) -> None:
-        self._pools.close()
-        if self._admin is not None:
-            with contextlib.suppress(psycopg.Error):
-                self._admin.close()
+        with self._db_lock:
+            self._closed = True
+            self._pools.close()
+            if self._admin is not None:
+                with contextlib.suppress(psycopg.Error):
+                    self._admin.close()

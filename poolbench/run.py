@@ -289,7 +289,17 @@ def _run_aws(request: RunRequest, run_dir: Path, manifest: Manifest, console: Co
 
 
 def _report(run_dir: Path, console: Console) -> Path | None:
+    """Collect (CloudWatch waits for its last period, with a progress bar), then report. A
+    failure here leaves a complete run folder: the message says how to retry just this step."""
+    from analysis.collect import collect
     from analysis.report import build_report
 
-    console.print("building the report ...")
-    return build_report(run_dir)
+    console.print("collecting metrics and building the report ...")
+    try:
+        collect(run_dir, console=console)
+        return build_report(run_dir)
+    except Exception as exc:
+        raise RunFailed(
+            f"the run completed but its report did not: {type(exc).__name__}: {exc}; retry with"
+            f" `poolbench collect {run_dir}` then `poolbench report {run_dir}`"
+        ) from exc
