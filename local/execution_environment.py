@@ -28,7 +28,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from local.processes import open_way_to, signal_group, spawn
+from local.processes import open_way_to, signal_group, spawn, wait_group_gone
 
 logger = logging.getLogger(__name__)
 
@@ -320,6 +320,7 @@ class ExecutionEnvironment:
             signal_group(proc, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 await asyncio.to_thread(proc.wait, 5)
+            await asyncio.to_thread(wait_group_gone, proc)
         if self._runner:
             await self._runner.cleanup()
         self.state = State.STOPPED

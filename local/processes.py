@@ -109,6 +109,21 @@ def signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
         os.killpg(proc.pid, sig)
 
 
+def wait_group_gone(proc: subprocess.Popen[bytes], timeout_s: float = 2.0) -> bool:
+    """True once no process is left in the child's group (SIGKILLed members take a moment to
+    be torn down; until then they still show up to anyone listing processes)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        time.sleep(0.02)
+    return False
+
+
 def kill_tagged(tag: str, grace_s: float = 2.0, env_name: str = TAG_ENV) -> list[int]:
     """SIGTERM then SIGKILL to whatever still carries the tag; returns what had to be killed."""
     pids = tagged_pids(tag, env_name)

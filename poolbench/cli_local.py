@@ -57,17 +57,8 @@ def up(
     settings = opt.build_stack_settings(
         run_dir=run_dir or new_run_dir(Path("reports"), "local-"),
         arms=arms,
-        slots_per_ee=slots_per_ee,
-        min_ees=min_ees,
-        max_ees=max_ees,
-        target_utilisation=target_utilisation,
-        scale_delay=scale_delay,
-        concurrency_limit=concurrency_limit,
-        idle_timeout=idle_timeout,
-        pool_size=pool_size,
-        proxy_pool_size=proxy_pool_size,
-        max_connections=max_connections,
         gateway_port=port,
+        **opt.knob_values(locals()),
     )
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     console.print(f"starting the local stack in {settings.run_dir} ...")

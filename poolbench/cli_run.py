@@ -144,21 +144,16 @@ def run(
         processes=processes,
     )
     if target == "local":
-        slots = slots_per_ee or (SEED_SLOTS_PER_EE if preset == "seed" else _M.slots_per_ee)
-        peak_users = scenario.users * len(scenario.arms)
+        knobs = opt.knob_values(locals())
+        knobs["slots_per_ee"] = slots_per_ee or (
+            SEED_SLOTS_PER_EE if preset == "seed" else _M.slots_per_ee
+        )
+        # Room for every user's connection on every arm, whatever the knob says.
+        knobs["max_connections"] = max(max_connections, 2 * scenario.total_users + 50)
         stack_settings = opt.build_stack_settings(
-            run_dir=Path("unused"),
+            run_dir=out,
             arms=",".join(scenario.arms),
-            slots_per_ee=slots,
-            min_ees=min_ees,
-            max_ees=max_ees,
-            target_utilisation=target_utilisation,
-            scale_delay=scale_delay,
-            concurrency_limit=concurrency_limit,
-            idle_timeout=idle_timeout,
-            pool_size=pool_size,
-            proxy_pool_size=proxy_pool_size,
-            max_connections=max(max_connections, 2 * peak_users + 50),
+            **knobs,  # the run places it in its folder
         )
     request = RunRequest(
         target=target,

@@ -4,7 +4,7 @@ function that turns them into StackSettings (validated: bad knobs exit 2 with on
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -66,6 +66,26 @@ ProxyPoolSize = Annotated[
 MaxConnections = Annotated[
     int, typer.Option(help="PostgreSQL max_connections (Aurora's, by ACU).", rich_help_panel=PANEL)
 ]
+
+
+KNOBS = (
+    "slots_per_ee",
+    "min_ees",
+    "max_ees",
+    "target_utilisation",
+    "scale_delay",
+    "concurrency_limit",
+    "idle_timeout",
+    "pool_size",
+    "proxy_pool_size",
+    "max_connections",
+)
+
+
+def knob_values(command_args: dict[str, Any]) -> dict[str, Any]:
+    """The knob options out of a command's arguments (its locals()), so every command that
+    takes the knobs passes them on the same way."""
+    return {name: command_args[name] for name in KNOBS}
 
 
 def parse_arms(arms: str) -> tuple[str, ...]:
