@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib import dates as mdates
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -22,6 +23,8 @@ from analysis.summary import RunSummary
 
 DPI = 100
 MAX_EE_LINES = 8
+SERVER_METRICS = ["PoolServerActive", "PoolServerIdle", "PoolServerUsed", "PoolServerLogin"]
+TIME_FORMAT = mdates.DateFormatter("%H:%M:%S")  # type: ignore[no-untyped-call]  # untyped in mpl
 COLORS = {"standard": "#d62728", "managed": "#1f77b4", "proxy": "#2ca02c"}
 
 
@@ -41,6 +44,9 @@ def _color(arm: str, index: int) -> str:
 
 def _render(fig: Figure) -> bytes:
     FigureCanvasAgg(fig)
+    for ax in fig.axes:  # every time axis reads as UTC clock time, whatever the span
+        if isinstance(ax.xaxis.get_major_formatter(), mdates.AutoDateFormatter):
+            ax.xaxis.set_major_formatter(TIME_FORMAT)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
     return buffer.getvalue()
@@ -87,7 +93,7 @@ def timeline(frame: pd.DataFrame, summary: RunSummary) -> Chart:
                 color="0.2",
                 linestyle=":",
                 linewidth=1.2,
-                label=f"Little's-law floor ({arm.littles_law_floor:.2f})",
+                label=f"Little's-law floor ({arm.littles_law_floor:.2g})",
             )
         ax.set_title(arm.label, loc="left", fontsize=10)
         ax.set_ylabel("count")
@@ -217,12 +223,14 @@ def latency(history: pd.DataFrame | None, summary: RunSummary) -> Chart:
 
 
 def pools(frame: pd.DataFrame, summary: RunSummary) -> Chart | None:
-    """Per-EE PgBouncer server connections in use (local runs), one panel per arm.
+    """Per-EE PgBouncer server connections open (local runs), one panel per arm.
 
-    With many EEs only the busiest few get their own line; the total over all EEs is always
-    drawn, so a hundred standard EEs stay readable."""
+    Open = sv_active + sv_idle + sv_used + sv_login: what each EE's pool holds against the
+    database (sv_active alone is mostly 0 when sampled, queries being short). With many EEs
+    only the largest few get their own line; the total over all EEs is always drawn, so a
+    hundred standard EEs stay readable."""
     rows = frame[
-        (frame["metric"] == "PoolServerActive") & frame["source"].str.startswith("pgbouncer:")
+        frame["metric"].isin(SERVER_METRICS) & frame["source"].str.startswith("pgbouncer:")
     ]
     rows = rows.dropna(subset=["value"])
     if rows.empty:
@@ -231,8 +239,11 @@ def pools(frame: pd.DataFrame, summary: RunSummary) -> Chart | None:
     fig = Figure(figsize=(10, 2.4 * len(arms)), layout="constrained")
     axes = fig.subplots(len(arms), 1, sharex=True, squeeze=False)[:, 0]
     for ax, arm in zip(axes, arms, strict=True):
-        table = rows[rows["arm"] == arm.arm].pivot_table(
-            index="time", columns="source", values="value", aggfunc="max", observed=True
+        table = (
+            rows[rows["arm"] == arm.arm]
+            .groupby(["time", "source"], observed=True)["value"]
+            .sum()
+            .unstack("source")
         )
         busiest = table.max().sort_values(ascending=False).index[:MAX_EE_LINES]
         x = _x(table.index)
@@ -246,7 +257,7 @@ def pools(frame: pd.DataFrame, summary: RunSummary) -> Chart | None:
             label=f"all {table.shape[1]} EEs",
         )
         ax.set_title(arm.label, loc="left", fontsize=10)
-        ax.set_ylabel("sv_active")
+        ax.set_ylabel("server connections")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=3, loc="upper right")
@@ -254,7 +265,8 @@ def pools(frame: pd.DataFrame, summary: RunSummary) -> Chart | None:
     return Chart(
         "pools",
         "PgBouncer server connections per execution environment",
-        "SHOW POOLS sv_active per EE (local target); the black line is the arm's sum.",
+        "Open server connections (SHOW POOLS sv_active + sv_idle + sv_used + sv_login) per EE, "
+        "local target; the black line is the arm's sum.",
         _render(fig),
     )
 
