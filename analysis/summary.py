@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from analysis import dataset
-from analysis.collect import load_or_collect
+from analysis.collect import load_dataset, load_or_collect
 from analysis.locust_results import LocustArmStats, read_stats
 from analysis.runfolder import LOCUST_STATS, SUMMARY, RunFolder, write_json_atomic
 from poolbench.errors import InputError
@@ -188,6 +188,13 @@ def warnings_for(arms: list[ArmSummary], folder: RunFolder, locust: dict[str, An
             )
         if arm.peak_db_connections is None:
             found.append(f"No DatabaseConnections samples for arm '{arm.arm}'.")
+        if arm.peak_concurrency is None:
+            hint = (
+                f": run `poolbench collect {folder.path} --target aws` to read CloudWatch"
+                if folder.target == "aws"
+                else ""
+            )
+            found.append(f"No ConcurrentExecutions samples for arm '{arm.arm}'{hint}.")
     return found
 
 
@@ -197,12 +204,16 @@ def summarize(
     """The run's summary; writes summary.json (atomically) unless `write=False`.
 
     Reads locust_stats.csv and the dataset (metrics.csv, or samples.jsonl when not collected
-    yet); raises InputError naming the file when the run folder lacks one.
+    yet, in which case metrics.csv is written too unless `write=False`, which writes
+    nothing); raises InputError naming the file when the run folder lacks one.
     """
     folder = RunFolder.open(run_dir)
     stats_path = folder.require(LOCUST_STATS, "Locust writes it during `poolbench run`")
     locust = read_stats(stats_path)
-    data = frame if frame is not None else load_or_collect(folder)
+    if frame is not None:
+        data = frame
+    else:
+        data = load_or_collect(folder) if write else load_dataset(folder)[0]
     scenario = dict(folder.manifest.get("scenario") or {})
     arm_names = folder.arms or sorted(locust)
     load_seconds = _load_seconds(folder)

@@ -82,7 +82,11 @@ def test_summary_json_equals_numbers_recomputed_from_raw_files(run_dir: Path) ->
 
 
 def test_summarize_is_the_api_for_the_run_command(run_dir: Path) -> None:
-    # The lead's `poolbench run` calls summarize(run_dir) for its closing table
+    # The lead's `poolbench run` calls summarize(run_dir) for its closing table;
+    # write=False reads only
+    before = sorted(p.name for p in run_dir.iterdir())
+    assert summarize(run_dir, write=False).arm("standard").requests == 1000
+    assert sorted(p.name for p in run_dir.iterdir()) == before
     summary = summarize(run_dir)
     assert [a.arm for a in summary.arms] == ["standard", "managed"]
     assert summary.arm("managed").failures == 46
@@ -160,6 +164,7 @@ def test_metric_an_arm_lacks_is_missing_not_zero(tmp_path: Path) -> None:
     assert "n/a" in html
     data = json.loads((run / "summary.json").read_text(encoding="utf-8"))
     assert data["arms"][0]["peak_concurrency"] is None
+    assert any("--target aws" in w for w in data["warnings"])
 
 
 @pytest.mark.parametrize("stat_pct", ["50%", "95%", "99%"])
