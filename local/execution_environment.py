@@ -157,7 +157,8 @@ class ExecutionEnvironment:
         self.runtime_proc: subprocess.Popen[bytes] | None = None
         self.init_ms = 0.0
         self.invocations = 0
-        self._queue: asyncio.Queue[PendingInvocation] = asyncio.Queue()
+        # None is the shutdown sentinel: it releases one long-polling worker request.
+        self._queue: asyncio.Queue[PendingInvocation | None] = asyncio.Queue()
         self._pending: dict[str, PendingInvocation] = {}
         self._pollers = 0
         self._init_error: str | None = None
@@ -315,6 +316,8 @@ class ExecutionEnvironment:
         deadline = time.monotonic() + self.settings.shutdown_grace_s
         while time.monotonic() < deadline and any(p.poll() is None for p in procs):
             await asyncio.sleep(0.02)
+        for _ in range(self._pollers):
+            self._queue.put_nowait(None)
         for proc in procs:
             # The group, not just the leader: awslambdaric's workers, an extension's PgBouncer.
             signal_group(proc, signal.SIGKILL)
@@ -367,7 +370,6 @@ class ExecutionEnvironment:
             access_log=None,
             handle_signals=False,
             shutdown_timeout=0.2,
-            handler_cancellation=True,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=1024)
@@ -380,6 +382,12 @@ class ExecutionEnvironment:
             inv = await self._queue.get()
         finally:
             self._pollers -= 1
+        if inv is None:
+            return web.Response(status=410)  # the EE is shutting down
+        if request.transport is None or request.transport.is_closing():
+            # The worker that asked is gone (killed mid-poll): hand the event to another one.
+            self._queue.put_nowait(inv)
+            return web.Response(status=410)
         headers = {
             # awslambdaric's native client needs every one of these, Content-Type included.
             "Content-Type": "application/json",

@@ -18,6 +18,7 @@ import contextlib
 import itertools
 import logging
 import math
+import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -63,9 +64,17 @@ class Counters:
 class FunctionModel(ABC):
     """One arm's function: its EEs, its routing, its CloudWatch-named gauges."""
 
-    def __init__(self, arm: str, make_settings: EESettingsFactory) -> None:
+    def __init__(
+        self,
+        arm: str,
+        make_settings: EESettingsFactory,
+        init_slots: asyncio.Semaphore | None = None,
+    ) -> None:
         self.arm = arm
         self.make_settings = make_settings
+        # EE inits share this machine's cores (on AWS each EE has its own): letting hundreds
+        # init at once only makes every one of them miss Lambda's 10 s init limit.
+        self.init_slots = init_slots or asyncio.Semaphore(2 * (os.cpu_count() or 1))
         self.ees: dict[str, ExecutionEnvironment] = {}
         self.concurrency = WindowMax()
         self.counters = Counters()
@@ -102,7 +111,8 @@ class FunctionModel(ABC):
         ee = ExecutionEnvironment(self.make_settings(ee_id, max_concurrency), self._unhealthy)
         self.ees[ee_id] = ee
         try:
-            await ee.start()
+            async with self.init_slots:
+                await ee.start()
         except BaseException:
             self.ees.pop(ee_id, None)
             raise
@@ -146,9 +156,13 @@ class StandardModel(FunctionModel):
     """Standard Lambda: one request per EE, cold starts on the request path, warm reuse."""
 
     def __init__(
-        self, arm: str, make_settings: EESettingsFactory, settings: StandardSettings
+        self,
+        arm: str,
+        make_settings: EESettingsFactory,
+        settings: StandardSettings,
+        init_slots: asyncio.Semaphore | None = None,
     ) -> None:
-        super().__init__(arm, make_settings)
+        super().__init__(arm, make_settings, init_slots)
         self.settings = settings
         self._idle: list[ExecutionEnvironment] = []
         self._last_used: dict[str, float] = {}
@@ -193,9 +207,13 @@ class ManagedModel(FunctionModel):
     and a scaler that adds EEs asynchronously when utilisation passes its target."""
 
     def __init__(
-        self, arm: str, make_settings: EESettingsFactory, settings: ManagedSettings
+        self,
+        arm: str,
+        make_settings: EESettingsFactory,
+        settings: ManagedSettings,
+        init_slots: asyncio.Semaphore | None = None,
     ) -> None:
-        super().__init__(arm, make_settings)
+        super().__init__(arm, make_settings, init_slots)
         self.settings = settings
         self._demand = WindowMax()  # what the scaler sees: in-flight peaks plus throttles
         self._throttled_since_tick = 0

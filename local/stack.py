@@ -89,8 +89,9 @@ class LocalStack:
                 shared["proxy"] = PoolerEndpoint(
                     "proxy-pooler", self.shared_pooler.port, self.roles["proxy"]
                 )
+            init_slots = asyncio.Semaphore(2 * (os.cpu_count() or 1))  # shared: one machine
             for arm in self.settings.arms:
-                self.models[arm] = self._make_model(arm)
+                self.models[arm] = self._make_model(arm, init_slots)
             await asyncio.gather(*(model.start() for model in self.models.values()))
             self.recorder = MetricsRecorder(
                 self.models,
@@ -149,7 +150,7 @@ class LocalStack:
             env["POOLER_PORT"] = str(self.shared_pooler.port)
         return env
 
-    def _make_model(self, arm: str) -> FunctionModel:
+    def _make_model(self, arm: str, init_slots: asyncio.Semaphore) -> FunctionModel:
         env = self._function_env(arm)
 
         def make_settings(ee_id: str, max_concurrency: int | None) -> EESettings:
@@ -166,8 +167,8 @@ class LocalStack:
             )
 
         if arm == "managed":
-            return ManagedModel(arm, make_settings, self.settings.managed)
-        return StandardModel(arm, make_settings, self.settings.standard)
+            return ManagedModel(arm, make_settings, self.settings.managed, init_slots)
+        return StandardModel(arm, make_settings, self.settings.standard, init_slots)
 
     # --- what others see -----------------------------------------------------------------------
 
