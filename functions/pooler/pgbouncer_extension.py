@@ -353,8 +353,13 @@ def serve(api: ExtensionsApi, proc: subprocess.Popen[bytes], auth_file: Path) ->
 
 def main(env: Mapping[str, str] | None = None) -> int:
     env = dict(os.environ if env is None else env)
-    api = ExtensionsApi(env["AWS_LAMBDA_RUNTIME_API"], EXTENSION_NAME)
-    api.register()
+    address = env.get("AWS_LAMBDA_RUNTIME_API", "")
+    api = ExtensionsApi(address, EXTENSION_NAME)
+    try:
+        api.register()
+    except (OSError, KeyError) as exc:
+        log(f"cannot register with the Extensions API at {address!r}: {exc}")
+        return 1
     proc: subprocess.Popen[bytes] | None = None
     auth_file = Path(env.get("POOLER_RUN_DIR", "/tmp")) / "userlist.txt"
     try:
