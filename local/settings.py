@@ -74,6 +74,9 @@ class StackSettings:
     pooler: PoolerSettings = field(default_factory=PoolerSettings)
     max_connections: int = 2000  # Aurora max_connections (capped at 2000 when min ACU <= 0.5)
     gateway_port: int = 0  # 0: a free port
+    # The handler's CONNECT_TIMEOUT. AWS keeps the handler's 5 s; here every EE shares two
+    # cores, so a burst of logins can queue for CPU longer than any EE on AWS would wait.
+    function_connect_timeout_s: int = 30
     sample_interval_s: float = 1.0
     stack_name: str = "PoolbenchLocal"
     samples_file: Path | None = None  # default: <run_dir>/samples.jsonl

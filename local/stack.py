@@ -144,6 +144,7 @@ class LocalStack:
             "DB_PASSWORD": role.password,  # local only; on AWS the layer reads Secrets Manager
             "PGBOUNCER_BIN": self._pgbouncer,
             "SERVER_TLS_SSLMODE": "disable",
+            "CONNECT_TIMEOUT": str(self.settings.function_connect_timeout_s),
             **self.settings.pooler.function_env(),
         }
         if arm == "proxy" and self.shared_pooler is not None:

@@ -67,6 +67,7 @@ class FunctionSettings:
             dbname=env.get("DB_NAME", "postgres"),
             user=env["DB_USER"],
             password=password,
+            connect_timeout_s=int(env.get("CONNECT_TIMEOUT", "5")),
         )
 
 
