@@ -204,7 +204,7 @@ class ExecutionEnvironment:
                 "AWS_LAMBDA_FUNCTION_NAME": self.settings.function_name,
                 "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
                 "AWS_LAMBDA_LOG_STREAM_NAME": self.ee_id,
-                "AWS_REGION": "local",
+                "AWS_REGION": self.settings.function_env.get("AWS_REGION", "local"),
                 "POOLBENCH_EE_ID": self.ee_id,
                 "POOLER_RUN_DIR": str(self.settings.work_dir / "pooler"),
                 "LAMBDA_TASK_ROOT": str(self.settings.code_dir),

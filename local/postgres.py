@@ -55,6 +55,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# Below Linux's ephemeral range (32768-60999): a port handed out here and bound a moment
+# later by a pooler cannot meanwhile become the source port of some outgoing connection.
+LISTEN_PORTS = range(20000, 32768)
+
+
+def free_listen_port(taken: set[int]) -> int:
+    """A port in LISTEN_PORTS that is free now and not in `taken` (which it joins)."""
+    for _ in range(1000):
+        port = secrets.choice(LISTEN_PORTS)
+        if port in taken:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        taken.add(port)
+        return port
+    raise RuntimeError("no free port left in 20000-32767 on 127.0.0.1")
+
+
 @dataclass
 class Role:
     name: str

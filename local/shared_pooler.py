@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from functions.pooler.pgbouncer_extension import PoolerConfig, wait_listening, write_files
-from local.postgres import free_port
+from local.postgres import free_listen_port
 from local.processes import give_to, signal_group, spawn, unprivileged_account
 
 
@@ -41,7 +41,7 @@ class SharedPooler:
             db_user=user,
             db_password=password,
             db_secret_arn=None,
-            pooler_port=free_port(),
+            pooler_port=free_listen_port(set()),
             default_pool_size=pool_size,
             pgbouncer_bin=pgbouncer_bin,
             run_dir=run_dir,

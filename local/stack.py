@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from local.execution_environment import DEFAULT_LAYER_DIR, EESettings
 from local.function_models import FunctionModel, ManagedModel, StandardModel
 from local.metrics import MetricsRecorder, PoolerEndpoint
-from local.postgres import PostgresServer, PostgresSettings, Role, free_port
+from local.postgres import PostgresServer, PostgresSettings, Role, free_listen_port
 from local.processes import kill_tagged
 from local.settings import StackSettings
 from local.shared_pooler import SharedPooler
@@ -127,11 +127,7 @@ class LocalStack:
         )
 
     def _free_port(self) -> int:
-        while True:
-            port = free_port()
-            if port not in self._ports:
-                self._ports.add(port)
-                return port
+        return free_listen_port(self._ports)
 
     def _function_env(self, arm: str) -> dict[str, str]:
         role = self.roles[arm]

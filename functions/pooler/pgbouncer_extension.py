@@ -178,10 +178,14 @@ def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout_s: float) -
         if proc.poll() is not None:
             raise PoolerError(f"PgBouncer exited with code {proc.returncode} during start")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                # Connecting to a port nobody listens on yet can, rarely, pick that very port
+                # as its own source and connect to itself (a TCP self-connect): not PgBouncer.
+                if sock.getsockname() != sock.getpeername():
+                    return
         except OSError:
-            time.sleep(0.05)
+            pass
+        time.sleep(0.05)
     raise PoolerError(f"PgBouncer did not listen on 127.0.0.1:{port} within {timeout_s:.0f} s")
 
 

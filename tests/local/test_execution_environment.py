@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import stat
 import threading
 import time
@@ -17,9 +19,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import boto3
 import pytest
+from moto.server import ThreadedMotoServer
 
-from local.execution_environment import EEInitError, EESettings, ExecutionEnvironment, FunctionError
+from local.execution_environment import (
+    EEInitError,
+    EESettings,
+    ExecutionEnvironment,
+    FunctionError,
+    State,
+)
 from local.postgres import Role, free_port
 from local.processes import tagged_pids
 from tests.local.conftest import Database
@@ -198,3 +208,73 @@ def test_handler_exception_takes_the_error_path_and_the_worker_goes_on(
     assert "AttributeError" in json.loads(error.payload)["errorType"]
     assert after["ee"] == "error-1"
     assert after["cold_start"] is False
+
+
+def test_an_ee_whose_pooler_dies_is_marked_unhealthy(database: Database, tmp_path: Path) -> None:
+    role = database.fresh_role("standard")
+    ee_settings = settings(tmp_path, database.function_env(role), "dying-1")
+    marked: list[str] = []
+
+    async def scenario() -> State:
+        ee = ExecutionEnvironment(ee_settings, on_unhealthy=lambda e: marked.append(e.ee_id))
+        await ee.start()
+        try:
+            # When the EE's PgBouncer dies, its extension exits (Lambda would replace the EE)
+            pid = int((ee_settings.work_dir / "pooler" / "pgbouncer.pid").read_text())
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while ee.state is State.READY and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            with pytest.raises(RuntimeError, match="unhealthy"):
+                await ee.invoke(event(sleep_ms=0))
+            return ee.state
+        finally:
+            await ee.shutdown()
+
+    assert run(scenario()) is State.UNHEALTHY
+    assert marked == ["dying-1"]
+    assert tagged_pids(ee_settings.tag) == []
+
+
+def test_password_from_secrets_manager_reaches_pooler_and_handler(
+    database: Database, tmp_path: Path
+) -> None:
+    """The AWS credential path, with moto's server as Secrets Manager (AWS is not reachable
+    here): no DB_PASSWORD anywhere in the EE, yet PgBouncer and the handler both log in."""
+    role = database.fresh_role("managed")
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        aws = {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": "eu-west-1",
+            "AWS_DEFAULT_REGION": "eu-west-1",
+        }
+        client = boto3.client(
+            "secretsmanager",
+            endpoint_url=aws["AWS_ENDPOINT_URL"],
+            region_name="eu-west-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        arn = client.create_secret(
+            Name=f"poolbench/{role.name}",
+            SecretString=json.dumps({"username": role.name, "password": role.password}),
+        )["ARN"]
+        env = {k: v for k, v in database.function_env(role).items() if k != "DB_PASSWORD"}
+        env.update(aws, DB_SECRET_ARN=arn)
+        ee_settings = settings(tmp_path, env, "secret-1", max_concurrency=2)
+
+        async def scenario(ees: list[ExecutionEnvironment]) -> dict[str, Any]:
+            return body(await ees[0].invoke(event(sleep_ms=0)))
+
+        served = run(with_ees([ee_settings], scenario))
+    finally:
+        server.stop()
+
+    assert served["query_ms"] and served["ee"] == "secret-1"
+    assert "DB_PASSWORD" not in env
+    assert role.password not in (ee_settings.work_dir / "pooler" / "pgbouncer.ini").read_text()
