@@ -75,6 +75,33 @@ class PoolReader:
             self._drop(key)
             return None
 
+    def query_totals(self, endpoint: PoolerEndpoint) -> tuple[int, int]:
+        """(queries, microseconds) this pooler ran on the server for our database: PgBouncer
+        times every query it forwards, so the Little's-law floor uses a measured figure."""
+        try:
+            with (
+                psycopg.connect(
+                    host="127.0.0.1",
+                    port=endpoint.port,
+                    dbname="pgbouncer",
+                    user=endpoint.role.name,
+                    password=endpoint.role.password,
+                    autocommit=True,
+                    connect_timeout=2,
+                    cursor_factory=psycopg.ClientCursor,
+                ) as conn,
+                conn.cursor() as cur,
+            ):
+                cur.execute("SHOW STATS")
+                columns = [c.name for c in cur.description or []]
+                for row in cur.fetchall():
+                    values = dict(zip(columns, row, strict=True))
+                    if values.get("database") == self.dbname:
+                        return int(values["total_query_count"]), int(values["total_query_time"])
+        except psycopg.Error:
+            pass
+        return 0, 0
+
     def forget_all_but(self, keys: set[tuple[str, int]]) -> None:
         for key in [k for k in self._conns if k not in keys]:
             self._drop(key)
@@ -155,6 +182,17 @@ class MetricsRecorder:
             fh.write(json.dumps(record) + "\n")
         self.latest = record
         return record
+
+    async def query_time_ms(self) -> float | None:
+        """Mean server time per query over every live pooler of every arm, or None."""
+        endpoints = [e for group in self._pool_endpoints().values() for e in group]
+
+        def read() -> float | None:
+            totals = [self._pools.query_totals(e) for e in endpoints]
+            count = sum(c for c, _ in totals)
+            return sum(t for _, t in totals) / count / 1000 if count else None
+
+        return await asyncio.to_thread(read)
 
     def _pool_endpoints(self) -> dict[str, list[PoolerEndpoint]]:
         endpoints: dict[str, list[PoolerEndpoint]] = {}

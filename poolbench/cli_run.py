@@ -91,6 +91,13 @@ def run(
     ] = None,
     stack: Annotated[str | None, typer.Option(help="aws: the stack in the outputs file.")] = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Build the report.")] = True,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait",
+            help="aws: wait until CloudWatch has published the run's last period (up to 5 min).",
+        ),
+    ] = True,
     slots_per_ee: Annotated[
         int | None,
         typer.Option(
@@ -164,6 +171,7 @@ def run(
         aws_target=aws_target,
         schedule=schedule,
         report=report,
+        wait_for_metrics=wait,
     )
     try:
         outcome = execute(request, console)

@@ -50,6 +50,7 @@ class RunRequest:
     aws_target: Target | None = None
     schedule: str = "parallel"
     report: bool = True
+    wait_for_metrics: bool = True
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,7 @@ def execute(request: RunRequest, console: Console) -> RunOutcome:
     manifest = Manifest.start(
         run_dir,
         target=request.target,
-        scenario=request.scenario.to_manifest(),
+        scenario={**request.scenario.to_manifest(), "schedule": request.schedule},
         argv=request.argv,
     )
     console.print(f"run folder: {run_dir}")
@@ -192,7 +193,7 @@ def execute(request: RunRequest, console: Console) -> RunOutcome:
         manifest.finish("failed", f"{type(exc).__name__}: {exc}")
         raise RunFailed(f"run failed: {exc} (run folder {run_dir})") from exc
     manifest.finish("completed")
-    report = _report(run_dir, console) if request.report else None
+    report = _report(run_dir, console, request.wait_for_metrics) if request.report else None
     return RunOutcome(run_dir, "completed", report)
 
 
@@ -269,9 +270,12 @@ def _run_local(request: RunRequest, run_dir: Path, manifest: Manifest, console: 
             )
             console.print(f"stack up in {time.monotonic() - started:.1f} s at {stack.api_url}")
             _load(request, run_dir, manifest, console)
-            # One more sample, so the last second of load is in samples.jsonl.
+            # One more sample, so the last second of load is in samples.jsonl; and the mean
+            # query time the poolers measured, for the Little's-law floor.
             if stack.recorder is not None:
                 runner.call(stack.recorder.sample_once(), timeout=10)
+                query_ms = runner.call(stack.recorder.query_time_ms(), timeout=60)
+                manifest.update(scenario={**manifest.data["scenario"], "query_ms": query_ms})
     finally:
         # The database files are scratch; its log and the EEs' logs stay with the run.
         shutil.rmtree(run_dir / "stack" / "postgres" / "data", ignore_errors=True)
@@ -288,7 +292,7 @@ def _run_aws(request: RunRequest, run_dir: Path, manifest: Manifest, console: Co
         _load(request, run_dir, manifest, console)
 
 
-def _report(run_dir: Path, console: Console) -> Path | None:
+def _report(run_dir: Path, console: Console, wait: bool) -> Path | None:
     """Collect (CloudWatch waits for its last period, with a progress bar), then report. A
     failure here leaves a complete run folder: the message says how to retry just this step."""
     from analysis.collect import collect
@@ -296,7 +300,7 @@ def _report(run_dir: Path, console: Console) -> Path | None:
 
     console.print("collecting metrics and building the report ...")
     try:
-        collect(run_dir, console=console)
+        collect(run_dir, console=console, wait=wait)
         return build_report(run_dir)
     except Exception as exc:
         raise RunFailed(

@@ -192,3 +192,15 @@ def test_sigint_stops_local_up_and_leaves_nothing(tmp_path: Path) -> None:
     assert proc.returncode == 0, log.read_text()
     assert stopped_in < 10
     assert tagged_pids(session, SESSION_ENV) == []
+
+
+def test_metrics_endpoint_serves_the_latest_sample(three_arms: StackRunner) -> None:
+    settle_one_sample(three_arms)
+    replies = fire(three_arms.stack.api_url + "_poolbench/metrics", 1)
+
+    sample = replies[0].body
+    assert set(sample["arms"]) == {"standard", "managed", "proxy"}
+    assert sample["arms"]["managed"]["ExecutionEnvironments"] == 3
+    assert sample["arms"]["managed"]["ExecutionEnvironmentConcurrencyLimit"] == 16
+    assert "ExecutionEnvironmentConcurrencyLimit" not in sample["arms"]["standard"]
+    assert sample["arms"]["proxy"]["ees"]["proxy-pooler"]["pool"]["sv_active"] >= 0
