@@ -143,6 +143,7 @@ class MetricsRecorder:
         # after close, so no connection is ever opened that close() cannot see.
         self._db_lock = threading.Lock()
         self._closed = False
+        self._sampled = asyncio.Condition()
 
     async def run(self) -> None:
         """Samples on whole seconds until cancelled; a failed sample is logged, not fatal."""
@@ -154,8 +155,17 @@ class MetricsRecorder:
                     await self.sample_once()
                 except (psycopg.Error, OSError) as exc:
                     logger.warning("metrics sample failed: %s", exc)
+                async with self._sampled:
+                    self._sampled.notify_all()
         finally:
             await asyncio.to_thread(self.close)
+
+    async def next_sample(self) -> dict[str, Any]:
+        """Waits for the next regular sample, so a caller can be sure the last second it cares
+        about is on file, without writing a second sample for the same second."""
+        async with self._sampled:
+            await self._sampled.wait()
+        return self.latest
 
     async def sample_once(self) -> dict[str, Any]:
         epoch = time.time()

@@ -273,7 +273,7 @@ def _run_local(request: RunRequest, run_dir: Path, manifest: Manifest, console: 
             # One more sample, so the last second of load is in samples.jsonl; and the mean
             # query time the poolers measured, for the Little's-law floor.
             if stack.recorder is not None:
-                runner.call(stack.recorder.sample_once(), timeout=10)
+                runner.call(stack.recorder.next_sample(), timeout=10)
                 query_ms = runner.call(stack.recorder.query_time_ms(), timeout=60)
                 manifest.update(scenario={**manifest.data["scenario"], "query_ms": query_ms})
     finally:

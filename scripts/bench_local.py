@@ -5,7 +5,8 @@
 2. Scale: managed at ~1,000 concurrent slots, standard at 300 concurrent EEs, errors counted,
    peak memory (RSS of every process of the stack, ours included).
 
-Usage: uv run python scripts/bench_local.py [--skip-scale] [--requests 5000] [--concurrency 32]
+Usage: uv run python scripts/bench_local.py [--part all|overhead|managed|standard]
+       [--requests 5000] [--concurrency 32]
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ def scale_managed(slots: int = 64, ees: int = 16, concurrent: int = 1000) -> Non
                 url = runner.stack.api_url + "managed?sleep_ms=2000"
                 _, statuses, wall = asyncio.run(drive(url, concurrent, concurrent))
                 assert runner.stack.recorder is not None
-                runner.call(runner.stack.recorder.sample_once())
+                runner.call(runner.stack.recorder.next_sample(), timeout=10)
                 peaks = runner.stack.recorder.peaks["managed"]
     print(f"== managed at {slots * ees} slots ({ees} EEs x {slots}), {concurrent} concurrent")
     print(
@@ -180,7 +181,7 @@ def scale_standard(concurrent: int = 300) -> None:
             url = runner.stack.api_url + "standard?sleep_ms=2000"
             _, statuses, wall = asyncio.run(drive(url, concurrent, concurrent))
             assert runner.stack.recorder is not None
-            runner.call(runner.stack.recorder.sample_once())
+            runner.call(runner.stack.recorder.next_sample(), timeout=10)
             peaks = runner.stack.recorder.peaks["standard"]
             ees = len(runner.stack.models["standard"].ees)
     print(f"== standard, {concurrent} concurrent requests (each needs its own EE)")
@@ -195,11 +196,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--part", choices=("all", "overhead", "managed", "standard"), default="all")
     args = parser.parse_args()
-    overhead(args.requests, args.concurrency)
-    if not args.skip_scale:
+    if args.part in ("all", "overhead"):
+        overhead(args.requests, args.concurrency)
+    if args.part in ("all", "managed"):
         scale_managed()
+    if args.part in ("all", "standard"):
         scale_standard()
     print(json.dumps({"cores": os.cpu_count()}))
 

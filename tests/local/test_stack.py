@@ -30,7 +30,7 @@ pytestmark = pytest.mark.local
 def settle_one_sample(runner: StackRunner) -> None:
     """Waits for the recorder's next whole-second sample, so peaks include the last requests."""
     assert runner.stack.recorder is not None
-    runner.call(runner.stack.recorder.sample_once())
+    runner.call(runner.stack.recorder.next_sample(), timeout=10)
 
 
 def peak(runner: StackRunner, arm: str, metric: str) -> int:
