@@ -46,7 +46,9 @@ class PoolReader:
         self.dbname = dbname
         self._conns: dict[tuple[str, int], psycopg.Connection[tuple[Any, ...]]] = {}
 
-    def read(self, endpoint: PoolerEndpoint) -> dict[str, int] | None:
+    def _show(self, endpoint: PoolerEndpoint, command: str) -> dict[str, Any] | None:
+        """The row for our database of an admin-console SHOW command, over the kept
+        connection (opened on first use, dropped on error); None if the pooler did not answer."""
         key = (endpoint.key, endpoint.port)
         try:
             conn = self._conns.get(key)
@@ -64,43 +66,26 @@ class PoolReader:
                 )
                 self._conns[key] = conn
             with conn.cursor() as cur:
-                cur.execute("SHOW POOLS")
+                cur.execute(command)
                 columns = [c.name for c in cur.description or []]
                 for row in cur.fetchall():
                     values = dict(zip(columns, row, strict=True))
                     if values.get("database") == self.dbname:
-                        return {k: int(values.get(k) or 0) for k in POOL_FIELDS}
-            return dict.fromkeys(POOL_FIELDS, 0)
+                        return values
+            return {}
         except psycopg.Error:
             self._drop(key)
             return None
 
+    def read(self, endpoint: PoolerEndpoint) -> dict[str, int] | None:
+        values = self._show(endpoint, "SHOW POOLS")
+        return None if values is None else {k: int(values.get(k) or 0) for k in POOL_FIELDS}
+
     def query_totals(self, endpoint: PoolerEndpoint) -> tuple[int, int]:
         """(queries, microseconds) this pooler ran on the server for our database: PgBouncer
         times every query it forwards, so the Little's-law floor uses a measured figure."""
-        try:
-            with (
-                psycopg.connect(
-                    host="127.0.0.1",
-                    port=endpoint.port,
-                    dbname="pgbouncer",
-                    user=endpoint.role.name,
-                    password=endpoint.role.password,
-                    autocommit=True,
-                    connect_timeout=2,
-                    cursor_factory=psycopg.ClientCursor,
-                ) as conn,
-                conn.cursor() as cur,
-            ):
-                cur.execute("SHOW STATS")
-                columns = [c.name for c in cur.description or []]
-                for row in cur.fetchall():
-                    values = dict(zip(columns, row, strict=True))
-                    if values.get("database") == self.dbname:
-                        return int(values["total_query_count"]), int(values["total_query_time"])
-        except psycopg.Error:
-            pass
-        return 0, 0
+        values = self._show(endpoint, "SHOW STATS") or {}
+        return int(values.get("total_query_count") or 0), int(values.get("total_query_time") or 0)
 
     def forget_all_but(self, keys: set[tuple[str, int]]) -> None:
         for key in [k for k in self._conns if k not in keys]:
@@ -198,7 +183,8 @@ class MetricsRecorder:
         endpoints = [e for group in self._pool_endpoints().values() for e in group]
 
         def read() -> float | None:
-            totals = [self._pools.query_totals(e) for e in endpoints]
+            with self._db_lock:
+                totals = [self._pools.query_totals(e) for e in endpoints]
             count = sum(c for c, _ in totals)
             return sum(t for _, t in totals) / count / 1000 if count else None
 
