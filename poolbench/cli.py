@@ -21,7 +21,9 @@ app = typer.Typer(
     help=(
         "Benchmark standard Lambda vs Lambda Managed Instances sharing one PgBouncer layer, "
         "on AWS or on this machine.\n\n"
-        "Example: poolbench run --preset seed"
+        "Example: poolbench run --preset seed   (the seed experiment, local, ends in a report)\n\n"
+        "Example: poolbench local up --outputs-file outputs.json\n\n"
+        "Example: poolbench report reports/2026-11-22T10-00-00Z"
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
