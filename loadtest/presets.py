@@ -291,6 +291,9 @@ def locust_command(
             str(scenario.processes),
             "--master-bind-port",
             str(port),
+            # Locust's master listens on every interface by default; these workers are local.
+            "--master-bind-host",
+            "127.0.0.1",
             "--master-port",
             str(port),
         ]

@@ -90,7 +90,16 @@ def test_processes_pin_a_master_port(tmp_path: Path) -> None:
     scenario = resolve_scenario("smoke", target_arms=TWO_ARMS, processes=2)
     argv = locust_command(scenario, outputs_file="o.json", run_dir=tmp_path, master_port=15999)
     tail = argv[argv.index("--processes") :]
-    assert tail[:6] == ["--processes", "2", "--master-bind-port", "15999", "--master-port", "15999"]
+    assert tail[:8] == [
+        "--processes",
+        "2",
+        "--master-bind-port",
+        "15999",
+        "--master-bind-host",
+        "127.0.0.1",
+        "--master-port",
+        "15999",
+    ]
 
 
 def test_smoke_finishes_in_seconds() -> None:
