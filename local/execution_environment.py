@@ -21,14 +21,15 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
 from aiohttp import web
 
-from local.processes import open_way_to, signal_group, spawn, wait_group_gone
+from local.processes import TAG_ENV, ChildProcess, open_way_to, signal_group, spawn, wait_group_gone
+from local.zygote import RuntimeZygote
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,8 @@ class EESettings:
     function_name: str = "poolbench"
     init_timeout_s: float = 10.0  # Lambda's init limit; managed EEs add 0.25 s per worker here
     preload: tuple[str, ...] = RUNTIME_PRELOAD
+    # Standard EEs: fork the runtime from this warm parent instead of starting a fresh Python.
+    zygote: RuntimeZygote | None = None
     shutdown_grace_s: float = 2.0
     invoke_timeout_s: float = 60.0
 
@@ -154,7 +157,7 @@ class ExecutionEnvironment:
         self.in_flight = WindowMax()
         self.extensions: dict[str, Extension] = {}
         self.extension_procs: list[subprocess.Popen[bytes]] = []
-        self.runtime_proc: subprocess.Popen[bytes] | None = None
+        self.runtime_proc: ChildProcess | None = None
         self.init_ms = 0.0
         self.invocations = 0
         # None is the shutdown sentinel: it releases one long-polling worker request.
@@ -244,21 +247,31 @@ class ExecutionEnvironment:
         env["AWS_EXECUTION_ENV"] = "AWS_Lambda_python3.13"
         if self.settings.max_concurrency:
             env["AWS_LAMBDA_MAX_CONCURRENCY"] = str(self.settings.max_concurrency)
-        self.runtime_proc = spawn(
-            self.settings.runtime_argv(),
-            tag=self.settings.tag,
-            env=env,
-            cwd=self.settings.code_dir,
-            log_file=self.settings.work_dir / "runtime.log",
-        )
-        await self._wait_for(
-            lambda: self._pollers >= self.settings.slots, [self.runtime_proc], "runtime"
-        )
+        log_file = self.settings.work_dir / "runtime.log"
+        runtime: ChildProcess
+        if self.settings.zygote is not None and not self.settings.max_concurrency:
+            runtime = await asyncio.to_thread(
+                self.settings.zygote.fork_runtime,
+                env={**env, TAG_ENV: self.settings.tag},
+                cwd=self.settings.code_dir,
+                log_file=log_file,
+                handler=self.settings.handler,
+            )
+        else:
+            runtime = spawn(
+                self.settings.runtime_argv(),
+                tag=self.settings.tag,
+                env=env,
+                cwd=self.settings.code_dir,
+                log_file=log_file,
+            )
+        self.runtime_proc = runtime
+        await self._wait_for(lambda: self._pollers >= self.settings.slots, [runtime], "runtime")
 
     async def _wait_for(
         self,
         ready: Callable[[], bool],
-        procs: list[subprocess.Popen[bytes]],
+        procs: Sequence[ChildProcess],
         what: str,
     ) -> None:
         deadline = time.monotonic() + self.settings.init_deadline_s
@@ -266,9 +279,10 @@ class ExecutionEnvironment:
             if self._init_error:
                 raise EEInitError(f"{self.ee_id}: {self._init_error}")
             for proc in procs:
-                if proc.poll() is not None:
+                code = proc.poll()
+                if code is not None:
                     raise EEInitError(
-                        f"{self.ee_id}: {what} process exited with code {proc.returncode} during"
+                        f"{self.ee_id}: {what} process exited with code {code} during"
                         f" init; see {self.settings.work_dir}"
                     )
             if time.monotonic() > deadline:

@@ -16,11 +16,26 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 TAG_ENV = "POOLBENCH_STACK_ID"
 # Set by an outer owner (the test session) and inherited by every stack it starts, so it can
 # prove that nothing of any stack outlived it.
 SESSION_ENV = "POOLBENCH_SESSION"
+
+
+class ChildProcess(Protocol):
+    """What teardown needs of a process we started: a Popen, or a zygote's forked child."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def args(self) -> Any: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
 
 
 def unprivileged_account(preferred: str = "postgres") -> pwd.struct_passwd | None:
@@ -104,12 +119,12 @@ def tagged_pids(tag: str, env_name: str = TAG_ENV) -> list[int]:
     return found
 
 
-def signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+def signal_group(proc: ChildProcess, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
 
 
-def wait_group_gone(proc: subprocess.Popen[bytes], timeout_s: float = 2.0) -> bool:
+def wait_group_gone(proc: ChildProcess, timeout_s: float = 2.0) -> bool:
     """True once no process is left in the child's group (SIGKILLed members take a moment to
     be torn down; until then they still show up to anyone listing processes)."""
     deadline = time.monotonic() + timeout_s

@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
@@ -24,13 +25,14 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
-from local.execution_environment import DEFAULT_LAYER_DIR, EESettings
+from local.execution_environment import DEFAULT_LAYER_DIR, REPO_ROOT, EESettings
 from local.function_models import FunctionModel, ManagedModel, StandardModel
 from local.metrics import MetricsRecorder, PoolerEndpoint
 from local.postgres import PostgresServer, PostgresSettings, Role, free_listen_port
 from local.processes import kill_tagged
 from local.settings import StackSettings
 from local.shared_pooler import SharedPooler
+from local.zygote import RuntimeZygote
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,6 +73,7 @@ class LocalStack:
         self._recorder_task: asyncio.Task[None] | None = None
         self._ports: set[int] = set()
         self._pgbouncer = find_pgbouncer()
+        self.zygote: RuntimeZygote | None = None
 
     # --- start --------------------------------------------------------------------------------
 
@@ -89,6 +92,14 @@ class LocalStack:
                 shared["proxy"] = PoolerEndpoint(
                     "proxy-pooler", self.shared_pooler.port, self.roles["proxy"]
                 )
+            if self.settings.zygote and any(a != "managed" for a in self.settings.arms):
+                self.zygote = RuntimeZygote(
+                    tag=self.tag,
+                    python=sys.executable,
+                    code_dir=REPO_ROOT,
+                    log_file=self.run_dir / "zygote.log",
+                )
+                await asyncio.to_thread(self.zygote.start)
             init_slots = asyncio.Semaphore(2 * (os.cpu_count() or 1))  # shared: one machine
             for arm in self.settings.arms:
                 self.models[arm] = self._make_model(arm, init_slots)
@@ -161,6 +172,7 @@ class LocalStack:
                 pooler_port=None if proxied else self._free_port(),
                 layer_dir=None if proxied else DEFAULT_LAYER_DIR,
                 function_name=function_name(arm),
+                zygote=self.zygote,
             )
 
         if arm == "managed":
@@ -214,6 +226,8 @@ class LocalStack:
         if self._gateway is not None:
             await self._gateway.stop()
         await asyncio.gather(*(m.stop() for m in self.models.values()), return_exceptions=True)
+        if self.zygote is not None:
+            await asyncio.to_thread(self.zygote.stop)
         if self.shared_pooler is not None:
             await asyncio.to_thread(self.shared_pooler.stop)
         await asyncio.to_thread(self.database.stop)
