@@ -137,6 +137,16 @@ class FunctionModel(ABC):
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(ee.shutdown() for ee in list(self.ees.values())))
 
+    def init_summary(self) -> dict[str, float | int | None]:
+        """How many EEs this arm initialised and how long their inits took (extension init +
+        runtime init, as Lambda's Init Duration): the cost behind every cold start."""
+        times = sorted(self.init_ms)
+
+        def pick(q: float) -> float | None:
+            return round(times[min(len(times) - 1, int(q * len(times)))], 1) if times else None
+
+        return {"count": len(times), "p50_ms": pick(0.5), "p95_ms": pick(0.95), "max_ms": pick(1.0)}
+
     def ready_ees(self) -> list[ExecutionEnvironment]:
         return [ee for ee in self.ees.values() if ee.state is State.READY]
 

@@ -28,7 +28,7 @@ from loadtest.presets import Scenario, locust_command
 from loadtest.target import Target
 from local.processes import kill_tagged, signal_group, spawn
 from local.settings import StackSettings
-from local.stack import running_stack
+from local.stack import LocalStack, running_stack
 from poolbench.manifest import Manifest, utc_now
 
 LOCUST_STOP_GRACE_S = 10.0
@@ -276,9 +276,15 @@ def _run_local(request: RunRequest, run_dir: Path, manifest: Manifest, console: 
                 runner.call(stack.recorder.next_sample(), timeout=10)
                 query_ms = runner.call(stack.recorder.query_time_ms(), timeout=60)
                 manifest.update(scenario={**manifest.data["scenario"], "query_ms": query_ms})
+            manifest.update(inits=runner.call(_init_summaries(stack), timeout=10))
     finally:
         # The database files are scratch; its log and the EEs' logs stay with the run.
         shutil.rmtree(run_dir / "stack" / "postgres" / "data", ignore_errors=True)
+
+
+async def _init_summaries(stack: LocalStack) -> dict[str, dict[str, float | int | None]]:
+    """Read on the stack's loop, where the models live."""
+    return {arm: model.init_summary() for arm, model in stack.models.items()}
 
 
 def _run_aws(request: RunRequest, run_dir: Path, manifest: Manifest, console: Console) -> None:

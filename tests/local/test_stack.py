@@ -74,6 +74,10 @@ def test_standard_arm_runs_one_ee_and_one_connection_per_concurrent_request(
         assert ees_after_first == 50
         assert len({r.body["ee"] for r in first}) == 50
         assert cold_after_first == 50
+        # the function's init ran in every new EE, and never again in a warm one
+        assert all(r.body["cold_start"] for r in first)
+        assert not any(r.body["cold_start"] for r in second)
+        assert model(runner, "standard").init_summary()["count"] == 50
         assert model(runner, "standard").counters.total["ColdStarts"] == 50
         assert len(model(runner, "standard").ees) == 50
         assert peak(runner, "standard", "DatabaseConnections") == 50

@@ -62,6 +62,9 @@ def test_smoke_run_has_the_seed_shape_and_an_exact_budget(tmp_path: Path) -> Non
     assert manifest["status"] == "completed"
     assert manifest["scenario"]["users"] == 8
     assert manifest["versions"]["pgbouncer"].startswith("1.")
+    assert manifest["inits"]["standard"]["count"] == 8  # one cold start per user
+    assert manifest["inits"]["managed"]["count"] == 3  # ready before traffic
+    assert manifest["scenario"]["query_ms"] > 0  # measured by the poolers
     assert locust_requests(run_dir) == {"standard": (24, 0), "managed": (24, 0)}
     arms = summary_arms(run_dir)
     assert arms["standard"]["peak_db_connections"] == 8  # one EE, one connection per user
