@@ -88,6 +88,7 @@ def render_html(
             scenario=dict(manifest.get("scenario") or {}),
             versions=dict(manifest.get("versions") or {}),
             host=dict(manifest.get("host") or {}),
+            inits=dict(manifest.get("inits") or {}),
             git_commit=manifest.get("git_commit"),
             floor_note=floor_note,
             generated_at=(generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC"),
