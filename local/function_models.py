@@ -275,9 +275,13 @@ class ManagedModel(FunctionModel):
         asynchronously on what it measured). Scale-in needs a sustained lull."""
         while True:
             await asyncio.sleep(0.5)
-            demand = self._demand.take_max() + self._throttled_since_tick
-            self._throttled_since_tick = 0
             current = len(self.ready_ees()) + self._starting
+            # Throttled requests are demand too, but a client that retries at once is counted
+            # on every retry: taken at face value, a few spinning users would ask for max_ees.
+            # So throttles count for at most twice the capacity the scaler can already see.
+            slots = current * self.settings.slots_per_ee
+            demand = self._demand.take_max() + min(self._throttled_since_tick, 2 * slots)
+            self._throttled_since_tick = 0
             desired = self.desired_ees(demand)
             now = time.monotonic()
             if desired > current:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,9 +19,15 @@ from poolbench.run import RunFailed, RunRequest, execute
 
 console = Console(stderr=True)
 _M, _S, _P, _X = ManagedSettings(), StandardSettings(), PoolerSettings(), ProxySettings()
-# The seed's capacity provider let 64 requests share one EE (its ExecutionEnvironmentConcurrency
-# Limit); the seed preset mirrors that, the others keep Python's 16 per vCPU.
-SEED_SLOTS_PER_EE = 64
+# Local stack knobs a preset sets unless the user gives them. seed: the source experiment's
+# capacity provider let 64 requests share one EE (its ExecutionEnvironmentConcurrencyLimit); the
+# others keep Python's 16 per vCPU. ramp: AWS says traffic that more than doubles within the
+# scaling window may be throttled; a 50% target is the headroom that absorbs one doubling.
+PRESET_STACK_KNOBS: dict[str, dict[str, Any]] = {
+    "seed": {"slots_per_ee": 64},
+    "ramp": {"target_utilisation": 0.5},
+}
+SEED_SLOTS_PER_EE = PRESET_STACK_KNOBS["seed"]["slots_per_ee"]
 TARGETS = ("local", "aws")
 SCHEDULES = ("parallel", "sequential")
 
@@ -108,7 +114,14 @@ def run(
     ] = None,
     min_ees: opt.MinEEs = _M.min_ees,
     max_ees: opt.MaxEEs = _M.max_ees,
-    target_utilisation: opt.TargetUtilisation = _M.target_utilisation,
+    target_utilisation: Annotated[
+        float | None,
+        typer.Option(
+            help=f"Managed: the scaler's utilisation target, 0-1 (default 0.5 for the ramp "
+            f"preset, {_M.target_utilisation} otherwise).",
+            rich_help_panel=opt.PANEL,
+        ),
+    ] = None,
     scale_delay: opt.ScaleDelay = _M.scale_delay_s,
     concurrency_limit: opt.ConcurrencyLimit = _S.concurrency_limit,
     idle_timeout: opt.IdleTimeout = _S.idle_timeout_s,
@@ -152,9 +165,13 @@ def run(
     )
     if target == "local":
         knobs = opt.knob_values(locals())
-        knobs["slots_per_ee"] = slots_per_ee or (
-            SEED_SLOTS_PER_EE if preset == "seed" else _M.slots_per_ee
-        )
+        preset_knobs = PRESET_STACK_KNOBS.get(preset, {})
+        for name, default in (
+            ("slots_per_ee", _M.slots_per_ee),
+            ("target_utilisation", _M.target_utilisation),
+        ):
+            if knobs[name] is None:
+                knobs[name] = preset_knobs.get(name, default)
         # Room for every user's connection on every arm, whatever the knob says.
         knobs["max_connections"] = max(max_connections, 2 * scenario.total_users + 50)
         stack_settings = opt.build_stack_settings(
