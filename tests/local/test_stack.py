@@ -20,7 +20,7 @@ import pytest
 
 from local.function_models import FunctionModel
 from local.processes import SESSION_ENV, tagged_pids
-from local.settings import ManagedSettings, ProxySettings, StackSettings
+from local.settings import ManagedSettings, ProxySettings, StackSettings, StandardSettings
 from local.stack import StackRunner, running_stack
 from tests.local.http import fire, statuses
 
@@ -208,3 +208,35 @@ def test_metrics_endpoint_serves_the_latest_sample(three_arms: StackRunner) -> N
     assert sample["arms"]["managed"]["ExecutionEnvironmentConcurrencyLimit"] == 16
     assert "ExecutionEnvironmentConcurrencyLimit" not in sample["arms"]["standard"]
     assert sample["arms"]["proxy"]["ees"]["proxy-pooler"]["pool"]["sv_active"] >= 0
+
+
+def test_idle_environments_are_reaped_and_scaled_in(tmp_path: Path) -> None:
+    # Given a 1 s idle timeout for standard EEs and a 1 s lull before managed scale-in
+    settings = StackSettings(
+        run_dir=tmp_path,
+        arms=("standard", "managed"),
+        standard=StandardSettings(idle_timeout_s=1.0),
+        managed=ManagedSettings(
+            slots_per_ee=4, min_ees=2, scale_delay_s=0.0, scale_down_after_s=1.0
+        ),
+    )
+    with running_stack(settings) as runner:
+        # When a burst needs more EEs than either arm keeps idle
+        standard = fire(runner.stack.api_url + "standard", 6, sleep_ms=500)
+        managed = fire(runner.stack.api_url + "managed", 8, sleep_ms=1500)
+        wait_until(lambda: len(model(runner, "managed").ready_ees()) > 2, 15)
+        pids = [
+            proc.pid
+            for ee in model(runner, "standard").ees.values()
+            for proc in (ee.runtime_proc, *ee.extension_procs)
+            if proc is not None
+        ]
+
+        # Then, once idle, standard EEs are reaped and managed shrinks back to its minimum
+        wait_until(lambda: len(model(runner, "standard").ees) == 0, 15)
+        wait_until(lambda: len(model(runner, "managed").ees) == 2, 30)
+
+        assert statuses(standard) == {200: 6}
+        assert statuses(managed) == {200: 8}  # 2 EEs x 4 slots: all fit
+        assert len(pids) == 12  # 6 EEs: a runtime and an extension each
+        wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids), 5)
