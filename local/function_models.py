@@ -81,6 +81,7 @@ class FunctionModel(ABC):
         self.init_ms: list[float] = []
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._finishing: set[asyncio.Task[Any]] = set()
         self._stopping = False
 
     @abstractmethod
@@ -121,13 +122,21 @@ class FunctionModel(ABC):
 
     def _unhealthy(self, ee: ExecutionEnvironment) -> None:
         """Lambda replaces an EE whose extension or runtime died: drop it and shut it down."""
-        self.ees.pop(ee.ee_id, None)
-        self._spawn(ee.shutdown())
+        self._retire(ee)
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any, *, finish_on_stop: bool = False) -> None:
+        """A background task. Loops and scale-outs are cancelled at stop; a shutdown already
+        under way (finish_on_stop) is waited for: cut short, it would leave its EE's API
+        socket open and its processes to the final sweep."""
         task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        tasks = self._finishing if finish_on_stop else self._tasks
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    def _retire(self, ee: ExecutionEnvironment) -> None:
+        """Out of routing now; its shutdown runs in the background and is finished at stop."""
+        self.ees.pop(ee.ee_id, None)
+        self._spawn(ee.shutdown(), finish_on_stop=True)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -135,6 +144,7 @@ class FunctionModel(ABC):
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._finishing, return_exceptions=True)
         await asyncio.gather(*(ee.shutdown() for ee in list(self.ees.values())))
 
     def init_summary(self) -> dict[str, float | int | None]:
@@ -208,8 +218,7 @@ class StandardModel(FunctionModel):
             stale = [ee for ee in self._idle if self._last_used.get(ee.ee_id, 0) < cutoff]
             for ee in stale:
                 self._idle.remove(ee)
-                self.ees.pop(ee.ee_id, None)
-                self._spawn(ee.shutdown())
+                self._retire(ee)
 
 
 class ManagedModel(FunctionModel):
@@ -301,8 +310,7 @@ class ManagedModel(FunctionModel):
                     self._under_since = now
                     idle = [ee for ee in self.ready_ees() if ee.in_flight.value == 0]
                     if idle:
-                        self.ees.pop(idle[-1].ee_id, None)
-                        self._spawn(idle[-1].shutdown())
+                        self._retire(idle[-1])
             else:
                 self._under_since = None
 
