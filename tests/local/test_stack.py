@@ -211,11 +211,11 @@ def test_metrics_endpoint_serves_the_latest_sample(three_arms: StackRunner) -> N
 
 
 def test_idle_environments_are_reaped_and_scaled_in(tmp_path: Path) -> None:
-    # Given a 1 s idle timeout for standard EEs and a 1 s lull before managed scale-in
+    # Given a 2 s idle timeout for standard EEs and a 1 s lull before managed scale-in
     settings = StackSettings(
         run_dir=tmp_path,
         arms=("standard", "managed"),
-        standard=StandardSettings(idle_timeout_s=1.0),
+        standard=StandardSettings(idle_timeout_s=2.0),
         managed=ManagedSettings(
             slots_per_ee=4, min_ees=2, scale_delay_s=0.0, scale_down_after_s=1.0
         ),
@@ -223,14 +223,15 @@ def test_idle_environments_are_reaped_and_scaled_in(tmp_path: Path) -> None:
     with running_stack(settings) as runner:
         # When a burst needs more EEs than either arm keeps idle
         standard = fire(runner.stack.api_url + "standard", 6, sleep_ms=500)
-        managed = fire(runner.stack.api_url + "managed", 8, sleep_ms=1500)
-        wait_until(lambda: len(model(runner, "managed").ready_ees()) > 2, 15)
         pids = [
             proc.pid
             for ee in model(runner, "standard").ees.values()
             for proc in (ee.runtime_proc, *ee.extension_procs)
             if proc is not None
         ]
+        managed = fire(runner.stack.api_url + "managed", 8, sleep_ms=1500)
+        # (inits only ever grow: a third EE was started, whenever the scale-in came)
+        wait_until(lambda: (model(runner, "managed").init_summary()["count"] or 0) > 2, 15)
 
         # Then, once idle, standard EEs are reaped and managed shrinks back to its minimum
         wait_until(lambda: len(model(runner, "standard").ees) == 0, 15)
