@@ -7,6 +7,7 @@ server connections. Durability is switched off: the data is thrown away with the
 
 from __future__ import annotations
 
+import pwd
 import re
 import secrets
 import shutil
@@ -36,6 +37,9 @@ class PostgresSettings:
     dbname: str = "poolbench"
     bin_dir: Path | None = None
     start_timeout_s: float = 30.0
+    # TLS with a throwaway self-signed certificate, as Aurora requires of PgBouncer on AWS
+    # (server_tls_sslmode=require): lets the AWS connection path be tested here.
+    tls: bool = False
 
 
 def find_bin_dir() -> Path:
@@ -161,6 +165,8 @@ class PostgresServer:
             "full_page_writes": "off",
             "shared_buffers": "64MB",
         }
+        if self.settings.tls:
+            options.update(self._make_certificate(account))
         argv = [str(self.bin_dir / "postgres"), "-D", str(data)]
         for key, value in options.items():
             argv += ["-c", f"{key}={value}"]
@@ -168,6 +174,34 @@ class PostgresServer:
         self._wait_ready()
         with self.admin_connect("postgres") as conn:
             conn.execute(sql.SQL("create database {}").format(sql.Identifier(self.settings.dbname)))
+
+    def _make_certificate(self, account: pwd.struct_passwd | None) -> dict[str, str]:
+        folder = self.settings.data_dir.parent / "tls"
+        folder.mkdir(exist_ok=True)
+        cert, key = folder / "server.crt", folder / "server.key"
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        key.chmod(0o600)  # PostgreSQL refuses a key others can read
+        give_to(account, folder, cert, key)
+        return {"ssl": "on", "ssl_cert_file": str(cert), "ssl_key_file": str(key)}
 
     def _wait_ready(self) -> None:
         assert self.proc is not None

@@ -6,7 +6,8 @@ the same file runs in the layer on AWS and in the local execution environments.
 
 Lifecycle, as Lambda expects of an external extension:
 register for SHUTDOWN only (Managed Instances refuse INVOKE) -> write pgbouncer.ini and the auth
-file -> start PgBouncer -> prove it serves a real login -> block on event/next -> on SHUTDOWN or
+file -> start PgBouncer -> prove the credentials on the database and the pooler's own login ->
+block on event/next -> on SHUTDOWN or
 SIGTERM stop PgBouncer and exit 0. Any failure before event/next is reported to the init error
 endpoint and ends the process non-zero, so the environment's init fails fast instead of hanging.
 """
@@ -23,6 +24,7 @@ import queue
 import secrets
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -239,18 +241,41 @@ def _scram_client(sock: socket.socket, user: str, password: str) -> None:
     _send(sock, b"p", f"{final_bare},p={proof.decode()}".encode())
 
 
-def check_login(port: int, dbname: str, user: str, password: str, timeout_s: float) -> None:
-    """Logs in through PgBouncer, which must open a server connection to answer: so a wrong
-    password or an unreachable database surfaces here, at init, not at the first request."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+def _start_tls(sock: socket.socket, host: str) -> ssl.SSLSocket:
+    """PostgreSQL's SSLRequest, then TLS without certificate checks: sslmode=require, which is
+    what PgBouncer itself uses towards the server."""
+    sock.sendall(struct.pack("!II", 8, 80877103))
+    if sock.recv(1) != b"S":
+        raise PoolerError("the database does not accept TLS (server_tls_sslmode needs it)")
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context.wrap_socket(sock, server_hostname=host)
+
+
+def check_login(
+    host: str,
+    port: int,
+    dbname: str,
+    user: str,
+    password: str,
+    timeout_s: float,
+    *,
+    who: str,
+    tls: bool = False,
+) -> None:
+    """One real login (startup, SCRAM, ReadyForQuery), then Terminate. Run twice at init:
+    straight to the database, so a wrong password or an unreachable cluster fails init rather
+    than the first request; and to PgBouncer's own console, which proves the pooler's auth file
+    and listener without opening a server connection that would then sit idle in its pool."""
+    with socket.create_connection((host, port), timeout=timeout_s) as raw:
+        sock: socket.socket = _start_tls(raw, host) if tls else raw
         params = f"user\0{user}\0database\0{dbname}\0\0".encode()
         _send(sock, b"", struct.pack("!I", 196608) + params)
         while True:
             kind, payload = _read_message(sock)
             if kind == b"E":
-                raise PoolerError(
-                    f"database login through PgBouncer failed: {_error_text(payload)}"
-                )
+                raise PoolerError(f"login to {who} failed: {_error_text(payload)}")
             if kind == b"Z":
                 _send(sock, b"X", b"")
                 return
@@ -261,7 +286,7 @@ def check_login(port: int, dbname: str, user: str, password: str, timeout_s: flo
                 elif code == 3:
                     _send(sock, b"p", password.encode() + b"\0")
                 elif code not in (0, 11, 12):
-                    raise PoolerError(f"unsupported authentication request {code} from PgBouncer")
+                    raise PoolerError(f"unsupported authentication request {code} from {who}")
 
 
 # --- the Extensions API --------------------------------------------------------------------
@@ -372,7 +397,26 @@ def main(env: Mapping[str, str] | None = None) -> int:
         ini, auth_file = write_files(cfg, user, password)
         proc = start_pgbouncer(cfg, ini)
         wait_listening(proc, cfg.pooler_port, READY_TIMEOUT_S)
-        check_login(cfg.pooler_port, cfg.db_name, user, password, READY_TIMEOUT_S)
+        tls = cfg.server_tls_sslmode in ("require", "verify-ca", "verify-full")
+        check_login(
+            cfg.db_host,
+            cfg.db_port,
+            cfg.db_name,
+            user,
+            password,
+            READY_TIMEOUT_S,
+            who="the database",
+            tls=tls,
+        )
+        check_login(
+            "127.0.0.1",
+            cfg.pooler_port,
+            "pgbouncer",
+            user,
+            password,
+            READY_TIMEOUT_S,
+            who="PgBouncer",
+        )
     except (PoolerError, OSError, KeyError) as exc:
         message = f"PgBouncer extension init failed: {exc}"
         log(message)
