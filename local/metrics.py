@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 
 from local.function_models import FunctionModel
-from local.postgres import PostgresServer, Role
+from local.postgres import PostgresServer, Role, count_connections_by_role
 
 logger = logging.getLogger(__name__)
 
@@ -216,12 +216,7 @@ class MetricsRecorder:
     ) -> tuple[dict[str, int], int, dict[tuple[str, int], dict[str, int]]]:
         if self._admin is None or self._admin.closed:
             self._admin = self.database.admin_connect()
-        rows = self._admin.execute(
-            "select usename, count(*) from pg_stat_activity"
-            " where backend_type = 'client backend' and usename is not null"
-            " and pid <> pg_backend_pid() group by usename"
-        ).fetchall()
-        by_role = {str(name): int(count) for name, count in rows}
+        by_role = count_connections_by_role(self._admin)
         pools: dict[tuple[str, int], dict[str, int]] = {}
         for endpoint in (e for group in endpoints.values() for e in group):
             pool = self._pools.read(endpoint)

@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from local.processes import give_to, signal_group, spawn, unprivileged_account
+from local.processes import give_to, spawn, stop_group, unprivileged_account
 
 SUPERUSER = "poolbench_admin"
 
@@ -78,6 +78,17 @@ def free_listen_port(taken: set[int]) -> int:
         taken.add(port)
         return port
     raise RuntimeError("no free port left in 20000-32767 on 127.0.0.1")
+
+
+def count_connections_by_role(conn: psycopg.Connection[tuple[Any, ...]]) -> dict[str, int]:
+    """Client backends per login role, the asking connection left out: what Aurora's
+    DatabaseConnections counts."""
+    rows = conn.execute(
+        "select usename, count(*) from pg_stat_activity"
+        " where backend_type = 'client backend' and usename is not null"
+        " and pid <> pg_backend_pid() group by usename"
+    ).fetchall()
+    return {str(name): int(count) for name, count in rows}
 
 
 @dataclass
@@ -229,21 +240,10 @@ class PostgresServer:
         return roles
 
     def connections_by_role(self) -> dict[str, int]:
-        """Client backends per login role: what Aurora's DatabaseConnections counts."""
         with self.admin_connect() as conn:
-            rows = conn.execute(
-                "select usename, count(*) from pg_stat_activity"
-                " where backend_type = 'client backend' and usename is not null group by usename"
-            ).fetchall()
-        return {str(name): int(count) for name, count in rows}
+            return count_connections_by_role(conn)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Fast shutdown (SIGINT: disconnect clients, checkpoint); SIGKILL if it hangs."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        signal_group(self.proc, signal.SIGINT)
-        try:
-            self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            signal_group(self.proc, signal.SIGKILL)
-            self.proc.wait()
+        if self.proc is not None:
+            stop_group(self.proc, signal.SIGINT, timeout_s)

@@ -101,6 +101,14 @@ def spawn(
             out.close()
 
 
+def process_state(pid: int) -> str | None:
+    """The state letter from /proc/<pid>/stat (R, S, Z, ...); None once the pid is gone."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
 def tagged_pids(tag: str, env_name: str = TAG_ENV) -> list[int]:
     """Every live process carrying the tag (zombies excluded: they are already dead)."""
     needle = f"{env_name}={tag}".encode()
@@ -111,10 +119,9 @@ def tagged_pids(tag: str, env_name: str = TAG_ENV) -> list[int]:
         try:
             if needle not in (entry / "environ").read_bytes().split(b"\0"):
                 continue
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if state != "Z":
+        if process_state(int(entry.name)) not in (None, "Z"):
             found.append(int(entry.name))
     return found
 
@@ -122,6 +129,19 @@ def tagged_pids(tag: str, env_name: str = TAG_ENV) -> list[int]:
 def signal_group(proc: ChildProcess, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
+
+
+def stop_group(proc: ChildProcess, sig: signal.Signals, timeout_s: float) -> None:
+    """Asks the child's group to stop with `sig` (each server has its own polite signal);
+    SIGKILL if it is still there after `timeout_s`."""
+    if proc.poll() is not None:
+        return
+    signal_group(proc, sig)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        signal_group(proc, signal.SIGKILL)
+        proc.wait()
 
 
 def wait_group_gone(proc: ChildProcess, timeout_s: float = 2.0) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from functions.pooler.pgbouncer_extension import PoolerConfig, wait_listening, write_files
 from local.postgres import free_listen_port
-from local.processes import give_to, signal_group, spawn, unprivileged_account
+from local.processes import give_to, spawn, stop_group, unprivileged_account
 
 
 class SharedPooler:
@@ -68,10 +68,5 @@ class SharedPooler:
         wait_listening(self.proc, self.port, 10.0)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            signal_group(self.proc, signal.SIGTERM)
-            try:
-                self.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                signal_group(self.proc, signal.SIGKILL)
-                self.proc.wait()
+        if self.proc is not None:
+            stop_group(self.proc, signal.SIGTERM, 3.0)

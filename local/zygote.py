@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from local.processes import SESSION_ENV, TAG_ENV
+from local.processes import SESSION_ENV, TAG_ENV, process_state
 
 _ZYGOTE = r"""
 import json, os, runpy, signal, sys
@@ -69,13 +69,8 @@ class ForkedProcess:
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
-        if self.returncode is None:
-            try:
-                state = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except (OSError, IndexError):
-                state = "gone"
-            if state in ("Z", "X", "gone"):
-                self.returncode = -1
+        if self.returncode is None and process_state(self.pid) in (None, "Z", "X"):
+            self.returncode = -1
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:

@@ -11,7 +11,6 @@ import csv
 import os
 import shutil
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from loadtest.presets import Scenario, locust_command
 from loadtest.target import Target
-from local.processes import kill_tagged, signal_group, spawn
+from local.processes import kill_tagged, spawn, stop_group
 from local.settings import StackSettings
 from local.stack import LocalStack, running_stack
 from poolbench.manifest import Manifest, utc_now
@@ -151,12 +150,7 @@ def run_locust(
             progress.update(task, completed=final if budget else total)
     except KeyboardInterrupt:
         ignore_further_interrupts()
-        signal_group(proc, signal.SIGINT)
-        try:
-            proc.wait(LOCUST_STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            signal_group(proc, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc, signal.SIGINT, LOCUST_STOP_GRACE_S)
         raise
     finally:
         kill_tagged(tag, grace_s=1.0)
