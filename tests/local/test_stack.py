@@ -6,22 +6,18 @@ metrics recorder took from pg_stat_activity and the function models, at 1 s reso
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from local.function_models import FunctionModel
-from local.processes import SESSION_ENV, tagged_pids
 from local.settings import ManagedSettings, ProxySettings, StackSettings, StandardSettings
 from local.stack import StackRunner, running_stack
+from tests.interrupt import interrupt_poolbench
 from tests.local.http import fire, statuses
 
 pytestmark = pytest.mark.local
@@ -160,42 +156,15 @@ def test_unknown_path_is_a_json_404(three_arms: StackRunner) -> None:
 
 
 def test_sigint_stops_local_up_and_leaves_nothing(tmp_path: Path) -> None:
-    session = f"sigint-{uuid.uuid4().hex}"
     outputs = tmp_path / "outputs.json"
-    log = tmp_path / "local-up.log"
-    with log.open("wb") as log_fh:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "poolbench.cli",
-                "local",
-                "up",
-                "--outputs-file",
-                str(outputs),
-                "--run-dir",
-                str(tmp_path / "run"),
-            ],
-            env={**os.environ, SESSION_ENV: session},
-            stdout=log_fh,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_until(outputs.exists, 60)
-        assert tagged_pids(session, SESSION_ENV)  # PostgreSQL, 3 managed EEs: running
+    args = ["local", "up", "--outputs-file", str(outputs), "--run-dir", str(tmp_path / "run")]
 
-        proc.send_signal(signal.SIGINT)
-        start = time.monotonic()
-        proc.wait(15)
-        stopped_in = time.monotonic() - start
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    result = interrupt_poolbench(args, tmp_path / "local-up.log", ready=outputs.exists)
 
-    assert proc.returncode == 0, log.read_text()
-    assert stopped_in < 10
-    assert tagged_pids(session, SESSION_ENV) == []
+    assert result.returncode == 0, result.log
+    assert result.running_before > 0  # PostgreSQL, 3 managed EEs: they were running
+    assert result.stopped_in_s < 10
+    assert result.left_after == []
 
 
 def test_metrics_endpoint_serves_the_latest_sample(three_arms: StackRunner) -> None:

@@ -8,19 +8,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from local.processes import SESSION_ENV, tagged_pids
 from poolbench.cli import main
+from tests.interrupt import interrupt_poolbench
 
 pytestmark = pytest.mark.local
 
@@ -85,49 +79,22 @@ def test_processes_and_sequential_schedule_keep_the_budget(tmp_path: Path) -> No
 
 
 def test_sigint_during_load_keeps_the_folder_and_leaves_nothing(tmp_path: Path) -> None:
-    session = f"run-sigint-{uuid.uuid4().hex}"
-    log = tmp_path / "run.log"
-    with log.open("wb") as log_fh:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "poolbench.cli",
-                "run",
-                "--preset",
-                "smoke",
-                "--duration",
-                "120",
-                "--out",
-                str(tmp_path / "out"),
-            ],
-            env={**os.environ, SESSION_ENV: session},
-            stdout=log_fh,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            runs = list((tmp_path / "out").glob("*/locust_stats.csv"))
-            if runs and locust_requests(runs[0].parent).get("standard", (0, 0))[0] > 0:
-                break
-            time.sleep(0.25)
-        else:
-            pytest.fail(f"load never started: {log.read_text()[-2000:]}")
-        proc.send_signal(signal.SIGINT)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    out = tmp_path / "out"
+    args = ["run", "--preset", "smoke", "--duration", "120", "--out", str(out)]
 
-    assert proc.returncode == 130, log.read_text()[-2000:]
-    run_dir = only_run_dir(tmp_path / "out")
+    def load_started() -> bool:
+        runs = list(out.glob("*/locust_stats.csv"))
+        return bool(runs) and locust_requests(runs[0].parent).get("standard", (0, 0))[0] > 0
+
+    result = interrupt_poolbench(args, tmp_path / "run.log", ready=load_started)
+
+    assert result.returncode == 130, result.log[-2000:]
+    run_dir = only_run_dir(out)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "interrupted"
     assert (run_dir / "locust_stats.csv").exists()
     assert (run_dir / "samples.jsonl").stat().st_size > 0
-    assert tagged_pids(session, SESSION_ENV) == []
+    assert result.left_after == []
 
 
 @pytest.mark.parametrize(
