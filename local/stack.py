@@ -17,16 +17,19 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
 from local.execution_environment import DEFAULT_LAYER_DIR, REPO_ROOT, EESettings
 from local.function_models import FunctionModel, ManagedModel, StandardModel
+from local.gateway import Gateway
 from local.metrics import MetricsRecorder, PoolerEndpoint
 from local.postgres import PostgresServer, PostgresSettings, Role, free_listen_port
 from local.processes import kill_tagged
@@ -69,7 +72,7 @@ class LocalStack:
         self.shared_pooler: SharedPooler | None = None
         self.recorder: MetricsRecorder | None = None
         self.gateway_port = 0
-        self._gateway: Any = None
+        self._gateway: Gateway | None = None
         self._recorder_task: asyncio.Task[None] | None = None
         self._ports: set[int] = set()
         self._pgbouncer = find_pgbouncer()
@@ -79,8 +82,6 @@ class LocalStack:
 
     async def start(self) -> None:
         """Everything up, arms ready for traffic (managed: min EEs running); undone on failure."""
-        from local.gateway import Gateway
-
         self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
             await asyncio.to_thread(self.database.start)
@@ -205,8 +206,6 @@ class LocalStack:
 
     def describe(self) -> dict[str, Any]:
         """The resolved knobs and versions, for the run's manifest."""
-        from dataclasses import asdict
-
         knobs = asdict(self.settings)
         knobs["run_dir"] = str(self.settings.run_dir)
         return {
@@ -237,8 +236,6 @@ class LocalStack:
 
 
 def pgbouncer_version(binary: str) -> str:
-    import subprocess
-
     out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
     first = out.stdout.splitlines()[0] if out.stdout else ""
     return first.rsplit(" ", 1)[-1] if first else "unknown"
