@@ -94,6 +94,11 @@ class EESettings:
     shutdown_grace_s: float = 2.0
     invoke_timeout_s: float = 60.0
 
+    def __post_init__(self) -> None:
+        # The runtime and the extensions run in other folders: hand them absolute paths only.
+        object.__setattr__(self, "work_dir", self.work_dir.absolute())
+        object.__setattr__(self, "code_dir", self.code_dir.absolute())
+
     @property
     def slots(self) -> int:
         return self.max_concurrency or 1

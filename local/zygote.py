@@ -128,8 +128,9 @@ class RuntimeZygote:
             full_env[SESSION_ENV] = os.environ[SESSION_ENV]
         request: dict[str, Any] = {
             "env": full_env,
-            "cwd": str(cwd),
-            "log": str(log_file),
+            # the child changes directory before it opens its log: both must be absolute
+            "cwd": str(cwd.absolute()),
+            "log": str(log_file.absolute()),
             "handler": handler,
         }
         with self._lock:

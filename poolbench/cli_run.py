@@ -15,6 +15,7 @@ from loadtest.target import load_target, parse_arms
 from local.settings import ManagedSettings, PoolerSettings, ProxySettings, StandardSettings
 from poolbench import stack_options as opt
 from poolbench.errors import InputError
+from poolbench.open_files import descriptors_needed, ensure_open_files
 from poolbench.run import RunFailed, RunRequest, execute
 
 console = Console(stderr=True)
@@ -179,6 +180,7 @@ def run(
             arms=",".join(scenario.arms),
             **knobs,  # the run places it in its folder
         )
+    ensure_open_files(descriptors_needed(stack_settings, scenario.users))
     request = RunRequest(
         target=target,
         scenario=scenario,

@@ -29,6 +29,7 @@ from local.processes import kill_tagged, spawn, stop_group
 from local.settings import StackSettings
 from local.stack import LocalStack, running_stack
 from poolbench.manifest import Manifest, utc_now
+from poolbench.open_files import watching_open_files
 
 LOCUST_STOP_GRACE_S = 10.0
 
@@ -174,11 +175,13 @@ def execute(request: RunRequest, console: Console) -> RunOutcome:
     )
     console.print(f"run folder: {run_dir}")
     try:
-        with sigterm_as_interrupt():
+        with sigterm_as_interrupt(), watching_open_files() as open_files:
             if request.target == "local":
                 _run_local(request, run_dir, manifest, console)
             else:
                 _run_aws(request, run_dir, manifest, console)
+        if (why := open_files.failure()) is not None:
+            raise RuntimeError(why)
     except KeyboardInterrupt:
         manifest.finish("interrupted", "interrupted by the user (SIGINT/SIGTERM)")
         restore_interrupts()

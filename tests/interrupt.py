@@ -26,7 +26,11 @@ class Interrupted:
 
 
 def interrupt_poolbench(
-    args: list[str], log: Path, ready: Callable[[], bool], ready_timeout_s: float = 60
+    args: list[str],
+    log: Path,
+    ready: Callable[[], bool],
+    ready_timeout_s: float = 60,
+    cwd: Path | None = None,
 ) -> Interrupted:
     session = f"interrupt-{uuid.uuid4().hex}"
     with log.open("wb") as log_fh:
@@ -35,6 +39,7 @@ def interrupt_poolbench(
             env={**os.environ, SESSION_ENV: session},
             stdout=log_fh,
             stderr=subprocess.STDOUT,
+            cwd=cwd,
         )
     try:
         deadline = time.monotonic() + ready_timeout_s
