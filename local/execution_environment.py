@@ -172,6 +172,7 @@ class ExecutionEnvironment:
         self._init_error: str | None = None
         self._runner: web.AppRunner | None = None
         self._watch_task: asyncio.Task[None] | None = None
+        self._shutdown_task: asyncio.Future[None] | None = None
         self.port = 0
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -230,6 +231,7 @@ class ExecutionEnvironment:
         paths = sorted((layer / "extensions").iterdir()) if layer else []
         executables = [p for p in paths if p.is_file() and os.access(p, os.X_OK)]
         for path in executables:
+            self._refuse_if_shutting_down()
             proc = spawn(
                 [str(path)],
                 tag=self.settings.tag,
@@ -254,6 +256,7 @@ class ExecutionEnvironment:
             env["AWS_LAMBDA_MAX_CONCURRENCY"] = str(self.settings.max_concurrency)
         log_file = self.settings.work_dir / "runtime.log"
         runtime: ChildProcess
+        self._refuse_if_shutting_down()
         if self.settings.zygote is not None and not self.settings.max_concurrency:
             runtime = await asyncio.to_thread(
                 self.settings.zygote.fork_runtime,
@@ -270,8 +273,17 @@ class ExecutionEnvironment:
                 cwd=self.settings.code_dir,
                 log_file=log_file,
             )
+        if self.shutting_down:  # it began while the zygote forked: this child is ours to end
+            signal_group(runtime, signal.SIGKILL)
+            await asyncio.to_thread(wait_group_gone, runtime)
+            self._refuse_if_shutting_down()
         self.runtime_proc = runtime
         await self._wait_for(lambda: self._pollers >= self.settings.slots, [runtime], "runtime")
+
+    def _refuse_if_shutting_down(self) -> None:
+        """Nothing is started once shutdown has begun: it would outlive its EE."""
+        if self._shutdown_task is not None:
+            raise EEInitError(f"{self.ee_id}: shut down during init")
 
     async def _wait_for(
         self,
@@ -319,10 +331,20 @@ class ExecutionEnvironment:
             if not inv.future.done():
                 inv.future.set_exception(RuntimeError(reason))
 
+    @property
+    def shutting_down(self) -> bool:
+        return self._shutdown_task is not None
+
     async def shutdown(self) -> None:
+        """One shutdown per EE, owned by whoever asks first: every caller awaits the same one,
+        so nobody carries on while its processes still live (a cancelled caller does not cut
+        it short either)."""
+        if self._shutdown_task is None:
+            self._shutdown_task = asyncio.ensure_future(self._shutdown())
+        await asyncio.shield(self._shutdown_task)
+
+    async def _shutdown(self) -> None:
         """SHUTDOWN to extensions, SIGTERM to the runtime, SIGKILL to stragglers after grace."""
-        if self.state in (State.STOPPING, State.STOPPED):
-            return
         self.state = State.STOPPING
         if self._watch_task:
             self._watch_task.cancel()

@@ -13,6 +13,7 @@ import os
 import pwd
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -172,3 +173,41 @@ def kill_tagged(tag: str, grace_s: float = 2.0, env_name: str = TAG_ENV) -> list
         if not tagged_pids(tag, env_name):
             break
     return pids
+
+
+class OrphanWatcher:
+    """Ends a stack's processes when its owner dies, SIGKILL included, as a Lambda host ends
+    its sandboxes: a small process in a session of its own that waits on a pipe from the owner.
+    The kernel closes the pipe when the owner dies, however it dies; then the watcher ends
+    every process carrying the stack's tag (PostgreSQL, launchers and their PgBouncers,
+    runtimes and their workers). A clean stop tells it so first, and it exits quietly."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+
+    @classmethod
+    def start(cls, tag: str) -> OrphanWatcher:
+        env = {k: v for k, v in os.environ.items() if k != TAG_ENV}  # it must not end itself
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "local.orphan_watch", tag],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        return cls(proc)
+
+    def release(self) -> None:
+        """The owner stopped its stack itself: nothing for the watcher to do."""
+        stdin = self.proc.stdin
+        if stdin is not None and not stdin.closed:
+            with contextlib.suppress(OSError):
+                stdin.write(b"released\n")
+                stdin.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

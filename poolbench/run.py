@@ -25,7 +25,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from loadtest.presets import Scenario, locust_command
 from loadtest.target import Target
-from local.processes import kill_tagged, spawn, stop_group
+from local.processes import OrphanWatcher, kill_tagged, spawn, stop_group
 from local.settings import StackSettings
 from local.stack import LocalStack, running_stack
 from poolbench.manifest import Manifest, utc_now
@@ -123,6 +123,7 @@ def run_locust(
     argv = locust_command(scenario, outputs_file=outputs_file, run_dir=run_dir)
     (run_dir / "locust_command.txt").write_text(" ".join(argv) + "\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
+    watcher = OrphanWatcher.start(tag)  # Locust ends with us, even if we are SIGKILLed
     proc = spawn(argv, tag=tag, env=env, log_file=run_dir / "locust.log")
     budget = scenario.requests_per_arm
     total = budget * len(scenario.arms) if budget else scenario.duration_s or 1
@@ -155,6 +156,7 @@ def run_locust(
         raise
     finally:
         kill_tagged(tag, grace_s=1.0)
+        watcher.release()
     return int(proc.returncode)
 
 

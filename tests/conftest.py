@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -32,3 +33,38 @@ def _cmdline(pid: int) -> str:
         )
     except OSError:
         return f"pid {pid} (gone)"
+
+
+class _TeardownWarnings(logging.Handler):
+    """The stack's final sweep and its teardown bound are a safety net, not the mechanism: in
+    tests, anything they catch is a teardown bug and fails the test that caused it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "left after teardown" in message or "teardown took over" in message:
+            self.seen.append(message)
+
+
+_TEARDOWN = _TeardownWarnings()
+logging.getLogger("local.stack").addHandler(_TEARDOWN)
+
+
+@pytest.fixture(autouse=True)
+def teardown_needs_no_sweep() -> Iterator[None]:
+    """Per test; a module's shared stack stops after its last test, so the session-wide
+    check below catches those."""
+    before = len(_TEARDOWN.seen)
+    yield
+    if len(_TEARDOWN.seen) > before:
+        pytest.fail(f"the stack's teardown left work to its safety net: {_TEARDOWN.seen[before:]}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_teardown_left_to_the_sweep() -> Iterator[None]:
+    yield
+    if _TEARDOWN.seen:
+        pytest.fail(f"a stack's teardown left work to its safety net: {_TEARDOWN.seen}")
