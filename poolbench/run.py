@@ -96,10 +96,14 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
         return
     previous = signal.signal(signal.SIGTERM, handler)
+    # A background job of a non-interactive shell inherits SIGINT ignored; Ctrl-C or `kill
+    # -INT` must still stop the run cleanly, as it does `local up`.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def ignore_further_interrupts() -> None:

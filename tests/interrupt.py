@@ -25,13 +25,19 @@ class Interrupted:
     log: str
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def interrupt_poolbench(
     args: list[str],
     log: Path,
     ready: Callable[[], bool],
     ready_timeout_s: float = 60,
     cwd: Path | None = None,
+    inherit_sigint_ignored: bool = False,
 ) -> Interrupted:
+    """inherit_sigint_ignored: started as a background job of a non-interactive shell is."""
     session = f"interrupt-{uuid.uuid4().hex}"
     with log.open("wb") as log_fh:
         proc = subprocess.Popen(
@@ -40,6 +46,7 @@ def interrupt_poolbench(
             stdout=log_fh,
             stderr=subprocess.STDOUT,
             cwd=cwd,
+            preexec_fn=_ignore_sigint if inherit_sigint_ignored else None,
         )
     try:
         deadline = time.monotonic() + ready_timeout_s
