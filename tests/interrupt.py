@@ -25,8 +25,11 @@ class Interrupted:
     log: str
 
 
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+# What a non-interactive shell does for `cmd &`: SIGINT ignored, then exec.
+_SIGINT_IGNORED = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN);"
+    " os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
 
 
 def interrupt_poolbench(
@@ -41,12 +44,17 @@ def interrupt_poolbench(
     session = f"interrupt-{uuid.uuid4().hex}"
     with log.open("wb") as log_fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "poolbench.cli", *args],
+            [
+                sys.executable,
+                *(["-c", _SIGINT_IGNORED] if inherit_sigint_ignored else []),
+                "-m",
+                "poolbench.cli",
+                *args,
+            ],
             env={**os.environ, SESSION_ENV: session},
             stdout=log_fh,
             stderr=subprocess.STDOUT,
             cwd=cwd,
-            preexec_fn=_ignore_sigint if inherit_sigint_ignored else None,
         )
     try:
         deadline = time.monotonic() + ready_timeout_s
