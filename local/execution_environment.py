@@ -28,7 +28,15 @@ from pathlib import Path
 
 from aiohttp import web
 
-from local.processes import TAG_ENV, ChildProcess, open_way_to, signal_group, spawn, wait_group_gone
+from local.processes import (
+    TAG_ENV,
+    ChildProcess,
+    ExitWatch,
+    open_way_to,
+    signal_group,
+    spawn,
+    wait_group_gone,
+)
 from local.zygote import RuntimeZygote
 
 logger = logging.getLogger(__name__)
@@ -171,7 +179,7 @@ class ExecutionEnvironment:
         self._pollers = 0
         self._init_error: str | None = None
         self._runner: web.AppRunner | None = None
-        self._watch_task: asyncio.Task[None] | None = None
+        self._exit_watch: ExitWatch | None = None
         self._shutdown_task: asyncio.Future[None] | None = None
         self.port = 0
 
@@ -199,7 +207,7 @@ class ExecutionEnvironment:
             raise
         self.init_ms = (time.perf_counter() - started) * 1000
         self.state = State.READY
-        self._watch_task = asyncio.create_task(self._watch())
+        self._watch()
 
     def _base_env(self) -> dict[str, str]:
         env = {k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ}
@@ -309,20 +317,20 @@ class ExecutionEnvironment:
                 )
             await asyncio.sleep(0.01)
 
-    async def _watch(self) -> None:
+    def _watch(self) -> None:
         """An extension or runtime that dies while serving makes the EE unhealthy (Lambda
         replaces such an EE); pending invocations fail rather than hang."""
-        while self.state is State.READY:
-            procs = [*self.extension_procs, self.runtime_proc]
-            dead = [p for p in procs if p is not None and p.poll() is not None]
-            if dead:
-                logger.warning("%s: process %s exited; EE unhealthy", self.ee_id, dead[0].args)
-                self.state = State.UNHEALTHY
-                self._fail_pending("execution environment became unhealthy")
-                if self.on_unhealthy:
-                    self.on_unhealthy(self)
-                return
-            await asyncio.sleep(0.2)
+        procs = [p for p in (*self.extension_procs, self.runtime_proc) if p is not None]
+        self._exit_watch = ExitWatch(asyncio.get_running_loop(), procs, self._process_exited)
+
+    def _process_exited(self, proc: ChildProcess) -> None:
+        if self.state is not State.READY:
+            return
+        logger.warning("%s: process %s exited; EE unhealthy", self.ee_id, proc.args)
+        self.state = State.UNHEALTHY
+        self._fail_pending("execution environment became unhealthy")
+        if self.on_unhealthy:
+            self.on_unhealthy(self)
 
     def _fail_pending(self, reason: str) -> None:
         while not self._queue.empty():
@@ -346,8 +354,8 @@ class ExecutionEnvironment:
     async def _shutdown(self) -> None:
         """SHUTDOWN to extensions, SIGTERM to the runtime, SIGKILL to stragglers after grace."""
         self.state = State.STOPPING
-        if self._watch_task:
-            self._watch_task.cancel()
+        if self._exit_watch is not None:
+            self._exit_watch.close()
         self._fail_pending("execution environment shut down")
         for ext in self.extensions.values():
             ext.shutdown.set()

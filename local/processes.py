@@ -8,6 +8,7 @@ stack's id. That lets teardown, tests and Ctrl-C find every last one of them by 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import pwd
@@ -15,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -211,3 +212,44 @@ class OrphanWatcher:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+class ExitWatch:
+    """Calls back once, on the event loop, when the first of some processes exits.
+
+    The kernel says so through a pidfd per process becoming readable, so a stack of hundreds
+    of EEs costs no wake-ups while they run (a 0.2 s poll per EE cost 1,500 a second at 300
+    EEs), and a recycled pid cannot fool it: a pidfd names one process, never its successor.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        procs: Sequence[ChildProcess],
+        on_exit: Callable[[ChildProcess], None],
+    ) -> None:
+        self._loop = loop
+        self._on_exit = on_exit
+        self._fds: dict[int, ChildProcess] = {}
+        self._fired = False
+        for proc in procs:
+            try:
+                fd = os.pidfd_open(proc.pid)
+            except ProcessLookupError:
+                loop.call_soon(self._fire, proc)
+                continue
+            self._fds[fd] = proc
+            loop.add_reader(fd, self._fire, proc)
+
+    def _fire(self, proc: ChildProcess) -> None:
+        if self._fired:
+            return
+        self._fired = True
+        self.close()
+        self._on_exit(proc)
+
+    def close(self) -> None:
+        for fd in list(self._fds):
+            self._loop.remove_reader(fd)
+            os.close(fd)
+        self._fds.clear()

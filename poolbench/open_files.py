@@ -24,9 +24,10 @@ from poolbench.errors import InputError
 
 # Measured on a local run (60 standard EEs, 3 managed EEs x 16 slots, 120 users): 573
 # descriptors in the poolbench process, about 6 per standard EE and 1 per gateway client.
+# Since then each EE also holds a pidfd per process watched and a claimed port's lock.
 # The estimate keeps a margin over those figures.
 BASE_DESCRIPTORS = 128
-PER_EE = 8
+PER_EE = 10
 PER_USER = 2
 # Beyond this nothing is asked of the kernel: macOS refuses RLIM_INFINITY as a soft limit.
 SOFT_LIMIT_CAP = 1 << 20
