@@ -7,7 +7,7 @@ shared pool (LMI EE, or a proxy) can go far below it, down to the Little's-law f
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,9 @@ import pandas as pd
 
 from analysis import dataset
 from analysis.collect import load_dataset, load_or_collect
-from analysis.locust_results import LocustArmStats, read_stats
-from analysis.runfolder import LOCUST_STATS, SUMMARY, RunFolder, write_json_atomic
+from analysis.faults import fault_outcome
+from analysis.locust_results import LocustArmStats, read_history, read_stats
+from analysis.runfolder import LOCUST_HISTORY, LOCUST_STATS, SUMMARY, RunFolder, write_json_atomic
 from poolbench.errors import InputError
 
 # `select now()` through a local pooler takes well under a millisecond; 1 ms is used when the
@@ -62,6 +63,8 @@ class ArmSummary:
     seconds_per_query: float
     seconds_per_query_source: str
     littles_law_floor: float | None
+    # one outcome per fault injected (`run --fault`): kind, at_s, failures, recovery_s, reason
+    faults: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class RunSummary:
     database_peak_connections: float | None
     verdict: str
     warnings: list[str] = field(default_factory=list)
+    faults: list[dict[str, Any]] = field(default_factory=list)  # as injected (manifest)
     resolution_note: str = RESOLUTION_NOTE
 
     def arm(self, name: str) -> ArmSummary:
@@ -231,6 +235,14 @@ def summarize(
         )
         for a in arm_names
     ]
+    faults = [dict(f) for f in folder.manifest.get("faults") or []]
+    history_path = folder.file(LOCUST_HISTORY)
+    if faults and history_path.is_file():
+        history = read_history(history_path)
+        arms = [
+            replace(arm, faults=[fault_outcome(history, arm.arm, f) for f in faults])
+            for arm in arms
+        ]
     summary = RunSummary(
         run_id=str(folder.manifest.get("run_id") or folder.path.name),
         target=folder.target,
@@ -241,6 +253,7 @@ def summarize(
         database_peak_connections=dataset.peak(data, dataset.DATABASE_ARM, "DatabaseConnections"),
         verdict=verdict(arms),
         warnings=warnings_for(arms, folder, locust),
+        faults=faults,
     )
     if write:
         write_json_atomic(folder.file(SUMMARY), summary.to_json())

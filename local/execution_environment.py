@@ -32,6 +32,8 @@ from local.processes import (
     TAG_ENV,
     ChildProcess,
     ExitWatch,
+    Pid,
+    child_pids,
     open_way_to,
     signal_group,
     spawn,
@@ -320,7 +322,13 @@ class ExecutionEnvironment:
     def _watch(self) -> None:
         """An extension or runtime that dies while serving makes the EE unhealthy (Lambda
         replaces such an EE); pending invocations fail rather than hang."""
-        procs = [p for p in (*self.extension_procs, self.runtime_proc) if p is not None]
+        procs: list[ChildProcess] = [
+            p for p in (*self.extension_procs, self.runtime_proc) if p is not None
+        ]
+        if self.settings.max_concurrency and self.runtime_proc is not None:
+            # awslambdaric's parent only joins its workers: a worker that dies would leave
+            # its request hanging in an EE that looks healthy. Lambda replaces such an EE.
+            procs += [Pid(pid, "runtime worker") for pid in child_pids(self.runtime_proc.pid)]
         self._exit_watch = ExitWatch(asyncio.get_running_loop(), procs, self._process_exited)
 
     def _process_exited(self, proc: ChildProcess) -> None:

@@ -94,6 +94,8 @@ class PostgresServer:
         self.admin_password = secrets.token_urlsafe(18)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_file = settings.data_dir.parent / "postgresql.log"
+        self._argv: list[str] = []
+        self._account: pwd.struct_passwd | None = None
 
     @property
     def version(self) -> str:
@@ -167,6 +169,7 @@ class PostgresServer:
         argv = [str(self.bin_dir / "postgres"), "-D", str(data)]
         for key, value in options.items():
             argv += ["-c", f"{key}={value}"]
+        self._argv, self._account = argv, account
         self.proc = spawn(argv, tag=self.tag, env={}, log_file=self.log_file, account=account)
         self._wait_ready()
         with self.admin_connect("postgres") as conn:
@@ -228,6 +231,19 @@ class PostgresServer:
     def connections_by_role(self) -> dict[str, int]:
         with self.admin_connect() as conn:
             return count_connections_by_role(conn)
+
+    def restart(self) -> float:
+        """A fast restart, as a failover or an instance reboot looks to clients: every
+        connection is cut, and the server takes new ones once it is back. Returns the seconds
+        it was away. The port stays claimed throughout."""
+        assert self.proc is not None
+        started = time.monotonic()
+        stop_group(self.proc, signal.SIGINT, 10.0)
+        self.proc = spawn(
+            self._argv, tag=self.tag, env={}, log_file=self.log_file, account=self._account
+        )
+        self._wait_ready()
+        return time.monotonic() - started
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Fast shutdown (SIGINT: disconnect clients, checkpoint); SIGKILL if it hangs."""

@@ -253,3 +253,27 @@ class ExitWatch:
             self._loop.remove_reader(fd)
             os.close(fd)
         self._fds.clear()
+
+
+def child_pids(pid: int) -> list[int]:
+    """The live children of a process (awslambdaric's forked workers, a launcher's PgBouncer)."""
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in (Path("/proc") / str(pid) / "task").iterdir():
+            with contextlib.suppress(OSError):
+                found += [int(p) for p in (task / "children").read_text().split()]
+    return [p for p in found if process_state(p) not in (None, "Z")]
+
+
+class Pid:
+    """A process we did not start but watch (a runtime's worker): its pid and a name."""
+
+    def __init__(self, pid: int, args: str) -> None:
+        self.pid = pid
+        self.args = args
+
+    def poll(self) -> int | None:
+        return None if process_state(self.pid) not in (None, "Z") else -1
+
+    def wait(self, timeout: float | None = None) -> int:
+        raise NotImplementedError("only watched, never waited for")

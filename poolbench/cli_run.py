@@ -10,8 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from loadtest.presets import PRESETS, resolve_scenario
+from loadtest.presets import PRESETS, get_preset, resolve_scenario
 from loadtest.target import load_target, parse_arms
+from local.faults import parse_fault
 from local.settings import ManagedSettings, PoolerSettings, ProxySettings, StandardSettings
 from poolbench import stack_options as opt
 from poolbench.errors import InputError
@@ -26,6 +27,7 @@ _M, _S, _P, _X = ManagedSettings(), StandardSettings(), PoolerSettings(), ProxyS
 # scaling window may be throttled; a 50% target is the headroom that absorbs one doubling.
 PRESET_STACK_KNOBS: dict[str, dict[str, Any]] = {
     "seed": {"slots_per_ee": 64},
+    "failover": {"slots_per_ee": 64},
     "ramp": {"target_utilisation": 0.5},
 }
 SEED_SLOTS_PER_EE = PRESET_STACK_KNOBS["seed"]["slots_per_ee"]
@@ -93,6 +95,13 @@ def run(
     processes: Annotated[int, typer.Option(help="Locust processes (load from several cores).")] = 1,
     spawn_rate: Annotated[float | None, typer.Option(help="Users started per second.")] = None,
     out: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("reports"),
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="local: break something this many seconds into the load, KIND@SECONDS"
+            " (repeatable): db-restart, pooler-kill, runtime-kill. Example: db-restart@20.",
+        ),
+    ] = None,
     outputs_file: Annotated[
         Path | None, typer.Option(help="aws: the file `cdk deploy --outputs-file` wrote.")
     ] = None,
@@ -180,6 +189,12 @@ def run(
             arms=",".join(scenario.arms),
             **knobs,  # the run places it in its folder
         )
+    faults = tuple(parse_fault(f) for f in (fault or get_preset(preset).faults))
+    if faults and target == "aws":
+        raise InputError(
+            "--fault is for the local target only so far: on AWS, reboot the writer instance"
+            " yourself (aws rds reboot-db-instance) during the run"
+        )
     ensure_open_files(descriptors_needed(stack_settings, scenario.users))
     request = RunRequest(
         target=target,
@@ -191,6 +206,7 @@ def run(
         schedule=schedule,
         report=report,
         wait_for_metrics=wait,
+        faults=faults,
     )
     try:
         outcome = execute(request, console)

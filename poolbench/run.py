@@ -25,9 +25,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from loadtest.presets import Scenario, locust_command
 from loadtest.target import Target
+from local.faults import Fault, inject
 from local.processes import OrphanWatcher, kill_tagged, spawn, stop_group
 from local.settings import StackSettings
-from local.stack import LocalStack, running_stack
+from local.stack import LocalStack, StackRunner, running_stack
 from poolbench.manifest import Manifest, utc_now
 from poolbench.open_files import watching_open_files
 
@@ -51,6 +52,7 @@ class RunRequest:
     schedule: str = "parallel"
     report: bool = True
     wait_for_metrics: bool = True
+    faults: tuple[Fault, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -272,7 +274,12 @@ def _run_local(request: RunRequest, run_dir: Path, manifest: Manifest, console: 
                 stack_start_s=round(time.monotonic() - started, 2),
             )
             console.print(f"stack up in {time.monotonic() - started:.1f} s at {stack.api_url}")
-            _load(request, run_dir, manifest, console)
+            with injecting(request.faults, runner, console) as injected:
+                try:
+                    _load(request, run_dir, manifest, console)
+                finally:
+                    if request.faults:
+                        manifest.update(faults=injected)
             # One more sample, so the last second of load is in samples.jsonl; and the mean
             # query time the poolers measured, for the Little's-law floor.
             if stack.recorder is not None:
@@ -283,6 +290,42 @@ def _run_local(request: RunRequest, run_dir: Path, manifest: Manifest, console: 
     finally:
         # The database files are scratch; its log and the EEs' logs stay with the run.
         shutil.rmtree(run_dir / "stack" / "postgres" / "data", ignore_errors=True)
+
+
+@contextmanager
+def injecting(
+    faults: tuple[Fault, ...], runner: StackRunner, console: Console
+) -> Iterator[list[dict[str, object]]]:
+    """Injects each fault its seconds after the load starts, from a thread of its own; the
+    list it yields gets one record per fault injected (kind, at_s, at, what was done)."""
+    done: list[dict[str, object]] = []
+    if not faults:
+        yield done
+        return
+    stop = threading.Event()
+
+    def inject_all() -> None:
+        start = time.monotonic()
+        for fault in sorted(faults, key=lambda f: f.at_s):
+            if stop.wait(max(0.0, start + fault.at_s - time.monotonic())):
+                return
+            at = utc_now()
+            try:
+                what = runner.call(inject(runner.stack, fault.kind), timeout=30)
+            except Exception as exc:  # recorded, and the run goes on: the fault is the test
+                what = {"error": f"{type(exc).__name__}: {exc}"}
+            done.append({"kind": fault.kind, "at_s": fault.at_s, "at": at, "done": what})
+            console.print(
+                f"fault {fault} injected: {'; '.join(f'{k}: {v}' for k, v in what.items())}"
+            )
+
+    thread = threading.Thread(target=inject_all, name="faults", daemon=True)
+    thread.start()
+    try:
+        yield done
+    finally:
+        stop.set()
+        thread.join(35)
 
 
 async def _init_summaries(stack: LocalStack) -> dict[str, dict[str, float | int | None]]:
