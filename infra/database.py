@@ -8,7 +8,10 @@ Secrets Manager. The admin secret is used by nothing but that setup function.
 
 from __future__ import annotations
 
-from aws_cdk import CustomResource, Duration, RemovalPolicy
+import hashlib
+import re
+
+from aws_cdk import CustomResource, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -23,6 +26,29 @@ from infra.settings import Settings
 ADMIN_USER = "poolbench_admin"
 PROBE_ROLE = "poolbench_probe"
 DB_PORT = 5432
+
+
+PROXY_NAME_MAX = 63
+"""RDS Proxy names: 1-63 letters, digits or hyphens, starting with a letter, with no two
+consecutive hyphens and no hyphen at the end (RDS CreateDBProxy, DBProxyName)."""
+
+
+def proxy_name(stack_name: str) -> str:
+    """The stack's RDS Proxy name: unique per stack, since names are unique per account and region.
+
+    ``<stack name>-proxy`` in lower case, with anything RDS refuses squeezed out. A stack name
+    too long for the limit keeps its start and gets a short hash of the whole name, so two long
+    names that share a start still get different proxies.
+    """
+    base = re.sub(r"[^a-z0-9-]", "", stack_name.lower())
+    base = re.sub(r"-{2,}", "-", base).strip("-")
+    base = base.lstrip("0123456789-") or "poolbench"
+    name = f"{base}-proxy"
+    if len(name) > PROXY_NAME_MAX:
+        digest = hashlib.sha256(stack_name.encode()).hexdigest()[:8]
+        head = base[: PROXY_NAME_MAX - len(f"-{digest}-proxy")].rstrip("-")
+        name = f"{head}-{digest}-proxy"
+    return name
 
 
 def arm_role(arm: str) -> str:
@@ -131,6 +157,10 @@ class Database(Construct):
             security_groups=[self.proxy_security_group],
             require_tls=True,
             debug_logging=False,
+            db_proxy_name=proxy_name(Stack.of(self).stack_name),
+            # The API reference gives SCRAM as the default only for RDS for PostgreSQL, and
+            # the extension's login check speaks SCRAM: pin it rather than trust Aurora's default.
+            client_password_auth_type=rds.ClientPasswordAuthType.POSTGRES_SCRAM_SHA_256,
         )
 
     def admit_to_proxy(self, peer: ec2.IConnectable, description: str) -> None:
