@@ -71,10 +71,6 @@ REASONS: dict[str, str] = {
         "the managed policy the API Gateway guide prescribes for the account's CloudWatch Logs "
         "role (set-up-logging); API Gateway needs it to write this stack's access logs"
     ),
-    "AwsSolutions-IAM5[Resource::*]": (
-        "CDK's log-retention helper sets retention on the Aurora log group, whose name is only "
-        "known at deploy time"
-    ),
 }
 
 
@@ -111,9 +107,6 @@ def suppress_reviewed_findings(stack: PoolbenchStack) -> None:
     # The custom-resource provider framework may invoke only the setup function (any version).
     framework = stack.database.roles_provider
     _ack(framework, framework_finding(stack), reason=FRAMEWORK_INVOKE_REASON)
-    for child in stack.node.children:
-        if child.node.id.startswith("LogRetention"):
-            _ack(child, "AwsSolutions-IAM5[Resource::*]", _BASIC)
 
     if stack.settings.api_gateway_cloud_watch_role:
         _ack(stack.api.rest_api.node.try_find_child("CloudWatchRole"), _APIGW_LOGS)

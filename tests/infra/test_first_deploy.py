@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from infra.database import PROXY_NAME_MAX, proxy_name
+from infra.database import PROXY_NAME_MAX, RDS_NAME_MAX, cluster_identifier, proxy_name
 from infra.stack import UNBUNDLED_MESSAGE
 from tests.infra.conftest import ISOLATED_STACK_NAME, Synth, created_before
 
@@ -201,3 +201,25 @@ def test_every_arm_knows_its_own_timeout(any_synth: Synth) -> None:
         timeouts.add(props["Timeout"])
     assert timeouts == {29}
     assert any_synth.raw["Outputs"]["FunctionTimeoutSeconds"]["Value"] == "29"
+
+
+def test_aurora_log_group_is_the_stacks_own_so_destroy_removes_it(any_synth: Synth) -> None:
+    (cluster_id, cluster), *_ = any_synth.resources("AWS::RDS::DBCluster").items()
+    identifier = cluster["Properties"]["DBClusterIdentifier"]
+    assert identifier == cluster_identifier(any_synth.stack.stack_name)
+    assert len(identifier) <= RDS_NAME_MAX and RDS_NAME.match(identifier), identifier
+    assert cluster["Properties"]["EnableCloudwatchLogsExports"] == ["postgresql"]
+    # The group RDS would otherwise create itself (and leave behind) is in the template ...
+    name = f"/aws/rds/cluster/{identifier}/postgresql"
+    groups = {
+        k: v
+        for k, v in any_synth.resources("AWS::Logs::LogGroup").items()
+        if v["Properties"].get("LogGroupName") == name
+    }
+    assert len(groups) == 1, name
+    ((group_id, group),) = groups.items()
+    # ... deleted with the stack, and created before the cluster can export to it
+    assert group["DeletionPolicy"] == "Delete"
+    assert group["Properties"]["RetentionInDays"] == any_synth.stack.settings.log_retention_days
+    assert group_id in created_before(any_synth.raw, cluster_id)
+    assert not any_synth.resources("Custom::LogRetention")
