@@ -49,12 +49,13 @@ CDK_MIN_VCPU_COUNT = 12
 WORKER_MEMORY_MIB = 64
 """Memory one Python worker (one concurrent request slot) of a managed EE takes, rounded up.
 
-Measured 2026-12-01 on this repository's handler: Python 3.13.0, awslambdaric 4.2.2, psycopg
-3.3.9, boto3 1.44; one process that imported ``awslambdaric.bootstrap``, boto3 and
-``functions.app.handler``, created a Secrets Manager client and served two seed requests
-(connect, 2 x ``select now()``, close) against a real PostgreSQL: 60.8 MiB RSS, 53.4 MiB PSS
-(49.7 MiB RSS after the imports alone). RSS, not PSS, because Managed Instances run init once per
-worker process, so what the import allocates is each worker's own. docs/aws.md has the command.
+Measured 2026-12-01 by ``scripts/worker_memory.py --python <python3.13>`` (Python 3.13.0,
+awslambdaric 4.2.2, psycopg 3.3.9, boto3 1.44): a fresh process that imported
+``awslambdaric.bootstrap``, boto3 and ``functions.app.handler``, created a Secrets Manager client
+and served two seed requests (connect, 2 x ``select now()``, close) against a real PostgreSQL:
+60.2-60.8 MiB RSS, 53.4-54.0 MiB PSS over two runs (49.3-49.7 MiB RSS after the imports alone).
+RSS, not PSS, because Managed Instances run init once per worker process, so what the imports
+allocate is each worker's own. Not measured on Lambda itself.
 """
 
 POOLER_MEMORY_MIB = 160
@@ -64,7 +65,7 @@ awslambdaric's parent process (~50 MiB). A rounded-up sum, not a measurement on 
 
 LMI_MEMORY_HEADROOM = 0.8
 """Share of the EE's memory the workers and the pooler may plan to use; the rest is left for the
-page cache, /tmp (memory-backed in Lambda) and growth under load. A choice, not an AWS figure."""
+page cache and growth under load (result sets, TLS buffers). A choice, not an AWS figure."""
 
 POOL_MODES = ("transaction", "session", "statement")
 
