@@ -186,6 +186,9 @@ class ArmFunctions(Construct):
             ),
             max_v_cpu_count=s.max_vcpu_count,
         )
+        # Its instances need their way out (NAT route or endpoints) from their first boot.
+        for need in (network.egress_ready, *network.endpoints):
+            self.capacity_provider.node.add_dependency(need)
         # CloudFormation creates $LATEST.PUBLISHED for a Managed Instances function, and
         # unqualified invokes (API Gateway's integration) go to it: no explicit Version needed.
         self.capacity_provider.add_function(

@@ -88,6 +88,19 @@ def test_every_arm_function_is_created_after_what_its_init_needs(any_synth: Synt
             assert ids <= before, f"{arm} function may be created before its {what}: {ids - before}"
 
 
+def test_capacity_provider_is_created_after_its_instances_way_out(any_synth: Synth) -> None:
+    (provider,) = any_synth.resources("AWS::Lambda::CapacityProvider")
+    before = created_before(any_synth.raw, provider)
+    assert set(any_synth.resources("AWS::EC2::VPCEndpoint")) <= before
+    nat_routes = {
+        k
+        for k, v in any_synth.resources("AWS::EC2::Route").items()
+        if "NatGatewayId" in v["Properties"]
+    }
+    assert nat_routes <= before
+    assert bool(nat_routes) == (not any_synth.stack.settings.isolated)
+
+
 def test_an_unbundled_template_fails_before_anything_is_created(default_synth: Synth) -> None:
     # Given the tests' synth, which runs without bundling (no PgBouncer, no psycopg in assets)
     assert default_synth.stack.bundled is False
