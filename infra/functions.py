@@ -66,7 +66,6 @@ class ArmFunctions(Construct):
             "DB_NAME": self.settings.db_name,
             "DB_USER": arm_role(arm),
             "DB_SECRET_ARN": database.role_secrets[arm].secret_arn,
-            "POOLER_HOST": "127.0.0.1",
             "POOLER_PORT": str(POOLER_PORT),
             "SERVER_TLS_SSLMODE": "require",
             # The handler bounds sleep_ms by this (minus a margin) and answers 400 beyond it, so

@@ -76,7 +76,8 @@ def test_cli_strings_are_coerced_like_json_values() -> None:
         ({"managedInstanceTypes": "c8g.medium"}, "'c8g.medium': Managed Instances use .large"),
         (
             {"perEnvironmentMaxConcurrency": "64"},
-            "64 workers x 64 MiB + 160 MiB pooler = 4256 MiB exceed 80% of the 2048 MiB",
+            f"64 workers x {WORKER_MEMORY_MIB} MiB + {POOLER_MEMORY_MIB} MiB pooler = "
+            f"{64 * WORKER_MEMORY_MIB + POOLER_MEMORY_MIB} MiB exceed 80% of the 2048 MiB",
         ),
     ],
 )
@@ -119,13 +120,14 @@ def test_the_memory_refusal_names_fixes_that_pass(monkeypatch: pytest.MonkeyPatc
     # Then each fix it names, applied as written, is accepted
     fixes = re.findall(r"-c (\w+)=(\d+)", message.split("; set ", 1)[1])
     assert [k for k, _ in fixes] == ["perEnvironmentMaxConcurrency", "memoryMb"]
+    fits = (int(2048 * LMI_MEMORY_HEADROOM) - POOLER_MEMORY_MIB) // WORKER_MEMORY_MIB
     lowered = dict([fixes[0]])
-    assert Settings.from_context(lowered.get).per_environment_max_concurrency == 23
+    assert Settings.from_context(lowered.get).per_environment_max_concurrency == fits
     bigger = {**context, **dict([fixes[1]])}
-    assert Settings.from_context(bigger.get).memory_mb == 4096
+    assert Settings.from_context(bigger.get).memory_mb > 2048
     # ... and the fix is tight: one slot more than offered does not fit
     with pytest.raises(SettingsError):
-        Settings.from_context({"perEnvironmentMaxConcurrency": "24"}.get)
+        Settings.from_context({"perEnvironmentMaxConcurrency": str(fits + 1)}.get)
 
 
 def test_the_seed_capacity_in_docs_fits_and_holds_the_seed_users() -> None:
