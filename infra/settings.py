@@ -12,6 +12,7 @@ are accepted.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -318,6 +319,16 @@ def _validate(s: Settings) -> None:
             f"must be {CDK_MIN_VCPU_COUNT}..15000 (the CDK CapacityProvider refuses fewer than "
             f"{CDK_MIN_VCPU_COUNT})",
             "16",
+        )
+    min_vcpus = s.min_execution_environments * s.managed_vcpus
+    if s.managed and min_vcpus > s.max_vcpu_count:
+        raise _fail(
+            "maxVcpuCount",
+            s.max_vcpu_count,
+            f"{s.min_execution_environments} minimum execution environments x "
+            f"{s.managed_vcpus:g} vCPU need {min_vcpus:g} vCPUs; the version would never become "
+            "ACTIVE",
+            str(math.ceil(min_vcpus)),
         )
     for key, acu in (("minAcu", s.min_acu), ("maxAcu", s.max_acu)):
         if not 0 <= acu <= 256 or (acu * 2) != int(acu * 2):

@@ -71,6 +71,10 @@ def test_cli_strings_are_coerced_like_json_values() -> None:
             "maxExecutionEnvironments is 0 too",
         ),
         ({"maxVcpuCount": "8"}, "context 'maxVcpuCount'=8: must be 12..15000"),
+        (
+            {"minExecutionEnvironments": "5", "memoryMb": "8192", "maxExecutionEnvironments": "9"},
+            "context 'maxVcpuCount'=16: 5 minimum execution environments x 4 vCPU need 20 vCPUs",
+        ),
         ({"managedInstanceTypes": "m8g.large,t4g.large"}, "'t4g.large' is burstable (t*)"),
         ({"managedInstanceTypes": "x2gd.large"}, "run C, M and R families, not 'x'"),
         ({"managedInstanceTypes": "c8g.medium"}, "'c8g.medium': Managed Instances use .large"),
