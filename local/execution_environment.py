@@ -52,7 +52,13 @@ PASSTHROUGH_ENV = ("PATH", "HOME", "LANG", "PYENV_ROOT", "PYENV_VERSION", "TZ")
 
 
 class EEInitError(RuntimeError):
-    """The EE could not start: an extension or the runtime failed init (message says which)."""
+    """The EE could not start: an extension or the runtime failed init (message says which).
+    error_type is what the failing part reported (Lambda-Extension-Function-Error-Type or the
+    runtime's errorType), "" when it reported nothing (it exited, or init timed out)."""
+
+    def __init__(self, message: str, error_type: str = "") -> None:
+        super().__init__(message)
+        self.error_type = error_type
 
 
 class FunctionError(RuntimeError):
@@ -81,7 +87,9 @@ class EESettings:
     function_env: Mapping[str, str]
     tag: str
     max_concurrency: int | None = None
-    pooler_port: int | None = None
+    # POOLER_PORT: only the name of the socket (.s.PGSQL.<port>) in pooler_dir, so every EE
+    # can keep PgBouncer's default, as on AWS.
+    pooler_port: int = 6432
     layer_dir: Path | None = DEFAULT_LAYER_DIR
     handler: str = DEFAULT_HANDLER
     code_dir: Path = REPO_ROOT
@@ -92,11 +100,20 @@ class EESettings:
     # Standard EEs: fork the runtime from this warm parent instead of starting a fresh Python.
     zygote: RuntimeZygote | None = None
     shutdown_grace_s: float = 2.0
-    invoke_timeout_s: float = 60.0
+    # The function's timeout, as the stack deploys it on AWS (infra timeoutSeconds, 29 s: API
+    # Gateway's integration limit). Also given to the function as FUNCTION_TIMEOUT_MS.
+    invoke_timeout_s: float = 29.0
 
     @property
     def slots(self) -> int:
         return self.max_concurrency or 1
+
+    @property
+    def pooler_dir(self) -> Path:
+        """The extension's POOLER_RUN_DIR: this EE's own folder, as /tmp is on Lambda. Its
+        PgBouncer's socket is there, so EEs on one machine never share a listening address.
+        Absolute: PgBouncer, the extension and the workers each resolve it from elsewhere."""
+        return self.work_dir.resolve() / "pooler"
 
     @property
     def init_deadline_s(self) -> float:
@@ -165,6 +182,7 @@ class ExecutionEnvironment:
         self._pending: dict[str, PendingInvocation] = {}
         self._pollers = 0
         self._init_error: str | None = None
+        self._init_error_type = ""
         self._runner: web.AppRunner | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self.port = 0
@@ -183,7 +201,7 @@ class ExecutionEnvironment:
         """Extensions init, then runtime init; raises EEInitError (and cleans up) on failure."""
         started = time.perf_counter()
         self.settings.work_dir.mkdir(parents=True, exist_ok=True)
-        open_way_to(self.settings.work_dir / "pooler")
+        open_way_to(self.settings.pooler_dir)
         await self._serve_api()
         try:
             await self._start_extensions()
@@ -209,15 +227,15 @@ class ExecutionEnvironment:
                 "AWS_LAMBDA_LOG_STREAM_NAME": self.ee_id,
                 "AWS_REGION": self.settings.function_env.get("AWS_REGION", "local"),
                 "POOLBENCH_EE_ID": self.ee_id,
-                "POOLER_RUN_DIR": str(self.settings.work_dir / "pooler"),
-                "LAMBDA_TASK_ROOT": str(self.settings.code_dir),
+                "POOLER_RUN_DIR": str(self.settings.pooler_dir),
+                "FUNCTION_TIMEOUT_MS": str(int(self.settings.invoke_timeout_s * 1000)),
+                "LAMBDA_TASK_ROOT": str(self.settings.code_dir.resolve()),
                 "AWS_LAMBDA_INITIALIZATION_TYPE": (
                     "lambda-managed-instances" if self.settings.max_concurrency else "on-demand"
                 ),
             }
         )
-        if self.settings.pooler_port is not None:
-            env["POOLER_PORT"] = str(self.settings.pooler_port)
+        env["POOLER_PORT"] = str(self.settings.pooler_port)
         return env
 
     async def _start_extensions(self) -> None:
@@ -229,8 +247,8 @@ class ExecutionEnvironment:
                 [str(path)],
                 tag=self.settings.tag,
                 env=self._base_env(),
-                cwd=self.settings.work_dir,
-                log_file=self.settings.work_dir / "extensions.log",
+                cwd=self.settings.work_dir.resolve(),
+                log_file=self.settings.work_dir.resolve() / "extensions.log",
             )
             self.extension_procs.append(proc)
         await self._wait_for(
@@ -247,7 +265,7 @@ class ExecutionEnvironment:
         env["AWS_EXECUTION_ENV"] = "AWS_Lambda_python3.13"
         if self.settings.max_concurrency:
             env["AWS_LAMBDA_MAX_CONCURRENCY"] = str(self.settings.max_concurrency)
-        log_file = self.settings.work_dir / "runtime.log"
+        log_file = self.settings.work_dir.resolve() / "runtime.log"
         runtime: ChildProcess
         if self.settings.zygote is not None and not self.settings.max_concurrency:
             runtime = await asyncio.to_thread(
@@ -277,7 +295,7 @@ class ExecutionEnvironment:
         deadline = time.monotonic() + self.settings.init_deadline_s
         while not ready():
             if self._init_error:
-                raise EEInitError(f"{self.ee_id}: {self._init_error}")
+                raise EEInitError(f"{self.ee_id}: {self._init_error}", self._init_error_type)
             for proc in procs:
                 code = proc.poll()
                 if code is not None:
@@ -432,6 +450,7 @@ class ExecutionEnvironment:
     async def _runtime_init_error(self, request: web.Request) -> web.Response:
         body = await request.read()
         self._init_error = f"runtime init failed: {_error_message(body)}"
+        self._init_error_type = request.headers.get("Lambda-Runtime-Function-Error-Type", "")
         return web.json_response({"status": "OK"}, status=202)
 
     async def _register(self, request: web.Request) -> web.Response:
@@ -465,7 +484,9 @@ class ExecutionEnvironment:
     async def _extension_error(self, request: web.Request) -> web.Response:
         ext = self.extensions.get(request.headers.get("Lambda-Extension-Identifier", ""))
         name = ext.name if ext else "unknown extension"
-        self._init_error = f"{name}: {_error_message(await request.read())}"
+        error_type = request.headers.get("Lambda-Extension-Function-Error-Type", "")
+        self._init_error = f"{name}: {error_type}: {_error_message(await request.read())}"
+        self._init_error_type = error_type
         return web.json_response({"status": "OK"}, status=202)
 
 

@@ -64,7 +64,6 @@ def settings(
         function_env=env,
         tag=uuid.uuid4().hex,
         max_concurrency=max_concurrency,
-        pooler_port=free_port(),
     )
 
 
