@@ -149,6 +149,13 @@ def test_apachebench_gets_100_good_responses(three_arms: StackRunner, arm: str) 
     assert failed is None or failed.groups() == ("0", "0", "0"), out
 
 
+def test_a_sleep_longer_than_the_function_timeout_is_a_400(three_arms: StackRunner) -> None:
+    # The local functions time out after 29 s, as the AWS ones (FUNCTION_TIMEOUT_MS=29000).
+    replies = fire(three_arms.stack.api_url + "standard", 1, sleep_ms=27001)
+    assert replies[0].status == 400
+    assert replies[0].body["error"].startswith("sleep_ms 27001 is above 27000: ")
+
+
 def test_unknown_path_is_a_json_404(three_arms: StackRunner) -> None:
     replies = fire(three_arms.stack.api_url + "nonexistent", 1)
     assert replies[0].status == 404

@@ -86,6 +86,7 @@ def test_account_falls_back_to_nobody_and_names_the_fix() -> None:
     """The lookup is the system's own (pwd.getpwnam): only the preferred name is varied."""
     assert pgbouncer_account("no-such-user-9f2").pw_name == "nobody"
     assert pgbouncer_account("root").pw_name == "root"
+
     def no_accounts(name: str) -> pwd.struct_passwd:
         raise KeyError(name)  # an image with no nobody either (as getpwnam answers)
 
