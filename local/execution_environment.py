@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -109,11 +110,19 @@ class EESettings:
         return self.max_concurrency or 1
 
     @property
-    def pooler_dir(self) -> Path:
-        """The extension's POOLER_RUN_DIR: this EE's own folder, as /tmp is on Lambda. Its
-        PgBouncer's socket is there, so EEs on one machine never share a listening address.
-        Absolute: PgBouncer, the extension and the workers each resolve it from elsewhere."""
+    def pooler_files(self) -> Path:
+        """Where the extension's files really are (ini, auth file, log, pid, socket): in the
+        run folder, so they outlive the EE for reading."""
         return self.work_dir.resolve() / "pooler"
+
+    @property
+    def pooler_dir(self) -> Path:
+        """The extension's POOLER_RUN_DIR: this EE's own folder, as /tmp is on Lambda, so EEs on
+        one machine never share PgBouncer's socket. A short link to pooler_files, made at start
+        and removed at shutdown, because a socket's path must fit in 107 bytes and a run
+        folder deep in a checkout (or pytest's) may not. Absolute: PgBouncer, the extension
+        and the workers each resolve it from elsewhere."""
+        return Path(tempfile.gettempdir()).resolve() / f"poolbench-{self.tag[:8]}-{self.ee_id}"
 
     @property
     def init_deadline_s(self) -> float:
@@ -201,7 +210,11 @@ class ExecutionEnvironment:
         """Extensions init, then runtime init; raises EEInitError (and cleans up) on failure."""
         started = time.perf_counter()
         self.settings.work_dir.mkdir(parents=True, exist_ok=True)
-        open_way_to(self.settings.pooler_dir)
+        files, link = self.settings.pooler_files, self.settings.pooler_dir
+        files.mkdir(parents=True, exist_ok=True)
+        open_way_to(files)
+        link.unlink(missing_ok=True)  # left by an EE of a stack that was killed
+        link.symlink_to(files, target_is_directory=True)
         await self._serve_api()
         try:
             await self._start_extensions()
@@ -358,6 +371,7 @@ class ExecutionEnvironment:
             await asyncio.to_thread(wait_group_gone, proc)
         if self._runner:
             await self._runner.cleanup()
+        self.settings.pooler_dir.unlink(missing_ok=True)
         self.state = State.STOPPED
 
     # --- invoking ---------------------------------------------------------------------------

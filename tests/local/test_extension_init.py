@@ -132,7 +132,8 @@ def test_ees_sharing_a_network_namespace_do_not_collide(database: Database, tmp_
     assert {json.loads(r["body"])["ee"] for r in replies} == {"netns-1", "netns-2"}
     for s in settings:
         assert (
-            "unix_socket_dir = " + str(s.pooler_dir) in (s.pooler_dir / "pgbouncer.ini").read_text()
+            "unix_socket_dir = " + str(s.pooler_dir)
+            in (s.pooler_files / "pgbouncer.ini").read_text()
         )
 
 
