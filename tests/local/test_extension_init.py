@@ -194,6 +194,32 @@ def test_unreadable_secret_fails_init_as_secret_unreadable(
     assert elapsed < 10
 
 
+def test_secrets_manager_that_never_answers_fails_init_in_seconds(
+    database: Database, secrets_manager: dict[str, str], tmp_path: Path
+) -> None:
+    """An endpoint that accepts the connection and then says nothing (a security group or
+    endpoint policy that drops): SecretUnreadable within the init limit, not a timeout."""
+    role = database.fresh_role("standard")
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()  # the kernel completes the handshake; nobody ever reads or answers
+    try:
+        env = {k: v for k, v in database.function_env(role).items() if k != "DB_PASSWORD"}
+        env.update(
+            secrets_manager,
+            AWS_ENDPOINT_URL=f"http://127.0.0.1:{silent.getsockname()[1]}",
+            DB_SECRET_ARN="arn:aws:secretsmanager:eu-west-1:123456789012:secret:pb-AbCdEf",
+        )
+        error, elapsed, log = failed_init(
+            ee_settings(tmp_path, env, "silent-1", init_timeout_s=15.0)
+        )
+    finally:
+        silent.close()
+
+    assert_reported(error, log, "Extension.SecretUnreadable", "ReadTimeoutError")
+    assert elapsed < 10  # Lambda's init limit
+
+
 def test_unreachable_database_fails_init_after_its_timeout(
     database: Database, tmp_path: Path
 ) -> None:
