@@ -257,7 +257,7 @@ class ExecutionEnvironment:
         executables = [p for p in paths if p.is_file() and os.access(p, os.X_OK)]
         for path in executables:
             proc = spawn(
-                [str(path)],
+                [str(path.resolve())],  # its cwd is the EE folder: no relative path
                 tag=self.settings.tag,
                 env=self._base_env(),
                 cwd=self.settings.work_dir.resolve(),

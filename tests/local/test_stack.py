@@ -184,6 +184,8 @@ def test_metrics_endpoint_serves_the_latest_sample(three_arms: StackRunner) -> N
     assert sample["arms"]["managed"]["ExecutionEnvironmentConcurrencyLimit"] == 16
     assert "ExecutionEnvironmentConcurrencyLimit" not in sample["arms"]["standard"]
     assert sample["arms"]["proxy"]["ees"]["proxy-pooler"]["pool"]["sv_active"] >= 0
+    # Each managed EE's own PgBouncer, read over its Unix socket (it has no TCP listener)
+    assert all("pool" in ee for ee in sample["arms"]["managed"]["ees"].values()), sample
 
 
 def test_idle_environments_are_reaped_and_scaled_in(tmp_path: Path) -> None:
