@@ -172,6 +172,7 @@ def test_extension_registers_for_shutdown_only_and_leaves_nothing(
     assert mode == 0o600
     assert not (Path("/proc") / str(pgbouncer_pid)).exists()
     assert not auth_file.exists()
+    assert not ee_settings.pooler_dir.is_symlink()  # the EE's short link to its pooler folder
     assert tagged_pids(ee_settings.tag) == []
 
 
