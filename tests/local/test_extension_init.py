@@ -137,6 +137,27 @@ def test_ees_sharing_a_network_namespace_do_not_collide(database: Database, tmp_
         )
 
 
+def test_a_run_dir_another_pgbouncer_already_serves_fails_init_without_touching_it(
+    database: Database, tmp_path: Path
+) -> None:
+    """Should EEs ever share /tmp: the second must not overwrite the first one's files."""
+    role = database.fresh_role("standard")
+    settings = ee_settings(tmp_path, database.function_env(role), "shared-1")
+    settings.pooler_files.mkdir(parents=True)
+    other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    other.bind(str(settings.pooler_files / ".s.PGSQL.6432"))  # the other EE's PgBouncer
+    other.listen()
+    ini = settings.pooler_files / "pgbouncer.ini"
+    ini.write_text("the other EE's\n")
+    try:
+        error, _, log = failed_init(settings)
+    finally:
+        other.close()
+
+    assert_reported(error, log, "Extension.RunDirInUse", f"{settings.pooler_dir}/.s.PGSQL.6432")
+    assert ini.read_text() == "the other EE's\n"
+
+
 # --- init failures -----------------------------------------------------------------------------
 
 
