@@ -12,8 +12,8 @@ own /tmp: EEs that share a network namespace cannot collide on it, as on a TCP p
 login to its console -> block on event/next -> on SHUTDOWN or SIGTERM stop PgBouncer and exit 0.
 
 Any failure before event/next is logged and reported to /extension/init/error with an error
-type naming its cause (the ERROR_TYPES below), and ends the process non-zero, so the
-environment's init fails fast with one clear line instead of a timeout.
+type naming its cause (the constants below; docs/contracts.md lists them), and ends the process
+non-zero, so the environment's init fails fast with one clear line instead of a timeout.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ AUTH_FAILED = "Extension.AuthFailed"
 AUTH_METHOD_UNSUPPORTED = "Extension.AuthMethodUnsupported"
 DATABASE_REFUSED = "Extension.DatabaseRefused"
 PGBOUNCER_START_FAILED = "Extension.PgBouncerStartFailed"
+RUN_DIR_IN_USE = "Extension.RunDirInUse"
 INIT_FAILED = "Extension.PoolerInitFailed"
 
 
@@ -205,9 +206,16 @@ def resolve_credentials(cfg: PoolerConfig) -> tuple[str, str]:
     """(user, password): from Secrets Manager on AWS, so no password sits in the environment."""
     if cfg.db_secret_arn:
         try:
-            import boto3  # in the Lambda Python runtime; never needed locally
+            import boto3  # in the Lambda Python runtime (locally: tests, against moto)
+            from botocore.config import Config
 
-            raw = boto3.client("secretsmanager").get_secret_value(SecretId=cfg.db_secret_arn)
+            # Fail within Lambda's 10 s init, not after botocore's 60 s timeouts and retries:
+            # an endpoint that is not there is then a SecretUnreadable, not an init timeout.
+            quick = Config(
+                connect_timeout=2, read_timeout=3, retries={"max_attempts": 2, "mode": "standard"}
+            )
+            client = boto3.client("secretsmanager", config=quick)
+            raw = client.get_secret_value(SecretId=cfg.db_secret_arn)
             secret = json.loads(raw["SecretString"])
             return cfg.db_user or str(secret["username"]), str(secret["password"])
         except KeyError as exc:
@@ -607,6 +615,16 @@ def serve(api: ExtensionsApi, proc: subprocess.Popen[bytes], auth_file: Path) ->
         return 0
 
 
+def _socket_answers(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return False  # absent, or a stale file nobody listens on: PgBouncer replaces it
+        return True
+
+
 def init_pooler(cfg: PoolerConfig) -> tuple[subprocess.Popen[bytes], Path]:
     """Everything between register and event/next; a PoolerError says what failed. Nothing
     is started until the binary, the secret and the database have each been proved."""
@@ -622,6 +640,14 @@ def init_pooler(cfg: PoolerConfig) -> tuple[subprocess.Popen[bytes], Path]:
         who="the database",
         tls=cfg.tls,
     )
+    if not cfg.listen_addr and _socket_answers(cfg.socket_path):
+        # Only if EEs shared /tmp, which Lambda does not document either way: say so, rather
+        # than overwrite the other EE's files and fail on its socket.
+        raise PoolerError(
+            f"{cfg.socket_path} already answers: another PgBouncer uses {cfg.run_dir};"
+            " give each execution environment its own POOLER_RUN_DIR",
+            RUN_DIR_IN_USE,
+        )
     try:
         ini, auth_file = write_files(cfg, user, password)
     except OSError as exc:
