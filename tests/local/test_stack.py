@@ -75,6 +75,7 @@ def test_standard_arm_runs_one_ee_and_one_connection_per_concurrent_request(
         assert statuses(second) == {200: 50}
         assert ees_after_first == 50
         assert len({r.body["ee"] for r in first}) == 50
+        assert len({r.body["ee"] for r in second}) == 50  # a busy EE is never handed another
         assert cold_after_first == 50
         # the function's init ran in every new EE, and never again in a warm one
         assert all(r.body["cold_start"] for r in first)
