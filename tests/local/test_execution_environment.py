@@ -125,11 +125,12 @@ def test_managed_ee_runs_requests_in_parallel_within_the_pool_bound(
     with peak_connections(database, role) as samples:
         wall_8, wall_16, pids_8, pids_16 = run(with_ees([ee_settings], scenario))
 
-    # Then the 8 workers serve them side by side, through at most DEFAULT_POOL_SIZE connections
+    # Then the 8 workers serve them side by side (one after another would take 8 s and 16 s),
+    # 16 in two rounds, through at most DEFAULT_POOL_SIZE connections
     assert len(pids_8) == 8
-    assert wall_8 < 1.5
+    assert wall_8 < 4.0
     assert pids_16 == pids_8
-    assert wall_16 < 2.5
+    assert 2.0 <= wall_16 < 8.0
     assert 1 <= max(samples) <= 3
 
 
@@ -140,12 +141,15 @@ def test_four_standard_ees_hold_one_connection_each(database: Database, tmp_path
     all_settings = [settings(tmp_path, env, f"standard-{i}") for i in range(4)]
 
     async def scenario(ees: list[ExecutionEnvironment]) -> tuple[int, set[str]]:
-        # When each serves one request that holds its connection for 1.5 s
-        calls = [asyncio.create_task(ee.invoke(event(sleep_ms=1500))) for ee in ees]
-        await asyncio.sleep(0.75)
-        holding = await asyncio.to_thread(database.connections, role)
+        # When each serves one request that holds its connection for 3 s
+        calls = [asyncio.create_task(ee.invoke(event(sleep_ms=3000))) for ee in ees]
+        seen: list[int] = []
+        while not all(c.done() for c in calls) and max(seen, default=0) < 4:
+            seen.append(await asyncio.to_thread(database.connections, role))
+            await asyncio.sleep(0.02)
         results = await asyncio.gather(*calls)
-        return holding, {body(r)["ee"] for r in results}
+        seen.append(await asyncio.to_thread(database.connections, role))
+        return max(seen), {body(r)["ee"] for r in results}
 
     holding, served_by = run(with_ees(all_settings, scenario))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,13 +51,16 @@ def test_pooler_reaches_the_database_over_tls(tls_database: Database, tmp_path: 
         await ee.start()
         try:
             call = asyncio.create_task(ee.invoke(event))
-            await asyncio.sleep(0.5)
-            with tls_database.server.admin_connect() as conn:
-                rows = conn.execute(
-                    "select s.ssl from pg_stat_ssl s join pg_stat_activity a using (pid)"
-                    " where a.usename = %s",
-                    (role.name,),
-                ).fetchall()
+            rows: list[tuple[object, ...]] = []
+            deadline = time.monotonic() + 10
+            while not rows and time.monotonic() < deadline:  # the request's server connection
+                with tls_database.server.admin_connect() as conn:
+                    rows = conn.execute(
+                        "select s.ssl from pg_stat_ssl s join pg_stat_activity a using (pid)"
+                        " where a.usename = %s",
+                        (role.name,),
+                    ).fetchall()
+                await asyncio.sleep(0.02)
             response = json.loads(await call)
             return int(response["statusCode"]), [bool(r[0]) for r in rows]
         finally:
