@@ -271,7 +271,9 @@ def pools(frame: pd.DataFrame, summary: RunSummary) -> Chart | None:
             .sum()
             .unstack("source")
         )
-        busiest = table.max().sort_values(ascending=False).index[:MAX_EE_LINES]
+        # ties broken by name, so a report built again from metrics.csv draws the same lines
+        peaks = table.max().sort_index()
+        busiest = peaks.sort_values(ascending=False, kind="stable").index[:MAX_EE_LINES]
         x = _x(table.index)
         for source in busiest:
             ax.plot(x, table[source].to_numpy(), linewidth=0.9, label=source.split(":", 1)[1])

@@ -290,10 +290,17 @@ def test_proxy_arm_reaches_the_proxy_not_the_cluster(proxy_synth: Synth) -> None
     }
     proxy_arm = proxy_synth.logical_id(stack.arms.proxy_arm_sg)
     db_sg = proxy_synth.logical_id(stack.database.security_group)
-    for rule in proxy_synth.resources("AWS::EC2::SecurityGroupEgress").values():
-        props = rule["Properties"]
-        if props["GroupId"] == {"Fn::GetAtt": [proxy_arm, "GroupId"]}:
-            assert props["DestinationSecurityGroupId"] != {"Fn::GetAtt": [db_sg, "GroupId"]}
+    egress = [
+        rule["Properties"]
+        for rule in proxy_synth.resources("AWS::EC2::SecurityGroupEgress").values()
+        if rule["Properties"]["GroupId"] == {"Fn::GetAtt": [proxy_arm, "GroupId"]}
+    ]
+    assert egress, "the proxy arm's group has no egress rule at all"
+    destinations = [props.get("DestinationSecurityGroupId") for props in egress]
+    assert {"Fn::GetAtt": [db_sg, "GroupId"]} not in destinations
+    assert stack.database.proxy_security_group is not None
+    proxy_sg = proxy_synth.logical_id(stack.database.proxy_security_group)
+    assert {"Fn::GetAtt": [proxy_sg, "GroupId"]} in destinations
     proxy_synth.template.has_resource_properties("AWS::RDS::DBProxy", {"RequireTLS": True})
 
 

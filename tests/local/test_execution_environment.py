@@ -262,15 +262,21 @@ def test_password_from_secrets_manager_reaches_pooler_and_handler(
         env.update(aws, DB_SECRET_ARN=arn)
         ee_settings = settings(tmp_path, env, "secret-1", max_concurrency=2)
 
-        async def scenario(ees: list[ExecutionEnvironment]) -> dict[str, Any]:
-            return body(await ees[0].invoke(event(sleep_ms=0)))
+        async def scenario(ees: list[ExecutionEnvironment]) -> tuple[dict[str, Any], list[bytes]]:
+            served = body(await ees[0].invoke(event(sleep_ms=0)))
+            # every process of the EE: launcher, PgBouncer, runtime and its workers
+            environs = [
+                Path(f"/proc/{pid}/environ").read_bytes() for pid in tagged_pids(ee_settings.tag)
+            ]
+            return served, environs
 
-        served = run(with_ees([ee_settings], scenario))
+        served, environs = run(with_ees([ee_settings], scenario))
     finally:
         server.stop()
 
     assert served["query_ms"] and served["ee"] == "secret-1"
-    assert "DB_PASSWORD" not in env
+    assert len(environs) >= 4
+    assert not any(role.password.encode() in e for e in environs)  # in no process's environment
     assert role.password not in (ee_settings.work_dir / "pooler" / "pgbouncer.ini").read_text()
 
 

@@ -62,7 +62,7 @@ def test_smoke_run_has_the_seed_shape_and_an_exact_budget(tmp_path: Path) -> Non
     assert locust_requests(run_dir) == {"standard": (24, 0), "managed": (24, 0)}
     arms = summary_arms(run_dir)
     assert arms["standard"]["peak_db_connections"] == 8  # one EE, one connection per user
-    assert arms["managed"]["peak_db_connections"] <= 6  # 3 EEs share their 2-connection pools
+    assert 1 <= arms["managed"]["peak_db_connections"] <= 6  # 3 EEs share 2-connection pools
     report = (run_dir / "report.html").read_text()
     assert "execution environment inits" in report
     assert not (run_dir / "stack" / "postgres" / "data").exists()
