@@ -55,7 +55,8 @@ app.command("report")(cli_report.report)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: runs the app, mapping user errors to one line and exit code 2."""
+    """Entry point: runs the app, mapping user errors to one line and exit code 2, and AWS
+    errors to one line and exit code 1 (2 for missing credentials)."""
     try:
         result = app(args=argv, standalone_mode=False, prog_name="poolbench")
     except click_exc.NoArgsIsHelpError as exc:
@@ -73,6 +74,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except typer.Exit as exc:
         return int(exc.exit_code)
+    except Exception as exc:  # an AWS error anywhere (run, collect, report): one line, no trace
+        from poolbench.aws import aws_error_exit_code, aws_error_line
+
+        line = aws_error_line(exc)
+        if line is None:
+            raise
+        print(f"poolbench: error: {line}", file=sys.stderr)
+        return aws_error_exit_code(exc)
     return int(result) if isinstance(result, int) else 0
 
 

@@ -10,12 +10,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from loadtest.presets import PRESETS, resolve_scenario
-from loadtest.target import load_target, parse_arms
+from loadtest.presets import PRESETS, Scenario, resolve_scenario
+from loadtest.target import Target, load_target, parse_arms
+from local.execution_environment import EESettings
 from local.settings import ManagedSettings, PoolerSettings, ProxySettings, StandardSettings
 from poolbench import stack_options as opt
+from poolbench.aws_target import check_aws_run, check_sleep_fits
 from poolbench.errors import InputError
-from poolbench.run import RunFailed, RunRequest, execute
+from poolbench.run import DEFAULT_MAX_FAILURE_RATE, RunFailed, RunRequest, execute
 
 console = Console(stderr=True)
 _M, _S, _P, _X = ManagedSettings(), StandardSettings(), PoolerSettings(), ProxySettings()
@@ -30,6 +32,32 @@ PRESET_STACK_KNOBS: dict[str, dict[str, Any]] = {
 SEED_SLOTS_PER_EE = PRESET_STACK_KNOBS["seed"]["slots_per_ee"]
 TARGETS = ("local", "aws")
 SCHEDULES = ("parallel", "sequential")
+# What each local-stack knob is on AWS: a deploy-time setting (-c), or nothing this CLI sets.
+AWS_EQUIVALENT = {
+    "slots_per_ee": "deploy with -c perEnvironmentMaxConcurrency=N",
+    "min_ees": "deploy with -c minExecutionEnvironments=N",
+    "max_ees": "deploy with -c maxExecutionEnvironments=N",
+    "target_utilisation": "Lambda's own scaler decides; there is no setting for it",
+    "scale_delay": "Lambda's own scaler decides; there is no setting for it",
+    "concurrency_limit": "it is the account's Lambda concurrency quota (Service Quotas)",
+    "idle_timeout": "Lambda reaps idle environments itself",
+    "pool_size": "deploy with -c defaultPoolSize=N",
+    "proxy_pool_size": "RDS Proxy sizes its pool from the database's max_connections",
+    "max_connections": "deploy with -c maxAcu=N (Aurora's max_connections follows capacity)",
+}
+
+
+def refuse_local_knobs(ctx: typer.Context) -> None:
+    """A local-stack knob given with --target aws would be silently meaningless: refuse it."""
+    from typer._click.core import ParameterSource
+
+    for name in opt.KNOBS:
+        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+            flag = "--" + name.replace("_", "-")
+            raise InputError(
+                f"{flag} sets the local stack and does nothing on --target aws: "
+                f"{AWS_EQUIVALENT[name]}"
+            )
 
 
 def _fmt(value: float | None, digits: int = 0) -> str:
@@ -69,6 +97,7 @@ def print_summary_table(run_dir: Path) -> None:
 
 
 def run(
+    ctx: typer.Context,
     target: Annotated[
         str, typer.Option(help="local (this machine) or aws (a deployed stack).")
     ] = "local",
@@ -104,6 +133,22 @@ def run(
             help="aws: wait until CloudWatch has published the run's last period (up to 5 min).",
         ),
     ] = True,
+    allow_throttles: Annotated[
+        bool,
+        typer.Option(
+            "--allow-throttles",
+            help="aws: run even when the managed arm's minimum capacity cannot hold the users.",
+        ),
+    ] = False,
+    probe_interval: Annotated[
+        float, typer.Option(help="aws: seconds between two DB-connection probe samples.")
+    ] = 5.0,
+    max_failure_rate: Annotated[
+        float,
+        typer.Option(
+            help="A run whose failed requests exceed this share on any arm ends with exit 1."
+        ),
+    ] = DEFAULT_MAX_FAILURE_RATE,
     slots_per_ee: Annotated[
         int | None,
         typer.Option(
@@ -139,12 +184,17 @@ def run(
         raise InputError(f"--target must be local or aws, not {target!r}")
     if schedule not in SCHEDULES:
         raise InputError(f"--schedule must be parallel or sequential, not {schedule!r}")
+    if not 0 <= max_failure_rate <= 1:
+        raise InputError(f"--max-failure-rate must be between 0 and 1, not {max_failure_rate}")
+    if probe_interval <= 0:
+        raise InputError(f"--probe-interval must be above 0 s, not {probe_interval}")
     stack_settings = None
     aws_target = None
     if target == "aws":
         if outputs_file is None:
             raise InputError("--target aws needs --outputs-file (the file cdk deploy wrote)")
         aws_target = load_target(outputs_file, stack)
+        refuse_local_knobs(ctx)
         target_arms = aws_target.arms
     else:
         if outputs_file is not None:
@@ -163,7 +213,15 @@ def run(
         hold=hold,
         processes=processes,
     )
+    if aws_target is not None:
+        _check_aws_before_load(aws_target, scenario, allow_throttles)
     if target == "local":
+        check_sleep_fits(
+            scenario.sleep_ms,
+            EESettings.invoke_timeout_s,
+            "the local stack",
+            "use --target aws with a longer -c timeoutSeconds",
+        )
         knobs = opt.knob_values(locals())
         preset_knobs = PRESET_STACK_KNOBS.get(preset, {})
         for name, default in (
@@ -189,6 +247,8 @@ def run(
         schedule=schedule,
         report=report,
         wait_for_metrics=wait,
+        probe_interval_s=probe_interval,
+        max_failure_rate=max_failure_rate,
     )
     try:
         outcome = execute(request, console)
@@ -198,9 +258,25 @@ def run(
     except RunFailed as exc:
         console.print(f"[red]{exc}[/]")
         return 1
+    if outcome.failure is not None:
+        console.print(f"[red]run failed: {outcome.failure}[/]")
     if outcome.report is not None:
         print_summary_table(outcome.run_dir)
         console.print(f"report: {outcome.report}")
     else:
         console.print(f"run folder: {outcome.run_dir}")
-    return 0
+    return 1 if outcome.failure is not None else 0
+
+
+def _check_aws_before_load(target: Target, scenario: Scenario, allow_throttles: bool) -> None:
+    """Outputs, capacity and timeout, then the stack's Region and working credentials: all
+    before the run folder exists, so a refused run leaves nothing behind."""
+    from poolbench.aws import check_credentials, outputs_region, region_note
+
+    check_aws_run(target, scenario, allow_throttles)
+    region = outputs_region(target.outputs, f"outputs file {target.path}")
+    note = region_note(region)
+    if note:
+        console.print(note)
+    identity = check_credentials(region)
+    console.print(f"AWS account {identity.account} ({identity.arn}), region {region}")
