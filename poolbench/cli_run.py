@@ -73,10 +73,11 @@ def print_summary_table(run_dir: Path) -> None:
     summary = summarize(run_dir, write=False)
     table = Table(
         title=f"poolbench {summary.run_id} ({summary.target}); latency in ms, peaks per arm",
-        caption="DB/conc: peak DB connections per peak concurrent request",
+        caption="EEs: most EEs serving in one second (from the responses); thr: Lambda "
+        "throttles; DB/conc: peak DB connections per peak concurrent request",
     )
     table.add_column("arm", no_wrap=True)
-    for column in ("reqs", "fail", "p50", "p95", "p99", "conc", "EEs", "DB", "DB/conc"):
+    for column in ("reqs", "fail", "p50", "p95", "p99", "conc", "EEs", "thr", "DB", "DB/conc"):
         table.add_column(column, justify="right", no_wrap=True)
     for arm in summary.arms:
         table.add_row(
@@ -87,12 +88,15 @@ def print_summary_table(run_dir: Path) -> None:
             _fmt(arm.p95_ms),
             _fmt(arm.p99_ms),
             _fmt(arm.peak_concurrency),
-            _fmt(arm.peak_execution_environments),
+            _fmt(arm.peak_execution_environments_serving),
+            _fmt(arm.throttles),
             _fmt(arm.peak_db_connections),
             _fmt(arm.db_connections_per_concurrent_request, 2),
         )
     out = Console(width=max(Console().width, 110))  # the table is wider than 80 columns
     out.print(table)
+    if summary.missing_metrics:
+        out.print(f"missing from CloudWatch: {', '.join(summary.missing_metrics)}")
     out.print(summary.verdict)
 
 
