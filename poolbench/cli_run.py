@@ -67,7 +67,8 @@ def _fmt(value: float | None, digits: int = 0) -> str:
 
 
 def print_summary_table(run_dir: Path) -> None:
-    """The closing table per arm, from the same numbers as summary.json."""
+    """The closing table per arm, from the same numbers as summary.json; a failed run's
+    reason comes first, so nobody reads the table without it."""
     from analysis.summary import summarize
 
     summary = summarize(run_dir, write=False)
@@ -94,6 +95,8 @@ def print_summary_table(run_dir: Path) -> None:
             _fmt(arm.db_connections_per_concurrent_request, 2),
         )
     out = Console(width=max(Console().width, 110))  # the table is wider than 80 columns
+    if summary.failure:
+        out.print(f"[red]run failed: {summary.failure}[/]")
     out.print(table)
     if summary.missing_metrics:
         out.print(f"missing from CloudWatch: {', '.join(summary.missing_metrics)}")
@@ -262,7 +265,7 @@ def run(
     except RunFailed as exc:
         console.print(f"[red]{exc}[/]")
         return 1
-    if outcome.failure is not None:
+    if outcome.failure is not None and outcome.report is None:
         console.print(f"[red]run failed: {outcome.failure}[/]")
     if outcome.report is not None:
         print_summary_table(outcome.run_dir)

@@ -151,10 +151,29 @@ def test_truncated_last_sample_line_is_skipped(run_dir: Path) -> None:
     assert summary.arm("standard").peak_concurrency == want
 
 
-def test_metric_an_arm_lacks_is_missing_not_zero(tmp_path: Path) -> None:
-    # An aws run whose CloudWatch metrics were not collected: the probe has only
-    # DatabaseConnections, so concurrency (and the ratio) are unknown, not 0
+def test_report_on_an_uncollected_aws_run_points_to_collect(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An aws run whose CloudWatch metrics were never collected: `report` says how to get them
+    # (it used to blame "the local metrics recorder"), one line, exit 2, nothing written
+    from poolbench.cli import main
+
     run = make_run_folder(tmp_path, RunSpec(target="aws"))
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"poolbench collect {run} --target aws" in err
+    assert not (run / "metrics.csv").exists()
+
+
+def test_metric_an_arm_lacks_is_missing_not_zero(tmp_path: Path) -> None:
+    # An aws run collected with only the probe's samples: the probe has only
+    # DatabaseConnections, so concurrency (and the ratio) are unknown, not 0
+    from analysis.dataset import write_metrics
+    from analysis.local_source import read_samples
+
+    run = make_run_folder(tmp_path, RunSpec(target="aws"))
+    write_metrics(read_samples(run / "samples.jsonl", source="probe"), run / "metrics.csv")
     summary = summarize(run)
     standard = summary.arm("standard")
     assert standard.peak_db_connections is not None
