@@ -306,13 +306,19 @@ def test_no_credentials_is_one_line_and_exit_2_before_any_request(
             id="older-stack",
         ),
         pytest.param(
-            {"PoolbenchLocal": {"ApiUrl": "http://127.0.0.1:1/prod/", "Arms": "standard",
-                                "MetricsSource": "local", "Region": "local",
-                                "StandardFunctionName": "poolbench-local-standard"}},
+            {
+                "PoolbenchLocal": {
+                    "ApiUrl": "http://127.0.0.1:1/prod/",
+                    "Arms": "standard",
+                    "MetricsSource": "local",
+                    "Region": "local",
+                    "StandardFunctionName": "poolbench-local-standard",
+                }
+            },
             (),
             "was written by `poolbench local up` (MetricsSource=local)",
             id="local-outputs",
-        ),  # fmt: skip
+        ),
         pytest.param(
             {"PoolbenchStack": cdk_outputs("https://x/prod/")},
             ("--min-ees", "5"),
