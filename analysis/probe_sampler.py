@@ -36,6 +36,19 @@ def describe_failure(response: Mapping[str, Any], raw: bytes) -> str | None:
     return None
 
 
+def error_text(exc: Exception) -> str:
+    """One line: AWS's error code and message for a refused invoke, else the exception's."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict) and isinstance(response.get("Error"), dict):
+        error = response["Error"]
+        return f"invoke refused: {error.get('Code', '?')}: {error.get('Message', '')}".strip()
+    return (
+        " ".join(f"{type(exc).__name__}: {exc}".split())
+        if not isinstance(exc, RuntimeError)
+        else " ".join(str(exc).split())
+    )
+
+
 class ProbeSampler:
     def __init__(
         self, function_name: str, samples_file: Path, client: Any, interval_s: float = 5.0
@@ -57,10 +70,8 @@ class ProbeSampler:
             if problem:
                 raise RuntimeError(problem)
         except Exception as exc:  # a missed sample is recorded as missing, never as zero
-            from poolbench.aws import aws_error_line
-
             self.errors += 1
-            message = aws_error_line(exc) or str(exc)
+            message = error_text(exc)
             self.first_error = self.first_error or message
             logger.warning("probe sample failed: %s", message)
             return

@@ -13,7 +13,7 @@ import typer
 # Typer >= 0.20 vendors Click; its exception classes live here (pinned by uv.lock).
 from typer._click import exceptions as click_exc
 
-from poolbench import __version__, cli_local, cli_report, cli_run
+from poolbench import __version__, cli_aws, cli_local, cli_report, cli_run
 from poolbench.errors import InputError
 
 app = typer.Typer(
@@ -32,6 +32,7 @@ app = typer.Typer(
 
 
 app.add_typer(cli_local.app, name="local")
+app.add_typer(cli_aws.app, name="aws")
 app.command("run")(cli_run.run)
 
 
