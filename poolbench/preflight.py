@@ -243,7 +243,7 @@ def run_checks(
     settings: PreflightSettings, clients: Clients, docker: Callable[[], Check] | None = None
 ) -> list[Check]:
     """Every check; without credentials the AWS ones are skipped with the one line why."""
-    docker = docker or (lambda: check_docker())  # looked up at call time (tests replace it)
+    docker = docker or check_docker  # looked up at call time (tests replace it)
     try:
         checks = [check_identity(settings.region, clients.sts)]
     except InputError as exc:
