@@ -22,9 +22,10 @@ IDENTITY = {"Account": "111122223333", "Arn": "arn:aws:iam::111122223333:user/be
 
 
 def _client(service: str) -> Any:
-    return boto3.client(
-        service, region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"
+    session = boto3.session.Session(
+        region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"
     )
+    return session.client(service)  # type: ignore[call-overload]
 
 
 @pytest.fixture

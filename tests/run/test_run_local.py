@@ -131,3 +131,36 @@ def test_malformed_outputs_file_is_named(
     err = capsys.readouterr().err
     assert code == 2
     assert f"outputs file {outputs}: not valid JSON" in err
+
+
+def test_a_run_over_the_failure_threshold_exits_1_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a standard arm whose account limit (1) is below its 4 users: Lambda throttles,
+    # API Gateway answers 500, Locust counts failures
+    argv = ["run", "--preset", "smoke", "--requests", "12", "--sleep-ms", "300"]
+    argv += ["--concurrency-limit", "1", "--out", str(tmp_path)]
+
+    code = main(argv)
+
+    # Then the run failed (exit 1), the manifest says why, the CLI prints it above the table
+    printed = capsys.readouterr()
+    assert code == 1, printed.err
+    run_dir = only_run_dir(tmp_path)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    standard_requests, standard_failures = locust_requests(run_dir)["standard"]
+    assert standard_failures > 0
+    assert manifest["status"] == "failed"
+    assert manifest["failure_threshold"] == 0.01
+    assert manifest["error"].startswith(
+        f"arm standard: {standard_failures} of {standard_requests} requests failed"
+    )
+    assert "HTTPError('500 Server Error" in manifest["error"]
+    assert printed.out.index("run failed: arm standard:") < printed.out.index("p50")
+    assert locust_requests(run_dir)["managed"] == (12, 0)  # the other arm was fine
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["failure"] == manifest["error"]
+    # EEs counted from the responses: one standard EE (the limit), the managed arm's 3 at most
+    arms = summary_arms(run_dir)
+    assert arms["standard"]["peak_execution_environments_serving"] == 1
+    assert 1 <= arms["managed"]["peak_execution_environments_serving"] <= 3
