@@ -35,6 +35,7 @@ from analysis.cloudwatch_source import (
     make_client,
 )
 from analysis.collect import collect
+from analysis.report import build_report
 from analysis.dataset import read_metrics
 from analysis.summary import summarize
 from tests.analysis.factory import RunSpec, make_run_folder, outputs_for
@@ -344,8 +345,25 @@ def test_one_window_per_period_keeps_minutes_outside_the_load_out(moto: str) -> 
                 "Value": value,
             }],
         )  # fmt: skip
+    # and a 5-minute LMI series, so both periods are queried in the same round
+    assert settings.capacity_provider
+    managed = settings.function_names["managed"]
+    client.put_metric_data(
+        Namespace="AWS/Lambda",
+        MetricData=[{
+            "MetricName": "ExecutionEnvironmentConcurrency",
+            "Dimensions": [
+                {"Name": "CapacityProviderName", "Value": settings.capacity_provider},
+                {"Name": "FunctionName", "Value": managed},
+                {"Name": "Resource", "Value": f"{managed}:$LATEST.PUBLISHED"},
+            ],
+            "Timestamp": LOAD_START + timedelta(seconds=5), "Value": 40.0,
+        }],
+    )  # fmt: skip
     start, end = LOAD_START + timedelta(seconds=70), LOAD_START + timedelta(seconds=170)
     frame, _ = collect_cloudwatch(settings, start, end, client=client, wait=False)
+    lmi = frame[frame["metric"] == "ExecutionEnvironmentConcurrency"]
+    assert sorted(lmi["value"].dropna()) == [1.0, 40.0]  # SampleCount (one value), Maximum
     rows = frame[(frame["arm"] == "standard") & (frame["metric"] == "ConcurrentExecutions")]
     # Then only the load's minutes are read: the peak is 9, not 800 (or 500)
     assert sorted(rows["value"].dropna()) == [7.0, 9.0]
@@ -462,3 +480,38 @@ def test_collect_aws_merges_cloudwatch_with_probe_samples(moto: str, tmp_path: P
         float(probe["value"].max()) / want_conc
     )
     assert isinstance(frame["time"].iloc[0], pd.Timestamp)
+
+    # And every fetched number reaches the summary: throttles (and the LMI reasons), errors,
+    # duration, API Gateway 4XX/5XX and latency, Aurora capacity
+    def seeded_total(
+        namespace: str, metric: str, dims: tuple[tuple[str, str], ...], period: int
+    ) -> float:
+        return sum(sum(v) for v in seeded[(namespace, metric, dims, period)].values())
+
+    def seeded_peak(
+        namespace: str, metric: str, dims: tuple[tuple[str, str], ...], stat: str
+    ) -> float:
+        return max(expected_stat(v, stat) for v in seeded[(namespace, metric, dims, 60)].values())
+
+    fn = (("FunctionName", "PoolbenchStack-StandardFn"),)
+    assert standard.throttles == seeded_total("AWS/Lambda", "Throttles", fn, 60)
+    assert standard.errors == seeded_total("AWS/Lambda", "Errors", fn, 60)
+    assert standard.duration_p99_ms == seeded_peak("AWS/Lambda", "Duration", fn, "p99")
+    managed = summary.arm("managed")
+    assert set(managed.throttle_reasons) == {
+        "ConcurrencyThrottles",
+        "CPUThrottles",
+        "MemoryThrottles",
+    }
+    assert all(v is not None and v > 0 for v in managed.throttle_reasons.values())
+    api = (("ApiName", "poolbench"), ("Stage", "prod"))
+    assert summary.api["5xx"] == seeded_total("AWS/ApiGateway", "5XXError", api, 60)
+    assert summary.api["4xx"] == seeded_total("AWS/ApiGateway", "4XXError", api, 60)
+    assert summary.api["latency_p99_ms"] == seeded_peak("AWS/ApiGateway", "Latency", api, "p99")
+    cluster = (("DBClusterIdentifier", "poolbench-db"),)
+    assert summary.database_capacity_acu == seeded_peak(
+        "AWS/RDS", "ServerlessDatabaseCapacity", cluster, "Maximum"
+    )
+    assert summary.missing_metrics == []
+    html = build_report(run).read_text()
+    assert "ConcurrencyThrottles" in html and "5XX" in html and "ACU" in html

@@ -202,3 +202,17 @@ def test_real_locust_247_csvs_are_read(stat_pct: str) -> None:
     history = read_history(data / "locust247_stats_history.csv")
     assert set(history["arm"]) == {"standard", "managed"}
     assert read_failures(data / "locust247_failures.csv")[0].occurrences == 25
+
+
+def test_an_arm_without_a_successful_request_gets_no_verdict(tmp_path: Path) -> None:
+    # Given a run whose managed arm failed every request (its DB and concurrency samples
+    # still exist), the verdict names only the standard arm
+    arms = {
+        "standard": ArmProfile(requests=100, failures=0, ees=None),
+        "managed": ArmProfile(requests=100, failures=100, ees=3, server_per_client=0.25),
+    }
+    run = make_run_folder(tmp_path, RunSpec(arms=arms))
+    summary = summarize(run)
+    assert summary.arm("managed").db_connections_per_concurrent_request is not None
+    assert summary.verdict.startswith("Standard Lambda used")
+    assert "Managed Instances" not in summary.verdict
