@@ -35,8 +35,8 @@ from analysis.cloudwatch_source import (
     make_client,
 )
 from analysis.collect import collect
-from analysis.report import build_report
 from analysis.dataset import read_metrics
+from analysis.report import build_report
 from analysis.summary import summarize
 from tests.analysis.factory import RunSpec, make_run_folder, outputs_for
 
