@@ -216,3 +216,29 @@ def test_an_arm_without_a_successful_request_gets_no_verdict(tmp_path: Path) -> 
     assert summary.arm("managed").db_connections_per_concurrent_request is not None
     assert summary.verdict.startswith("Standard Lambda used")
     assert "Managed Instances" not in summary.verdict
+
+
+def test_no_db_samples_verdict_names_the_probe_and_its_first_error(tmp_path: Path) -> None:
+    # Given an aws run whose probe never returned a sample (CloudWatch had concurrency)
+    from analysis.dataset import RowBuffer, write_metrics
+
+    run = make_run_folder(tmp_path, RunSpec(target="aws"))
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["probe"] = {
+        "function": "PoolbenchStack-Probe", "interval_s": 5.0, "samples": 0, "failures": 12,
+        "first_error": "function error OperationalError: connection timeout",
+    }  # fmt: skip
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    rows = RowBuffer()
+    for arm in ("standard", "managed"):
+        rows.add("2026-11-22T10:00:00Z", arm, "ConcurrentExecutions", "Maximum", 50.0, "Count",
+                 "cloudwatch")  # fmt: skip
+    write_metrics(rows.to_frame(), run / "metrics.csv")
+    summary = summarize(run)
+    assert summary.verdict == (
+        "No arm has DB connection samples, so none can be compared: the probe "
+        "PoolbenchStack-Probe returned 0 samples and 12 failures (first: function error "
+        "OperationalError: connection timeout); check its log group in CloudWatch Logs and "
+        "that it can reach the cluster."
+    )
+    assert summary.probe["failures"] == 12

@@ -164,3 +164,17 @@ def test_a_run_over_the_failure_threshold_exits_1_and_says_why(
     arms = summary_arms(run_dir)
     assert arms["standard"]["peak_execution_environments_serving"] == 1
     assert 1 <= arms["managed"]["peak_execution_environments_serving"] <= 3
+
+
+def test_a_sleep_longer_than_the_local_function_timeout_is_refused_before_the_stack(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["run", "--preset", "smoke", "--sleep-ms", "59500", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err == [
+        "poolbench: error: --sleep-ms 59500 exceeds the local stack's function timeout of 60 s "
+        "minus a 1000 ms margin (59000 ms): lower --sleep-ms, or use --target aws with a longer "
+        "-c timeoutSeconds"
+    ]
+    assert list(tmp_path.iterdir()) == []  # nothing started
