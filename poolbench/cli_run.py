@@ -92,7 +92,8 @@ def print_summary_table(run_dir: Path) -> None:
             _fmt(arm.peak_execution_environments_serving),
             _fmt(arm.throttles),
             _fmt(arm.peak_db_connections),
-            _fmt(arm.db_connections_per_concurrent_request, 2),
+            # no success: the ratio says nothing about pooling
+            _fmt(arm.db_connections_per_concurrent_request if arm.successes > 0 else None, 2),
         )
     out = Console(width=max(Console().width, 110))  # the table is wider than 80 columns
     if summary.failure:
