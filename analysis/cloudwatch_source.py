@@ -431,7 +431,7 @@ class WaitReporter:
         now = self.clock.now()
         every = timedelta(minutes=1) if not self.console.is_terminal else timedelta(seconds=30)
         if force or self.last is None or now - self.last >= every:
-            self.console.print(text)
+            self.console.print(text, soft_wrap=True)  # one line each, as in a log
             self.last = now
 
 

@@ -97,10 +97,10 @@ def print_summary_table(run_dir: Path) -> None:
         )
     out = Console(width=max(Console().width, 110))  # the table is wider than 80 columns
     if summary.failure:
-        out.print(f"[red]run failed: {summary.failure}[/]")
+        out.print(f"[red]run failed: {summary.failure}[/]", soft_wrap=True)
     out.print(table)
     if summary.missing_metrics:
-        out.print(f"missing from CloudWatch: {', '.join(summary.missing_metrics)}")
+        out.print(f"missing from CloudWatch: {', '.join(summary.missing_metrics)}", soft_wrap=True)
     out.print(summary.verdict)
 
 
@@ -285,6 +285,6 @@ def _check_aws_before_load(target: Target, scenario: Scenario, allow_throttles: 
     region = outputs_region(target.outputs, f"outputs file {target.path}")
     note = region_note(region)
     if note:
-        console.print(note)
+        console.print(note, soft_wrap=True)
     identity = check_credentials(region)
     console.print(f"AWS account {identity.account} ({identity.arn}), region {region}")

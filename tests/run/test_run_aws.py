@@ -374,3 +374,34 @@ def test_allow_throttles_lets_an_underprovisioned_run_through_the_checks(
     outputs = write(tmp_path / "o.json", {"PoolbenchStack": cdk_outputs(closed)})
     code = run_aws(outputs, tmp_path / "out", "--users", "100", "--allow-throttles")
     assert code == 1, capsys.readouterr().err
+
+
+def test_ctrl_c_in_the_cloudwatch_wait_says_how_to_collect_later(
+    aws: str, deployed: StackRunner, tmp_path: Path
+) -> None:
+    # Given a real `poolbench run --target aws` (a subprocess, environment as in the
+    # fixture), waiting for CloudWatch after its load
+    from tests.interrupt import interrupt_poolbench
+
+    outputs = write(tmp_path / "o.json", {"PoolbenchStack": cdk_outputs(deployed.stack.api_url)})
+    out = tmp_path / "out"
+    log = tmp_path / "run.log"
+    args = ["run", "--target", "aws", "--outputs-file", str(outputs), "--preset", "smoke"]
+    args += ["--requests", "4", "--sleep-ms", "10", "--out", str(out)]
+
+    def waiting() -> bool:
+        return log.exists() and "waiting for CloudWatch: up to" in log.read_text()
+
+    result = interrupt_poolbench(args, log, ready=waiting)
+
+    # Then it stated the bound and why, and on Ctrl-C how to finish the job later
+    assert result.returncode == 130, result.log[-2000:]
+    run_dir = only_run_dir(out)
+    text = " ".join(result.log.split())
+    assert "stops as soon as every series has its last period" in text
+    assert (
+        f"interrupted before the report: collect later with `poolbench collect {run_dir} "
+        f"--target aws` then `poolbench report {run_dir}`" in text
+    )
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "completed"
+    assert result.left_after == []
