@@ -372,7 +372,7 @@ def _report(run_dir: Path, console: Console, wait: bool, target: str) -> Path | 
         collect(run_dir, console=console, wait=wait)
         return build_report(run_dir)
     except KeyboardInterrupt:
-        console.print(f"interrupted before the report: collect later with {retry}")
+        console.print(f"interrupted before the report: collect later with {retry}", soft_wrap=True)
         raise
     except Exception as exc:
         why = aws_error_line(exc) or f"{type(exc).__name__}: {' '.join(str(exc).split())}"
