@@ -124,6 +124,12 @@ def _add_arguments(parser: Any) -> None:
         help="outputs file naming ApiUrl and Arms (cdk deploy / poolbench local up)",
     )
     group.add_argument("--stack", default=None, help="stack key, when the outputs file has several")
+    group.add_argument(
+        "--ees-prefix",
+        default=None,
+        help="where each process writes the EEs that served it (<prefix>_ees-<pid>.jsonl); "
+        "default --csv's prefix (workers lose that one, so `poolbench run` passes this)",
+    )
     group.add_argument("--arms", default="", help="comma-separated arms to drive (default: all)")
     group.add_argument("--sleep-ms", type=int, default=5000, help="handler sleep per request")
     group.add_argument("--queries", type=int, default=2, help="queries per request")
@@ -263,7 +269,7 @@ def _on_init(environment: Any, runner: Any, **_kwargs: Any) -> None:
     _STATE.runner = runner
     environment.events.test_start.add_listener(_on_test_start)
     environment.events.request.add_listener(_on_request)
-    prefix = environment.parsed_options.csv_prefix
+    prefix = environment.parsed_options.ees_prefix or environment.parsed_options.csv_prefix
     if prefix and not isinstance(runner, MasterRunner):
         environment.events.request.add_listener(_EES.on_request)
         environment.events.quitting.add_listener(lambda **_kw: _EES.write(prefix))

@@ -58,6 +58,8 @@ def test_seed_command_line_is_exact(tmp_path: Path) -> None:
         "true",
         "--csv",
         str(tmp_path / "run" / "locust"),
+        "--ees-prefix",
+        str(tmp_path / "run" / "locust"),
         "--csv-full-history",
         "--only-summary",
         "--exit-code-on-error",

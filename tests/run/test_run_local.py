@@ -76,6 +76,14 @@ def test_processes_and_sequential_schedule_keep_the_budget(tmp_path: Path) -> No
 
     for out in (tmp_path / "p", tmp_path / "s"):
         assert locust_requests(only_run_dir(out)) == {"standard": (10, 0), "managed": (10, 0)}
+    # Every Locust process wrote the EEs that served it (workers lose --csv: --ees-prefix),
+    # and a sequential run keeps each arm's file
+    assert len(list(only_run_dir(tmp_path / "p").glob("locust_ees-*.jsonl"))) == 2
+    sequential = sorted(p.name for p in only_run_dir(tmp_path / "s").glob("locust_ees-*.jsonl"))
+    assert sorted(name.rsplit("-", 1)[1] for name in sequential) == [
+        "managed.jsonl",
+        "standard.jsonl",
+    ]
 
 
 def test_sigint_during_load_keeps_the_folder_and_leaves_nothing(tmp_path: Path) -> None:
