@@ -29,7 +29,9 @@ def collect(
     wait: Annotated[
         bool,
         typer.Option(
-            "--wait/--no-wait", help="Wait until CloudWatch has published the last period."
+            "--wait/--no-wait",
+            help="Wait until CloudWatch has published the last period (at most 15 min after "
+            "the load; stops as soon as it has).",
         ),
     ] = True,
 ) -> None:

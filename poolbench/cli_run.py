@@ -138,7 +138,8 @@ def run(
         bool,
         typer.Option(
             "--wait/--no-wait",
-            help="aws: wait until CloudWatch has published the run's last period (up to 5 min).",
+            help="aws: wait until CloudWatch has published the run's last period (stops as soon "
+            "as it has; at most 15 min after the load with a managed arm, 8 without).",
         ),
     ] = True,
     allow_throttles: Annotated[
