@@ -68,6 +68,17 @@ class RunOutcome:
     """Why the load counts as failed (no success, too many failures); None when it did not."""
 
 
+def no_success_anywhere(run_dir: Path, arms: tuple[str, ...]) -> bool:
+    """True when Locust counted no successful request on any arm."""
+    stats_path = run_dir / "locust_stats.csv"
+    if not stats_path.is_file():
+        return True
+    from analysis.locust_results import read_stats
+
+    stats = read_stats(stats_path)
+    return all((s := stats.get(arm)) is None or s.requests - s.failures <= 0 for arm in arms)
+
+
 def load_failure(run_dir: Path, arms: tuple[str, ...], max_rate: float) -> str | None:
     """Why the load failed, from Locust's own totals: an arm with no successful request, or
     one whose failure rate exceeds `max_rate`; the first failure's message names the cause."""
@@ -234,11 +245,10 @@ def execute(request: RunRequest, console: Console) -> RunOutcome:
     else:
         manifest.update(failure_threshold=request.max_failure_rate)
         manifest.finish("failed", failure)
-    report = (
-        _report(run_dir, console, request.wait_for_metrics, request.target)
-        if request.report
-        else None
-    )
+    # No request succeeded anywhere (API unreachable, all refused): CloudWatch will never
+    # publish the periods the wait looks for, so collect what there is without waiting.
+    wait = request.wait_for_metrics and not no_success_anywhere(run_dir, request.scenario.arms)
+    report = _report(run_dir, console, wait, request.target) if request.report else None
     return RunOutcome(run_dir, "failed" if failure else "completed", report, failure)
 
 

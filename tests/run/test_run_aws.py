@@ -118,9 +118,10 @@ def write(path: Path, document: dict[str, Any]) -> Path:
     return path
 
 
-def run_aws(outputs: Path, out: Path, *extra: str) -> int:
+def run_aws(outputs: Path, out: Path, *extra: str, wait: bool = False) -> int:
     argv = ["run", "--target", "aws", "--outputs-file", str(outputs), "--preset", "smoke"]
-    argv += ["--requests", "10", "--sleep-ms", "50", "--no-wait", "--probe-interval", "0.5"]
+    argv += ["--requests", "10", "--sleep-ms", "50", "--probe-interval", "0.5"]
+    argv += ["--wait"] if wait else ["--no-wait"]
     return main([*argv, "--out", str(out), *extra])
 
 
@@ -248,10 +249,14 @@ def test_unreachable_api_fails_the_run_and_says_why(
     closed = f"http://127.0.0.1:{_free_port()}/prod/"
     outputs = write(tmp_path / "o.json", {"PoolbenchStack": cdk_outputs(closed)})
 
-    code = run_aws(outputs, tmp_path / "out")
+    started = time.monotonic()
+    code = run_aws(outputs, tmp_path / "out", wait=True)
 
     printed = capsys.readouterr()
     assert code == 1, printed.err
+    # No request succeeded: CloudWatch will publish nothing to wait for, so it does not wait
+    assert "waiting for CloudWatch" not in printed.err
+    assert time.monotonic() - started < 45
     run_dir = only_run_dir(tmp_path / "out")
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "failed"
