@@ -42,14 +42,34 @@ def _color(arm: str, index: int) -> str:
     return COLORS.get(arm, f"C{index + 3}")
 
 
-def _render(fig: Figure) -> bytes:
+def _render(fig: Figure, summary: RunSummary | None = None) -> bytes:
     FigureCanvasAgg(fig)
     for ax in fig.axes:  # every time axis reads as UTC clock time, whatever the span
         if isinstance(ax.xaxis.get_major_formatter(), mdates.AutoDateFormatter):
             ax.xaxis.set_major_formatter(TIME_FORMAT)
+            _mark_faults(ax, summary)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
     return buffer.getvalue()
+
+
+def _mark_faults(ax: Axes, summary: RunSummary | None) -> None:
+    """Every time chart shows when each injected fault struck (`run --fault`)."""
+    for fault in summary.faults if summary else []:
+        at = fault.get("at")
+        if not isinstance(at, str):
+            continue
+        when = _x(pd.DatetimeIndex([pd.Timestamp(at)]))[:1]
+        ax.vlines(when, 0, 1, transform=ax.get_xaxis_transform(), colors="crimson", linestyles="--")
+        ax.annotate(
+            str(fault.get("kind")),
+            (when[0], 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -10),
+            textcoords="offset points",
+            color="crimson",
+            fontsize=8,
+        )
 
 
 def _x(index: pd.Index) -> np.ndarray:
@@ -106,7 +126,7 @@ def timeline(frame: pd.DataFrame, summary: RunSummary) -> Chart:
         "Concurrency and DB connections over time",
         "Per arm: concurrent requests (ConcurrentExecutions) and DB connections on one "
         "time axis; the dotted line is the Little's-law floor.",
-        _render(fig),
+        _render(fig, summary),
     )
 
 
@@ -153,7 +173,7 @@ def peaks(summary: RunSummary) -> Chart:
         "peaks",
         "Peaks per arm",
         "Peak concurrent requests, DB connections and execution environments (n/a: not measured).",
-        _render(fig),
+        _render(fig, summary),
     )
 
 
@@ -179,7 +199,7 @@ def ratio(summary: RunSummary) -> Chart:
         "ratio",
         "DB connections per concurrent request",
         "Peak DB connections divided by peak concurrency.",
-        _render(fig),
+        _render(fig, summary),
     )
 
 
@@ -218,7 +238,7 @@ def latency(history: pd.DataFrame | None, summary: RunSummary) -> Chart:
         "latency",
         "Latency percentiles and failures over time",
         "From Locust's history (its percentiles are over a rolling window).",
-        _render(fig),
+        _render(fig, summary),
     )
 
 
@@ -267,7 +287,7 @@ def pools(frame: pd.DataFrame, summary: RunSummary) -> Chart | None:
         "PgBouncer server connections per execution environment",
         "Open server connections (SHOW POOLS sv_active + sv_idle + sv_used + sv_login) per EE, "
         "local target; the black line is the arm's sum.",
-        _render(fig),
+        _render(fig, summary),
     )
 
 

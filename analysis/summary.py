@@ -7,7 +7,7 @@ shared pool (LMI EE, or a proxy) can go far below it, down to the Little's-law f
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -16,8 +16,9 @@ import pandas as pd
 
 from analysis import dataset
 from analysis.collect import load_dataset, load_or_collect
-from analysis.locust_results import LocustArmStats, read_stats
-from analysis.runfolder import LOCUST_STATS, SUMMARY, RunFolder, write_json_atomic
+from analysis.faults import fault_outcome
+from analysis.locust_results import LocustArmStats, read_history, read_stats
+from analysis.runfolder import LOCUST_HISTORY, LOCUST_STATS, SUMMARY, RunFolder, write_json_atomic
 from poolbench.errors import InputError
 
 # `select now()` through a local pooler takes well under a millisecond; 1 ms is used when the
@@ -65,6 +66,8 @@ class ArmSummary:
     seconds_per_query: float
     seconds_per_query_source: str
     littles_law_floor: float | None
+    # one outcome per fault injected (`run --fault`): kind, at_s, failures, recovery_s, reason
+    faults: list[dict[str, Any]] = field(default_factory=list)
     throttles: float | None = None
     """Lambda's Throttles over the run (CloudWatch, or the local model's)."""
     throttle_reasons: dict[str, float | None] = field(default_factory=dict)
@@ -92,6 +95,7 @@ class RunSummary:
     database_peak_connections: float | None
     verdict: str
     warnings: list[str] = field(default_factory=list)
+    faults: list[dict[str, Any]] = field(default_factory=list)  # as injected (manifest)
     resolution_note: str = RESOLUTION_NOTE
     failure: str | None = None
     """Why the run failed (the manifest's error), shown above the table."""
@@ -326,6 +330,14 @@ def summarize(
         )
         for a in arm_names
     ]
+    faults = [dict(f) for f in folder.manifest.get("faults") or []]
+    history_path = folder.file(LOCUST_HISTORY)
+    if faults and history_path.is_file():
+        history = read_history(history_path)
+        arms = [
+            replace(arm, faults=[fault_outcome(history, arm.arm, f) for f in faults])
+            for arm in arms
+        ]
     summary = RunSummary(
         run_id=str(folder.manifest.get("run_id") or folder.path.name),
         target=folder.target,
@@ -352,6 +364,7 @@ def summarize(
         database_acu_utilization=peak_of(data, dataset.DATABASE_ARM, "ACUUtilization", "Maximum"),
         probe=probe or {},
         missing_metrics=missing_metrics(data),
+        faults=faults,
     )
     if write:
         write_json_atomic(folder.file(SUMMARY), summary.to_json())

@@ -42,8 +42,14 @@ class Api(Construct):
             rest_api_name=settings.api_name,
             description="poolbench: one resource per arm",
             endpoint_types=[apigw.EndpointType.REGIONAL],
-            # An account-wide CloudWatch role is not this stack's to create or delete.
-            cloud_watch_role=False,
+            # Access logs need the account's API Gateway CloudWatch Logs role: without one (a
+            # fresh account or region) the stage fails with "CloudWatch Logs role ARN must be
+            # set in account settings to enable logging". The setting is account-wide and other
+            # APIs may come to rely on it, so the role and the setting outlive the stack.
+            cloud_watch_role=settings.api_gateway_cloud_watch_role,
+            cloud_watch_role_removal_policy=(
+                RemovalPolicy.RETAIN if settings.api_gateway_cloud_watch_role else None
+            ),
             deploy_options=apigw.StageOptions(
                 stage_name=settings.api_stage,
                 metrics_enabled=True,

@@ -1,10 +1,16 @@
 """Lambda code assets: a package under ``functions/`` plus psycopg, built for arm64 / Python 3.13.
 
 Why Docker bundling with pip's cross-platform flags: psycopg[binary] ships manylinux aarch64
-wheels, so ``pip install --platform manylinux2014_aarch64 --only-binary=:all:`` in the SAM
-python3.13 build image gets the exact files the arm64 runtime needs on any host, without QEMU.
-The psycopg version is the one in this repository's lock file, so AWS runs what the local
-stack tested.
+wheels, so ``pip install --platform ... --only-binary=:all:`` in the SAM python3.13 build image
+gets the exact files the arm64 runtime needs on any host, without QEMU. The psycopg version is
+the one in this repository's lock file, so AWS runs what the local stack tested.
+
+Why several ``--platform`` tags: psycopg-binary 3.3.9 for cp313/aarch64 ships only a
+``manylinux_2_27_aarch64.manylinux_2_28_aarch64`` wheel, which pip does not take for
+``manylinux2014_aarch64`` alone ("No matching distribution found"). Amazon Linux 2023 has glibc
+2.34, so every manylinux tag up to 2_34 runs there; pip accepts ``--platform`` repeatedly and
+takes a wheel matching any of them. ``pip_install_command`` is the one list that both the
+bundling script and the test resolving it against the registry (tests/infra/test_assets.py) use.
 
 Why a switch: tests (and machines without Docker) synthesize with ``-c bundle=false``; the asset
 is then the source folder itself, and the template is otherwise identical.
@@ -13,6 +19,7 @@ is then the source folder itself, and the template is otherwise identical.
 from __future__ import annotations
 
 import importlib.metadata
+import shlex
 from pathlib import Path
 
 from aws_cdk import AssetHashType, BundlingOptions, Stack
@@ -40,9 +47,49 @@ def bundling_enabled(scope: Construct, settings: Settings) -> bool:
     return settings.bundle and Stack.of(scope).bundling_required
 
 
+PYTHON_VERSION = "3.13"
+"""The runtime's Python (``RUNTIME``), as pip's ``--python-version`` spells it."""
+
+RUNTIME_GLIBC_MINOR = 34
+"""Amazon Linux 2023 (the python3.13 runtime's OS) ships glibc 2.34."""
+
+PIP_PLATFORMS: tuple[str, ...] = (
+    *(f"manylinux_2_{minor}_aarch64" for minor in range(RUNTIME_GLIBC_MINOR, 16, -1)),
+    "manylinux2014_aarch64",
+)
+"""Every wheel platform the arm64 runtime can load, newest first: what pip would compute on the
+runtime itself. pip does not widen a ``--platform manylinux_2_X`` tag to older glibc versions
+(it widens only the legacy ``manylinux2014``/``2010`` aliases), so each one is listed."""
+
+
 def psycopg_requirement() -> str:
     """``psycopg[binary]==<locked version>``: the function ships what the tests ran."""
     return f"psycopg[binary]=={importlib.metadata.version('psycopg')}"
+
+
+def asset_requirements() -> tuple[str, ...]:
+    """Everything the function assets install with pip (the app and the probe alike)."""
+    return (psycopg_requirement(),)
+
+
+def pip_install_command(target: str) -> list[str]:
+    """The pip command that fills an asset: wheels for cp313 on linux/arm64 only, into target."""
+    platforms = [arg for p in PIP_PLATFORMS for arg in ("--platform", p)]
+    return [
+        "pip",
+        "install",
+        "--no-cache-dir",
+        "--disable-pip-version-check",
+        "--target",
+        target,
+        *platforms,
+        "--implementation",
+        "cp",
+        "--python-version",
+        PYTHON_VERSION,
+        "--only-binary=:all:",
+        *asset_requirements(),
+    ]
 
 
 def function_code(scope: Construct, settings: Settings, package: str) -> lambda_.Code:
@@ -55,9 +102,7 @@ def function_code(scope: Construct, settings: Settings, package: str) -> lambda_
         return lambda_.Code.from_asset(str(FUNCTIONS_DIR), exclude=exclude)
     script = " && ".join(
         [
-            "pip install --quiet --no-cache-dir --disable-pip-version-check"
-            " --target /asset-output --platform manylinux2014_aarch64 --implementation cp"
-            f" --python-version 3.13 --only-binary=:all: '{psycopg_requirement()}'",
+            shlex.join([*pip_install_command("/asset-output"), "--quiet"]),
             "mkdir -p /asset-output/functions",
             "cp /asset-input/__init__.py /asset-output/functions/__init__.py",
             f"cp -r /asset-input/{package} /asset-output/functions/{package}",

@@ -8,7 +8,10 @@ Secrets Manager. The admin secret is used by nothing but that setup function.
 
 from __future__ import annotations
 
-from aws_cdk import CustomResource, Duration, RemovalPolicy
+import hashlib
+import re
+
+from aws_cdk import CustomResource, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -23,6 +26,41 @@ from infra.settings import Settings
 ADMIN_USER = "poolbench_admin"
 PROBE_ROLE = "poolbench_probe"
 DB_PORT = 5432
+
+
+RDS_NAME_MAX = 63
+"""RDS names (DB cluster identifiers, proxy names): 1-63 letters, digits or hyphens, starting with
+a letter, with no two consecutive hyphens and no hyphen at the end; unique per account and region
+(RDS CreateDBCluster DBClusterIdentifier, CreateDBProxy DBProxyName)."""
+PROXY_NAME_MAX = RDS_NAME_MAX
+
+
+def rds_name(stack_name: str, suffix: str) -> str:
+    """``<stack name>-<suffix>`` in lower case, with anything RDS refuses squeezed out.
+
+    Derived from the stack name so that a second stack (``-c stackName=...``) gets its own names.
+    A stack name too long for the limit keeps its start and gets a short hash of the whole name,
+    so two long names that share a start still get different resources.
+    """
+    base = re.sub(r"[^a-z0-9-]", "", stack_name.lower())
+    base = re.sub(r"-{2,}", "-", base).strip("-")
+    base = base.lstrip("0123456789-") or "poolbench"
+    name = f"{base}-{suffix}"
+    if len(name) > RDS_NAME_MAX:
+        digest = hashlib.sha256(stack_name.encode()).hexdigest()[:8]
+        head = base[: RDS_NAME_MAX - len(f"-{digest}-{suffix}")].rstrip("-")
+        name = f"{head}-{digest}-{suffix}"
+    return name
+
+
+def proxy_name(stack_name: str) -> str:
+    """The stack's RDS Proxy name: proxy names are unique per account and region."""
+    return rds_name(stack_name, "proxy")
+
+
+def cluster_identifier(stack_name: str) -> str:
+    """The stack's Aurora cluster identifier, fixed so its log group can be this stack's own."""
+    return rds_name(stack_name, "db")
 
 
 def arm_role(arm: str) -> str:
@@ -54,9 +92,20 @@ class Database(Construct):
         version = getattr(
             rds.AuroraPostgresEngineVersion, "VER_" + settings.postgres_version.replace(".", "_")
         )
+        identifier = cluster_identifier(Stack.of(self).stack_name)
+        # RDS creates /aws/rds/cluster/<id>/postgresql on first export and never deletes it; a
+        # log group of that name created here first is this stack's, so cdk destroy removes it.
+        self.postgresql_logs = logs.LogGroup(
+            self,
+            "PostgresqlLogs",
+            log_group_name=f"/aws/rds/cluster/{identifier}/postgresql",
+            retention=retention(settings.log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
         self.cluster = rds.DatabaseCluster(
             self,
             "Cluster",
+            cluster_identifier=identifier,
             engine=rds.DatabaseClusterEngine.aurora_postgres(version=version),
             credentials=rds.Credentials.from_generated_secret(ADMIN_USER),
             default_database_name=settings.db_name,
@@ -74,8 +123,8 @@ class Database(Construct):
             deletion_protection=False,
             removal_policy=RemovalPolicy.DESTROY,
             cloudwatch_logs_exports=["postgresql"],
-            cloudwatch_logs_retention=retention(settings.log_retention_days),
         )
+        self.cluster.node.add_dependency(self.postgresql_logs)
         # The secret's own defaults are RETAIN for clusters; a benchmark leaves nothing behind.
         self.admin_secret = self.cluster.secret
         assert self.admin_secret is not None
@@ -131,6 +180,10 @@ class Database(Construct):
             security_groups=[self.proxy_security_group],
             require_tls=True,
             debug_logging=False,
+            db_proxy_name=proxy_name(Stack.of(self).stack_name),
+            # The API reference gives SCRAM as the default only for RDS for PostgreSQL, and
+            # the extension's login check speaks SCRAM: pin it rather than trust Aurora's default.
+            client_password_auth_type=rds.ClientPasswordAuthType.POSTGRES_SCRAM_SHA_256,
         )
 
     def admit_to_proxy(self, peer: ec2.IConnectable, description: str) -> None:

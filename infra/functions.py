@@ -15,7 +15,7 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from constructs import Construct
+from constructs import Construct, IDependable
 
 from infra.assets import ARCHITECTURE, RUNTIME
 from infra.database import DB_PORT, Database, arm_role
@@ -66,9 +66,11 @@ class ArmFunctions(Construct):
             "DB_NAME": self.settings.db_name,
             "DB_USER": arm_role(arm),
             "DB_SECRET_ARN": database.role_secrets[arm].secret_arn,
-            "POOLER_HOST": "127.0.0.1",
             "POOLER_PORT": str(POOLER_PORT),
             "SERVER_TLS_SSLMODE": "require",
+            # The handler bounds sleep_ms by this (minus a margin) and answers 400 beyond it, so
+            # a request never outlives the function and turns into API Gateway's 504.
+            "FUNCTION_TIMEOUT_MS": str(self.settings.timeout_seconds * 1000),
             **self.settings.pooler_environment(),
         }
         if direct:
@@ -132,7 +134,39 @@ class ArmFunctions(Construct):
             **vpc_props,  # type: ignore[arg-type]
         )
         database.role_secrets[arm].grant_read(fn)
+        for need in self._init_needs(arm, network, database):
+            fn.node.add_dependency(need)
         return fn
+
+    def _init_needs(self, arm: str, network: Network, database: Database) -> list[IDependable]:
+        """What an execution environment's init needs to exist before the function is created.
+
+        Publishing a Managed Instances function starts three EEs before ``$LATEST.PUBLISHED``
+        is ACTIVE, and their extension reads the secret and logs in to the database at init: a
+        failing init marks the EE unhealthy and the publish fails. So the function waits for
+        the writer instance (the cluster construct holds it), the role its extension logs in as,
+        every VPC endpoint, the security-group rules on the way (ingress rules live under the
+        group they open, egress rules under the group they leave), and the NAT route. The other
+        arms init only on their first invoke, but get the same order, so no arm's first request
+        can meet a half-built stack.
+        """
+        needs: list[IDependable] = [
+            database.cluster,
+            database.roles_resource,
+            database.security_group,
+            network.endpoints_sg,
+            *network.endpoints,
+            network.egress_ready,
+        ]
+        if arm == "standard":
+            needs.append(network.functions_sg)
+        elif arm == "managed":
+            needs.append(network.capacity_provider_sg)
+        elif arm == "proxy":
+            assert database.proxy is not None and database.proxy_security_group is not None
+            assert self.proxy_arm_sg is not None
+            needs += [database.proxy, database.proxy_security_group, self.proxy_arm_sg]
+        return needs
 
     def _add_capacity_provider(self, network: Network, fn: lambda_.Function) -> None:
         """The managed arm's capacity provider, after checking what the L2 does not."""
@@ -151,6 +185,9 @@ class ArmFunctions(Construct):
             ),
             max_v_cpu_count=s.max_vcpu_count,
         )
+        # Its instances need their way out (NAT route or endpoints) from their first boot.
+        for need in (network.egress_ready, *network.endpoints):
+            self.capacity_provider.node.add_dependency(need)
         # CloudFormation creates $LATEST.PUBLISHED for a Managed Instances function, and
         # unqualified invokes (API Gateway's integration) go to it: no explicit Version needed.
         self.capacity_provider.add_function(

@@ -25,6 +25,7 @@ def _managed_policy(name: str) -> str:
 _BASIC = _managed_policy("service-role/AWSLambdaBasicExecutionRole")
 _VPC = _managed_policy("service-role/AWSLambdaVPCAccessExecutionRole")
 _OPERATOR = _managed_policy("AWSLambdaManagedEC2ResourceOperator")
+_APIGW_LOGS = _managed_policy("service-role/AmazonAPIGatewayPushToCloudWatchLogs")
 
 REASONS: dict[str, str] = {
     "AwsSolutions-L1": (
@@ -62,12 +63,13 @@ REASONS: dict[str, str] = {
     ),
     "AwsSolutions-COG4": "see AwsSolutions-APIG4: unauthenticated benchmark endpoint by design",
     "AwsSolutions-APIG6": (
-        "execution logging needs the account-wide API Gateway CloudWatch role, which this stack "
-        "must not take over; JSON access logs are on for every request"
+        "no execution logging: API Gateway writes it to a log group it creates itself "
+        "(API-Gateway-Execution-Logs_<api id>/<stage>), which cdk destroy cannot remove; "
+        "JSON access logs to this stack's own log group are on for every request"
     ),
-    "AwsSolutions-IAM5[Resource::*]": (
-        "CDK's log-retention helper sets retention on the Aurora log group, whose name is only "
-        "known at deploy time"
+    _APIGW_LOGS: (
+        "the managed policy the API Gateway guide prescribes for the account's CloudWatch Logs "
+        "role (set-up-logging); API Gateway needs it to write this stack's access logs"
     ),
 }
 
@@ -105,10 +107,9 @@ def suppress_reviewed_findings(stack: PoolbenchStack) -> None:
     # The custom-resource provider framework may invoke only the setup function (any version).
     framework = stack.database.roles_provider
     _ack(framework, framework_finding(stack), reason=FRAMEWORK_INVOKE_REASON)
-    for child in stack.node.children:
-        if child.node.id.startswith("LogRetention"):
-            _ack(child, "AwsSolutions-IAM5[Resource::*]", _BASIC)
 
+    if stack.settings.api_gateway_cloud_watch_role:
+        _ack(stack.api.rest_api.node.try_find_child("CloudWatchRole"), _APIGW_LOGS)
     _ack(
         stack.api,
         "AwsSolutions-APIG3",

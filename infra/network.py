@@ -1,10 +1,18 @@
 """The VPC, the security groups and the private paths to AWS APIs.
 
-Why this shape: the database must be reachable only from the benchmark's own compute, and the
-compute needs exactly two AWS APIs from inside the VPC: Secrets Manager (the pooler extension,
-the handler and the role setup read passwords by ARN) and CloudWatch Logs (Lambda Managed
-Instances ship function logs from the instance, through the VPC). Interface endpoints give both
-without a NAT gateway; ``natGateways`` adds one for anyone whose code needs the internet.
+Why this shape: the database must be reachable only from the benchmark's own compute. The
+functions need two AWS APIs from inside the VPC: Secrets Manager (the pooler extension, the
+handler and the role setup read passwords by ARN) and CloudWatch Logs (Lambda Managed Instances
+ship function logs from the instance, through the VPC); interface endpoints give both, and the
+standard functions' security group reaches nothing else.
+
+Why a NAT gateway by default (``natGateways=1``): what the capacity provider's instances and
+Lambda's agents on them need to reach is not documented, and every AWS sample for Managed
+Instances has internet egress. If they cannot start, ``$LATEST.PUBLISHED`` never becomes ACTIVE
+and the deploy hangs. ``natGateways=0`` keeps the isolated design (no internet route at all) with
+the extra endpoints a public fully-private pattern needed: ECR (api, dkr) and EC2 besides the
+S3 gateway endpoint, which is there in both modes because it is free. Isolated mode is unverified
+on AWS (docs/aws.md).
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from __future__ import annotations
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
-from constructs import Construct
+from constructs import Construct, IDependable
 
 from infra.settings import Settings
 
@@ -67,7 +75,7 @@ class Network(Construct):
         )
         # The capacity provider's instances carry the managed arm's traffic and the service's
         # own agents; what those agents need is not documented, so egress stays open and the
-        # subnet routing (no internet unless natGateways > 0) is the boundary.
+        # subnet routing (no internet route when natGateways=0) is the boundary.
         self.capacity_provider_sg = ec2.SecurityGroup(
             self,
             "CapacityProviderSg",
@@ -79,18 +87,30 @@ class Network(Construct):
             self,
             "EndpointsSg",
             vpc=self.vpc,
-            description="Interface endpoints for Secrets Manager and CloudWatch Logs",
+            description="Interface endpoints for the AWS APIs poolbench compute calls",
             allow_all_outbound=False,
         )
         for client in (self.functions_sg, self.capacity_provider_sg):
             self.endpoints_sg.connections.allow_from(
                 client, ec2.Port.tcp(443), "HTTPS to AWS APIs from poolbench compute"
             )
-        for name, service in (
+        # Free, and the path to S3 for anything the instances pull (runtime image layers).
+        self.s3_endpoint = self.vpc.add_gateway_endpoint(
+            "S3", service=ec2.GatewayVpcEndpointAwsService.S3, subnets=[self.private_subnets]
+        )
+        services = [
             ("SecretsManager", ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER),
             ("Logs", ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS),
-        ):
-            self.vpc.add_interface_endpoint(
+        ]
+        if settings.isolated:
+            services += [
+                ("EcrApi", ec2.InterfaceVpcEndpointAwsService.ECR),
+                ("EcrDocker", ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER),
+                ("Ec2", ec2.InterfaceVpcEndpointAwsService.EC2),
+            ]
+        self.interface_endpoints: list[ec2.InterfaceVpcEndpoint] = []
+        for name, service in services:
+            endpoint = self.vpc.add_interface_endpoint(
                 name,
                 service=service,
                 subnets=self.private_subnets,
@@ -99,6 +119,19 @@ class Network(Construct):
                 # Not the whole VPC CIDR: only the groups admitted above may use the endpoints.
                 open=False,
             )
+            self.interface_endpoints.append(endpoint)
+
+    @property
+    def endpoints(self) -> list[ec2.IVpcEndpoint]:
+        """Every VPC endpoint: what an execution environment's init may need before it runs."""
+        return [*self.interface_endpoints, self.s3_endpoint]
+
+    @property
+    def egress_ready(self) -> IDependable:
+        """The private subnets' route to the NAT gateway (empty in isolated mode)."""
+        return self.vpc.select_subnets(
+            subnet_type=self.private_subnets.subnet_type
+        ).internet_connectivity_established
 
 
 def retention(days: int) -> logs.RetentionDays:

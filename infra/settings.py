@@ -12,6 +12,7 @@ are accepted.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,8 +33,40 @@ LMI_MEMORY_GIB_PER_VCPU = (2, 4, 8)
 POSTGRES_VERSIONS: tuple[str, ...] = ("17.4", "17.5", "17.6", "17.7", "17.9")
 """Aurora PostgreSQL 17 versions that aws-cdk-lib 2.275 has constants for (VER_17_x)."""
 
-GRAVITON_INSTANCE = re.compile(r"^[a-z]+\d+g[a-z]*\.[0-9a-z]+$")
-"""m8g.large, c7gn.xlarge, r7gd.2xlarge: the arm64 (Graviton) families the arm64 layer runs on."""
+INSTANCE_TYPE = re.compile(r"^(?P<family>[a-z]+)(?P<gen>\d+)(?P<attrs>[a-z-]*)\.(?P<size>\w+)$")
+"""m8g.large, c7gn.xlarge, r7gd.2xlarge: family letters, generation, attributes, size."""
+
+LMI_FAMILIES = ("c", "m", "r")
+"""Instance families Managed Instances run: compute optimized (C), general purpose (M) and memory
+optimized (R), .large or larger (Lambda guide lambda-managed-instances; AWS Compute Blog "Build
+high-performance apps with AWS Lambda Managed Instances"). Burstable t* types are not among them."""
+
+TOO_SMALL_SIZES = ("nano", "micro", "small", "medium")
+"""Sizes below .large, which Managed Instances do not use."""
+
+CDK_MIN_VCPU_COUNT = 12
+"""aws-cdk-lib's CapacityProvider throws for maxVCpuCount below 12 (the API itself allows 2)."""
+
+WORKER_MEMORY_MIB = 64
+"""Memory one Python worker (one concurrent request slot) of a managed EE takes, rounded up.
+
+Measured 2026-12-01 by ``scripts/worker_memory.py --python <python3.13>`` (Python 3.13.0,
+awslambdaric 4.2.2, psycopg 3.3.9, boto3 1.44): a fresh process that imported
+``awslambdaric.bootstrap``, boto3 and ``functions.app.handler``, created a Secrets Manager client
+and served two seed requests (connect, 2 x ``select now()``, close) against a real PostgreSQL:
+60.2-60.8 MiB RSS, 53.4-54.0 MiB PSS over two runs (49.3-49.7 MiB RSS after the imports alone).
+RSS, not PSS, because Managed Instances run init once per worker process, so what the imports
+allocate is each worker's own. Not measured on Lambda itself.
+"""
+
+POOLER_MEMORY_MIB = 160
+"""Memory of what an EE runs besides its workers: PgBouncer (~5 MiB idle, ~2 KiB per client
+buffer), the extension's own Python process with boto3 (~50 MiB, like a worker after import) and
+awslambdaric's parent process (~50 MiB). A rounded-up sum, not a measurement on Lambda."""
+
+LMI_MEMORY_HEADROOM = 0.8
+"""Share of the EE's memory the workers and the pooler may plan to use; the rest is left for the
+page cache and growth under load (result sets, TLS buffers). A choice, not an AWS figure."""
 
 POOL_MODES = ("transaction", "session", "statement")
 
@@ -76,8 +109,9 @@ class Settings:
     """Database the arms connect to."""
     max_azs: int = 2
     """Availability zones of the VPC (Aurora needs subnets in at least 2)."""
-    nat_gateways: int = 0
-    """0: isolated subnets reaching AWS APIs through VPC endpoints only; >0: add NAT gateways."""
+    nat_gateways: int = 1
+    """>0: private subnets with NAT gateways (egress every AWS sample for Managed Instances has);
+    0: isolated subnets reaching AWS APIs through VPC endpoints only (unverified on AWS)."""
     pool_mode: str = "transaction"
     """PgBouncer pool_mode in every execution environment."""
     default_pool_size: int = 20
@@ -98,6 +132,9 @@ class Settings:
     """Stage throttle burst."""
     log_retention_days: int = 14
     """Retention of the log groups this stack creates."""
+    api_gateway_cloud_watch_role: bool = True
+    """Set the account's API Gateway CloudWatch Logs role (needed for access logs; account-wide,
+    retained on destroy). False: the account already has one (``aws apigateway get-account``)."""
     bundle: bool = True
     """False skips Docker bundling of the layer and code assets (tests; same template)."""
     nag: bool = True
@@ -120,6 +157,16 @@ class Settings:
     def managed_vcpus(self) -> float:
         """vCPUs of one managed execution environment: memory divided by the GiB-per-vCPU ratio."""
         return self.memory_mb / 1024 / self.memory_gib_per_vcpu
+
+    @property
+    def isolated(self) -> bool:
+        """No NAT gateway: the subnets have no route out; AWS APIs only through VPC endpoints."""
+        return self.nat_gateways == 0
+
+    @property
+    def managed_memory_needed_mib(self) -> int:
+        """What one managed EE plans to use: a worker per slot plus the pooler."""
+        return self.per_environment_max_concurrency * WORKER_MEMORY_MIB + POOLER_MEMORY_MIB
 
     def pooler_environment(self) -> dict[str, str]:
         """The PgBouncer knobs as the extension's environment variables (DESIGN.md contract)."""
@@ -245,13 +292,11 @@ def _validate(s: Settings) -> None:
     if not s.managed_instance_types:
         raise _fail("managedInstanceTypes", (), "at least one instance type", "m8g.large")
     for itype in s.managed_instance_types:
-        if not GRAVITON_INSTANCE.match(itype):
-            raise _fail(
-                "managedInstanceTypes",
-                s.managed_instance_types,
-                f"{itype!r} is not an arm64 (Graviton) type; the layer is built for arm64",
-                "m8g.large",
-            )
+        problem = _instance_type_problem(itype)
+        if problem:
+            raise _fail("managedInstanceTypes", s.managed_instance_types, problem, "m8g.large")
+    if s.managed:
+        _validate_managed_memory(s)
     if not 0 <= s.min_execution_environments <= s.max_execution_environments <= 15000:
         raise _fail(
             "minExecutionEnvironments",
@@ -260,8 +305,31 @@ def _validate(s: Settings) -> None:
             f"({s.max_execution_environments}) <= 15000",
             "3",
         )
-    if not 1 <= s.max_vcpu_count <= 15000:
-        raise _fail("maxVcpuCount", s.max_vcpu_count, "must be 1..15000", "16")
+    if s.min_execution_environments == 0 and s.max_execution_environments != 0:
+        raise _fail(
+            "minExecutionEnvironments",
+            0,
+            "Lambda accepts a minimum of 0 only when maxExecutionEnvironments is 0 too",
+            "3",
+        )
+    if not CDK_MIN_VCPU_COUNT <= s.max_vcpu_count <= 15000:
+        raise _fail(
+            "maxVcpuCount",
+            s.max_vcpu_count,
+            f"must be {CDK_MIN_VCPU_COUNT}..15000 (the CDK CapacityProvider refuses fewer than "
+            f"{CDK_MIN_VCPU_COUNT})",
+            "16",
+        )
+    min_vcpus = s.min_execution_environments * s.managed_vcpus
+    if s.managed and min_vcpus > s.max_vcpu_count:
+        raise _fail(
+            "maxVcpuCount",
+            s.max_vcpu_count,
+            f"{s.min_execution_environments} minimum execution environments x "
+            f"{s.managed_vcpus:g} vCPU need {min_vcpus:g} vCPUs; the version would never become "
+            "ACTIVE",
+            str(math.ceil(min_vcpus)),
+        )
     for key, acu in (("minAcu", s.min_acu), ("maxAcu", s.max_acu)):
         if not 0 <= acu <= 256 or (acu * 2) != int(acu * 2):
             raise _fail(
@@ -285,7 +353,7 @@ def _validate(s: Settings) -> None:
     if not 2 <= s.max_azs <= 6:
         raise _fail("maxAzs", s.max_azs, "Aurora needs subnets in >= 2 zones (2..6)", "2")
     if not 0 <= s.nat_gateways <= s.max_azs:
-        raise _fail("natGateways", s.nat_gateways, f"must be 0..maxAzs ({s.max_azs})", "0")
+        raise _fail("natGateways", s.nat_gateways, f"must be 0..maxAzs ({s.max_azs})", "1")
     if s.pool_mode not in POOL_MODES:
         raise _fail(
             "poolMode", s.pool_mode, f"must be one of {', '.join(POOL_MODES)}", "transaction"
@@ -311,6 +379,44 @@ def _validate(s: Settings) -> None:
         raise _fail(
             "logRetentionDays", s.log_retention_days, "not a CloudWatch Logs retention", "14"
         )
+
+
+def _instance_type_problem(itype: str) -> str | None:
+    """Why Managed Instances (with this arm64 layer) cannot use an instance type, or None."""
+    match = INSTANCE_TYPE.match(itype)
+    if match is None:
+        return f"{itype!r} is not an EC2 instance type name"
+    family, attrs, size = match["family"], match["attrs"], match["size"]
+    if family.startswith("t"):
+        return f"{itype!r} is burstable (t*); Managed Instances run C, M and R families"
+    if family not in LMI_FAMILIES:
+        return f"{itype!r}: Managed Instances run C, M and R families, not {family!r}"
+    if "g" not in attrs:
+        return f"{itype!r} is not an arm64 (Graviton) type; the layer and functions are arm64"
+    if size in TOO_SMALL_SIZES:
+        return f"{itype!r}: Managed Instances use .large or larger"
+    return None
+
+
+def _validate_managed_memory(s: Settings) -> None:
+    """One worker process per slot (Python on Managed Instances): the slots must fit the EE."""
+    usable = int(s.memory_mb * LMI_MEMORY_HEADROOM)
+    needed = s.managed_memory_needed_mib
+    if needed <= usable:
+        return
+    fits = max((usable - POOLER_MEMORY_MIB) // WORKER_MEMORY_MIB, 1)
+    memory = s.memory_mb
+    while int(memory * LMI_MEMORY_HEADROOM) < needed:
+        memory += 1024 * s.memory_gib_per_vcpu
+    fix = f"{fits} (or keep it and set -c memoryMb={memory})" if memory <= 10240 else str(fits)
+    raise _fail(
+        "perEnvironmentMaxConcurrency",
+        s.per_environment_max_concurrency,
+        f"{s.per_environment_max_concurrency} workers x {WORKER_MEMORY_MIB} MiB + "
+        f"{POOLER_MEMORY_MIB} MiB pooler = {needed} MiB exceed "
+        f"{LMI_MEMORY_HEADROOM:.0%} of the {s.memory_mb} MiB execution environment",
+        fix,
+    )
 
 
 _RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653)

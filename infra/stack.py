@@ -6,11 +6,11 @@ them keyed by logical ID, so they are created on the stack itself with exactly t
 
 from __future__ import annotations
 
-from aws_cdk import Aws, CfnOutput, Stack, Tags
+from aws_cdk import Aws, CfnOutput, CfnParameter, CfnRule, CfnRuleAssertion, Fn, Stack, Tags
 from constructs import Construct
 
 from infra.api import Api
-from infra.assets import function_code
+from infra.assets import bundling_enabled, function_code
 from infra.database import Database
 from infra.functions import ArmFunctions
 from infra.nag import suppress_reviewed_findings
@@ -20,6 +20,13 @@ from infra.probe import Probe
 from infra.settings import Settings
 
 METRICS_SOURCE = "cloudwatch"
+
+UNBUNDLED_MESSAGE = (
+    "poolbench: this template was synthesized without bundling (-c bundle=false or an excluded "
+    "stack), so its layer has no PgBouncer and its code no psycopg; deploy with "
+    "'npx cdk deploy' (bundling on, Docker running) instead"
+)
+"""What CloudFormation answers when someone deploys an unbundled template."""
 
 
 def output_id(arm: str) -> str:
@@ -71,8 +78,37 @@ class PoolbenchStack(Stack):
             code=probe_code,
         )
         self.api = Api(self, "Api", settings=settings, functions=self.arms.functions)
+        self.bundled = bundling_enabled(self, settings)
+        if not self.bundled:
+            self._refuse_deployment()
         self._outputs()
         suppress_reviewed_findings(self)
+
+    def _refuse_deployment(self) -> None:
+        """Make an unbundled template fail before CloudFormation creates anything.
+
+        A template rule is checked when the stack or change set is created, before any
+        resource. This one can never hold: its parameter allows only "false" and the rule
+        asserts "true", so no ``--parameters`` value gets past it either.
+        """
+        bundled = CfnParameter(
+            self,
+            "AssetsBundled",
+            type="String",
+            default="false",
+            allowed_values=["false"],
+            description="poolbench: whether the assets were bundled (a synth without bundling)",
+        )
+        CfnRule(
+            self,
+            "AssetsMustBeBundled",
+            assertions=[
+                CfnRuleAssertion(
+                    assert_=Fn.condition_equals(bundled.value_as_string, "true"),
+                    assert_description=UNBUNDLED_MESSAGE,
+                )
+            ],
+        )
 
     def _outputs(self) -> None:
         s = self.settings
@@ -87,6 +123,19 @@ class PoolbenchStack(Stack):
                 "CapacityProviderName",
                 value=self.arms.capacity_provider.capacity_provider_name,
             )
+            # The managed arm's capacity: the run compares it with the users arriving at once.
+            for output, value in (
+                ("ManagedPerEnvironmentMaxConcurrency", s.per_environment_max_concurrency),
+                ("ManagedMinExecutionEnvironments", s.min_execution_environments),
+                ("ManagedMaxExecutionEnvironments", s.max_execution_environments),
+            ):
+                CfnOutput(self, output, value=str(value))
+        CfnOutput(
+            self,
+            "FunctionTimeoutSeconds",
+            value=str(s.timeout_seconds),
+            description="Every arm's timeout; a request's sleep must end well before it",
+        )
         CfnOutput(self, "DbClusterIdentifier", value=self.database.cluster.cluster_identifier)
         CfnOutput(self, "ApiName", value=s.api_name)
         CfnOutput(self, "ApiStage", value=self.api.stage_name)

@@ -42,6 +42,8 @@ class Preset:
     """Double the users at most once per this many seconds (the `ramp` shape); None = no ramp."""
     ramp_start: int = 1
     """Users per arm at the start of a ramp."""
+    faults: tuple[str, ...] = ()
+    """`run --fault` specs the preset injects (KIND@SECONDS), unless --fault is given."""
 
 
 PRESETS: dict[str, Preset] = {
@@ -66,6 +68,17 @@ PRESETS: dict[str, Preset] = {
             sleep_ms=200,
             queries=2,
             hold=True,
+        ),
+        Preset(
+            name="failover",
+            description="the seed load with a database fast restart 20 s in (db-restart@20)",
+            users=100,
+            requests_per_arm=1000,
+            duration_s=None,
+            sleep_ms=5000,
+            queries=2,
+            hold=True,
+            faults=("db-restart@20",),
         ),
         Preset(
             name="ramp",

@@ -83,6 +83,7 @@ class FunctionModel(ABC):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._finishing: set[asyncio.Task[Any]] = set()
         self._stopping = False
+        self._stop_task: asyncio.Future[None] | None = None
 
     @abstractmethod
     async def start(self) -> None: ...
@@ -108,6 +109,8 @@ class FunctionModel(ABC):
         return result
 
     async def _new_ee(self, max_concurrency: int | None) -> ExecutionEnvironment:
+        if self._stopping:
+            raise RuntimeError(f"{self.arm} is stopping: no new execution environment")
         ee_id = f"{self.arm}-{next(self._ids)}"
         ee = ExecutionEnvironment(self.make_settings(ee_id, max_concurrency), self._unhealthy)
         self.ees[ee_id] = ee
@@ -128,6 +131,9 @@ class FunctionModel(ABC):
         """A background task. Loops and scale-outs are cancelled at stop; a shutdown already
         under way (finish_on_stop) is waited for: cut short, it would leave its EE's API
         socket open and its processes to the final sweep."""
+        if self._stopping and not finish_on_stop:
+            coro.close()  # nothing new once stop has begun
+            return
         task = asyncio.get_running_loop().create_task(coro)
         tasks = self._finishing if finish_on_stop else self._tasks
         tasks.add(task)
@@ -139,13 +145,26 @@ class FunctionModel(ABC):
         self._spawn(ee.shutdown(), finish_on_stop=True)
 
     async def stop(self) -> None:
-        self._stopping = True
+        """One stop, owned by the first caller; later callers await the same one."""
+        if self._stop_task is None:
+            self._stopping = True
+            self._stop_task = asyncio.ensure_future(self._stop())
+        await asyncio.shield(self._stop_task)
+
+    async def _stop(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.gather(*self._finishing, return_exceptions=True)
-        await asyncio.gather(*(ee.shutdown() for ee in list(self.ees.values())))
+        # A retirement can still come in while this waits (an EE turning unhealthy as its
+        # processes go): wait until none is left, and every EE is down.
+        while self._finishing or self.ees:
+            await asyncio.gather(
+                *self._finishing,
+                *(ee.shutdown() for ee in list(self.ees.values())),
+                return_exceptions=True,
+            )
+            self.ees.clear()
 
     def init_summary(self) -> dict[str, float | int | None]:
         """How many EEs this arm initialised and how long their inits took (extension init +

@@ -12,7 +12,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterable
@@ -23,6 +22,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from local.ports import PortClaims, claim_for_process
 from local.processes import give_to, spawn, stop_group, unprivileged_account
 
 SUPERUSER = "poolbench_admin"
@@ -40,6 +40,9 @@ class PostgresSettings:
     # TLS with a throwaway self-signed certificate, as Aurora requires of PgBouncer on AWS
     # (server_tls_sslmode=require): lets the AWS connection path be tested here.
     tls: bool = False
+    # pg_hba's method for every login. "md5" lets a role whose password is stored as MD5 log
+    # in with MD5 (an older cluster or proxy); SCRAM-stored passwords still use SCRAM.
+    auth: str = "scram-sha-256"
 
 
 def find_bin_dir() -> Path:
@@ -54,30 +57,15 @@ def find_bin_dir() -> Path:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-# Below Linux's ephemeral range (32768-60999): a port handed out here and bound a moment
-# later by a pooler cannot meanwhile become the source port of some outgoing connection.
-LISTEN_PORTS = range(20000, 32768)
+    """A port claimed for the rest of this process (local/ports.py), for tests' one-off servers."""
+    return claim_for_process()
 
 
 def free_listen_port(taken: set[int]) -> int:
-    """A port in LISTEN_PORTS that is free now and not in `taken` (which it joins)."""
-    for _ in range(1000):
-        port = secrets.choice(LISTEN_PORTS)
-        if port in taken:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        taken.add(port)
-        return port
-    raise RuntimeError("no free port left in 20000-32767 on 127.0.0.1")
+    """As free_port, and joins `taken`."""
+    port = claim_for_process()
+    taken.add(port)
+    return port
 
 
 def count_connections_by_role(conn: psycopg.Connection[tuple[Any, ...]]) -> dict[str, int]:
@@ -105,9 +93,12 @@ class PostgresServer:
         self.tag = tag
         self.bin_dir = settings.bin_dir or find_bin_dir()
         self.port = 0
+        self._ports = PortClaims()  # held until stop(): no other stack can take the port
         self.admin_password = secrets.token_urlsafe(18)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_file = settings.data_dir.parent / "postgresql.log"
+        self._argv: list[str] = []
+        self._account: pwd.struct_passwd | None = None
 
     @property
     def version(self) -> str:
@@ -151,7 +142,7 @@ class PostgresServer:
                     "-U",
                     SUPERUSER,
                     f"--pwfile={pwfile}",
-                    "--auth=scram-sha-256",
+                    f"--auth={self.settings.auth}",
                     "--encoding=UTF8",
                     "--no-sync",
                 ],
@@ -165,7 +156,7 @@ class PostgresServer:
             raise RuntimeError(f"initdb failed: {exc.stderr.decode(errors='replace')}") from exc
         finally:
             pwfile.unlink(missing_ok=True)
-        self.port = free_port()
+        self.port = self._ports.claim()
         options = {
             "listen_addresses": "127.0.0.1",
             "port": str(self.port),
@@ -181,6 +172,7 @@ class PostgresServer:
         argv = [str(self.bin_dir / "postgres"), "-D", str(data)]
         for key, value in options.items():
             argv += ["-c", f"{key}={value}"]
+        self._argv, self._account = argv, account
         self.proc = spawn(argv, tag=self.tag, env={}, log_file=self.log_file, account=account)
         self._wait_ready()
         with self.admin_connect("postgres") as conn:
@@ -243,7 +235,21 @@ class PostgresServer:
         with self.admin_connect() as conn:
             return count_connections_by_role(conn)
 
+    def restart(self) -> float:
+        """A fast restart, as a failover or an instance reboot looks to clients: every
+        connection is cut, and the server takes new ones once it is back. Returns the seconds
+        it was away. The port stays claimed throughout."""
+        assert self.proc is not None
+        started = time.monotonic()
+        stop_group(self.proc, signal.SIGINT, 10.0)
+        self.proc = spawn(
+            self._argv, tag=self.tag, env={}, log_file=self.log_file, account=self._account
+        )
+        self._wait_ready()
+        return time.monotonic() - started
+
     def stop(self, timeout_s: float = 10.0) -> None:
         """Fast shutdown (SIGINT: disconnect clients, checkpoint); SIGKILL if it hangs."""
         if self.proc is not None:
             stop_group(self.proc, signal.SIGINT, timeout_s)
+        self._ports.release_all()

@@ -84,6 +84,13 @@ class StackSettings:
     # fresh Python: the same runtime client, a fifth of the CPU per cold start.
     zygote: bool = True
 
+    def __post_init__(self) -> None:
+        # Every path here crosses a process boundary (PgBouncer, the runtimes, the zygote that
+        # changes directory before opening a log): relative ones would land somewhere else.
+        object.__setattr__(self, "run_dir", self.run_dir.absolute())
+        if self.samples_file is not None:
+            object.__setattr__(self, "samples_file", self.samples_file.absolute())
+
     def validate(self) -> StackSettings:
         unknown = [a for a in self.arms if a not in ARMS]
         if unknown:

@@ -11,7 +11,6 @@ import subprocess
 from pathlib import Path
 
 from functions.pooler.pgbouncer_extension import PoolerConfig, wait_listening, write_files
-from local.postgres import free_listen_port
 from local.processes import give_to, spawn, stop_group, unprivileged_account
 
 
@@ -33,6 +32,7 @@ class SharedPooler:
         pool_size: int,
         pgbouncer_bin: str,
         tag: str,
+        port: int,
     ) -> SharedPooler:
         cfg = PoolerConfig(
             db_host="127.0.0.1",
@@ -41,11 +41,12 @@ class SharedPooler:
             db_user=user,
             db_password=password,
             db_secret_arn=None,
-            pooler_port=free_listen_port(set()),
+            pooler_port=port,
             default_pool_size=pool_size,
             pgbouncer_bin=pgbouncer_bin,
-            run_dir=run_dir,
+            run_dir=run_dir.resolve(),
             server_tls_sslmode="disable",
+            listen_addr="127.0.0.1",  # a network service, as RDS Proxy is: TCP and SCRAM
         )
         return cls(cfg, tag=tag)
 
@@ -65,7 +66,7 @@ class SharedPooler:
             log_file=self.cfg.run_dir / "pgbouncer.out",
             account=account,
         )
-        wait_listening(self.proc, self.port, 10.0)
+        wait_listening(self.proc, self.cfg, 10.0)
 
     def stop(self) -> None:
         if self.proc is not None:

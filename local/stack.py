@@ -31,14 +31,17 @@ from local.execution_environment import DEFAULT_LAYER_DIR, REPO_ROOT, EESettings
 from local.function_models import FunctionModel, ManagedModel, StandardModel
 from local.gateway import STAGE, Gateway
 from local.metrics import MetricsRecorder, PoolerEndpoint
-from local.postgres import PostgresServer, PostgresSettings, Role, free_listen_port
-from local.processes import kill_tagged
+from local.ports import PortClaims
+from local.postgres import PostgresServer, PostgresSettings, Role
+from local.processes import OrphanWatcher, kill_tagged
 from local.settings import StackSettings
 from local.shared_pooler import SharedPooler
 from local.zygote import RuntimeZygote
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+# Teardown's bound: SIGINT/SIGTERM to nothing left takes at most this, plus the final sweep.
+STOP_BUDGET_S = 8.0
 
 
 def find_pgbouncer() -> str:
@@ -74,9 +77,12 @@ class LocalStack:
         self.gateway_port = 0
         self._gateway: Gateway | None = None
         self._recorder_task: asyncio.Task[None] | None = None
-        self._ports: set[int] = set()
+        self._ports = PortClaims()  # held until stop(), so no other stack takes them
         self._pgbouncer = find_pgbouncer()
         self.zygote: RuntimeZygote | None = None
+        self.leftovers: list[int] = []  # what the final sweep had to kill: a teardown bug
+        self._stop_task: asyncio.Future[None] | None = None
+        self._watcher: OrphanWatcher | None = None
 
     # --- start --------------------------------------------------------------------------------
 
@@ -84,6 +90,7 @@ class LocalStack:
         """Everything up, arms ready for traffic (managed: min EEs running); undone on failure."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
+            self._watcher = await asyncio.to_thread(OrphanWatcher.start, self.tag)
             await asyncio.to_thread(self.database.start)
             self.roles = await asyncio.to_thread(self.database.create_roles, self.settings.arms)
             shared: dict[str, PoolerEndpoint] = {}
@@ -91,7 +98,7 @@ class LocalStack:
                 self.shared_pooler = self._make_shared_pooler()
                 await asyncio.to_thread(self.shared_pooler.start)
                 shared["proxy"] = PoolerEndpoint(
-                    "proxy-pooler", self.shared_pooler.port, self.roles["proxy"]
+                    "proxy-pooler", "127.0.0.1", self.shared_pooler.port, self.roles["proxy"]
                 )
             if self.settings.zygote and any(a != "managed" for a in self.settings.arms):
                 self.zygote = RuntimeZygote(
@@ -136,10 +143,11 @@ class LocalStack:
             pool_size=self.settings.proxy.pool_size,
             pgbouncer_bin=self._pgbouncer,
             tag=self.tag,
+            port=self._free_port(),
         )
 
     def _free_port(self) -> int:
-        return free_listen_port(self._ports)
+        return self._ports.claim()
 
     def _function_env(self, arm: str) -> dict[str, str]:
         role = self.roles[arm]
@@ -156,7 +164,8 @@ class LocalStack:
             **self.settings.pooler.function_env(),
         }
         if arm == "proxy" and self.shared_pooler is not None:
-            env["POOLER_PORT"] = str(self.shared_pooler.port)
+            # As on AWS: the proxy arm connects straight to the proxy, over TCP with a password.
+            env.update(DB_PORT=str(self.shared_pooler.port), CONNECT_DIRECT="1")
         return env
 
     def _make_model(self, arm: str, init_slots: asyncio.Semaphore) -> FunctionModel:
@@ -170,7 +179,6 @@ class LocalStack:
                 function_env=env,
                 tag=self.tag,
                 max_concurrency=max_concurrency,
-                pooler_port=None if proxied else self._free_port(),
                 layer_dir=None if proxied else DEFAULT_LAYER_DIR,
                 function_name=function_name(arm),
                 zygote=self.zygote,
@@ -218,7 +226,28 @@ class LocalStack:
     # --- stop ---------------------------------------------------------------------------------
 
     async def stop(self) -> None:
-        """Recorder, gateway, EEs (Lambda's shutdown order each), poolers, PostgreSQL, sweep."""
+        """One stop per stack, owned by the first caller (start's own clean-up, a Ctrl-C, the
+        context manager): later callers await the same one. Bounded: what is not down within
+        STOP_BUDGET_S is SIGKILLed."""
+        if self._stop_task is None:
+            self._stop_task = asyncio.ensure_future(self._stop())
+        await asyncio.shield(self._stop_task)
+
+    async def _stop(self) -> None:
+        try:
+            await asyncio.wait_for(self._orderly_stop(), STOP_BUDGET_S)
+        except TimeoutError:
+            logger.warning("teardown took over %.0f s: killing what is left", STOP_BUDGET_S)
+        finally:
+            self.leftovers = await asyncio.to_thread(kill_tagged, self.tag, 0.5)
+            if self.leftovers:
+                logger.warning("killed %d processes left after teardown", len(self.leftovers))
+            self._ports.release_all()
+            if self._watcher is not None:
+                self._watcher.release()
+
+    async def _orderly_stop(self) -> None:
+        """Recorder, gateway, EEs (Lambda's shutdown order each), poolers, PostgreSQL."""
         if self._recorder_task:
             self._recorder_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -231,9 +260,6 @@ class LocalStack:
         if self.shared_pooler is not None:
             await asyncio.to_thread(self.shared_pooler.stop)
         await asyncio.to_thread(self.database.stop)
-        leftovers = await asyncio.to_thread(kill_tagged, self.tag, 1.0)
-        if leftovers:
-            logger.warning("killed %d processes left after teardown", len(leftovers))
 
 
 def pgbouncer_version(binary: str) -> str:

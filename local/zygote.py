@@ -15,15 +15,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from local.processes import SESSION_ENV, TAG_ENV, process_state
+from local.processes import SESSION_ENV, TAG_ENV
 
 _ZYGOTE = r"""
 import json, os, runpy, signal, sys
@@ -60,25 +60,35 @@ for line in sys.stdin:
 
 
 class ForkedProcess:
-    """The zygote's child, seen from here: enough of Popen for the EE (it is not our child, so
-    its exit code is unknown; gone is gone)."""
+    """The zygote's child, seen from here: enough of Popen for the EE. It is not our child, so
+    its exit code is unknown (gone is gone); a pidfd, opened as soon as the zygote names it,
+    tells when it has gone, and a recycled pid cannot pass for it."""
 
     def __init__(self, pid: int, args: list[str]) -> None:
         self.pid = pid
         self.args = args
         self.returncode: int | None = None
+        try:
+            self._pidfd: int | None = os.pidfd_open(pid)
+        except ProcessLookupError:
+            self._pidfd = None
+            self.returncode = -1
 
     def poll(self) -> int | None:
-        if self.returncode is None and process_state(self.pid) in (None, "Z", "X"):
-            self.returncode = -1
+        if self.returncode is None and self._pidfd is not None:
+            readable, _, _ = select.select([self._pidfd], [], [], 0)
+            if readable:
+                self.returncode = -1
+                os.close(self._pidfd)
+                self._pidfd = None
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
-            if deadline is not None and time.monotonic() > deadline:
+        if self.returncode is None and self._pidfd is not None:
+            readable, _, _ = select.select([self._pidfd], [], [], timeout)
+            if not readable:
                 raise subprocess.TimeoutExpired(self.args, timeout or 0)
-            time.sleep(0.02)
+        self.poll()
         return -1
 
 
@@ -128,8 +138,9 @@ class RuntimeZygote:
             full_env[SESSION_ENV] = os.environ[SESSION_ENV]
         request: dict[str, Any] = {
             "env": full_env,
-            "cwd": str(cwd),
-            "log": str(log_file),
+            # the child changes directory before it opens its log: both must be absolute
+            "cwd": str(cwd.absolute()),
+            "log": str(log_file.absolute()),
             "handler": handler,
         }
         with self._lock:

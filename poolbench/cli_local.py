@@ -14,6 +14,7 @@ from rich.table import Table
 from local.settings import ManagedSettings, PoolerSettings, ProxySettings, StandardSettings
 from local.stack import LocalStack, serve
 from poolbench import stack_options as opt
+from poolbench.open_files import raise_soft_limit
 
 app = typer.Typer(
     help="The local stack: real PostgreSQL, PgBouncer and Lambda runtimes.", no_args_is_help=True
@@ -61,7 +62,8 @@ def up(
         **opt.knob_values(locals()),
     )
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    console.print(f"starting the local stack in {settings.run_dir} ...")
+    soft, _ = raise_soft_limit()  # a load of many users needs more than 1024 descriptors
+    console.print(f"starting the local stack in {settings.run_dir} (open-file limit {soft}) ...")
 
     def ready(stack: LocalStack) -> None:
         table = Table(title="poolbench local stack", show_header=True)

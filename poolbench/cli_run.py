@@ -10,13 +10,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from loadtest.presets import PRESETS, Scenario, resolve_scenario
+from loadtest.presets import PRESETS, Scenario, get_preset, resolve_scenario
 from loadtest.target import Target, load_target, parse_arms
 from local.execution_environment import EESettings
+from local.faults import parse_fault
 from local.settings import ManagedSettings, PoolerSettings, ProxySettings, StandardSettings
 from poolbench import stack_options as opt
 from poolbench.aws_target import check_aws_run, check_sleep_fits
 from poolbench.errors import InputError
+from poolbench.open_files import descriptors_needed, ensure_open_files
 from poolbench.run import DEFAULT_MAX_FAILURE_RATE, RunFailed, RunRequest, execute
 
 console = Console(stderr=True)
@@ -27,6 +29,7 @@ _M, _S, _P, _X = ManagedSettings(), StandardSettings(), PoolerSettings(), ProxyS
 # scaling window may be throttled; a 50% target is the headroom that absorbs one doubling.
 PRESET_STACK_KNOBS: dict[str, dict[str, Any]] = {
     "seed": {"slots_per_ee": 64},
+    "failover": {"slots_per_ee": 64},
     "ramp": {"target_utilisation": 0.5},
 }
 SEED_SLOTS_PER_EE = PRESET_STACK_KNOBS["seed"]["slots_per_ee"]
@@ -129,6 +132,13 @@ def run(
     processes: Annotated[int, typer.Option(help="Locust processes (load from several cores).")] = 1,
     spawn_rate: Annotated[float | None, typer.Option(help="Users started per second.")] = None,
     out: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("reports"),
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="local: break something this many seconds into the load, KIND@SECONDS"
+            " (repeatable): db-restart, pooler-kill, runtime-kill. Example: db-restart@20.",
+        ),
+    ] = None,
     outputs_file: Annotated[
         Path | None, typer.Option(help="aws: the file `cdk deploy --outputs-file` wrote.")
     ] = None,
@@ -155,7 +165,8 @@ def run(
     max_failure_rate: Annotated[
         float,
         typer.Option(
-            help="A run whose failed requests exceed this share on any arm ends with exit 1."
+            help="A run whose failed requests exceed this share on any arm ends with exit 1 "
+            "(with --fault: only an arm without a success)."
         ),
     ] = DEFAULT_MAX_FAILURE_RATE,
     slots_per_ee: Annotated[
@@ -222,8 +233,6 @@ def run(
         hold=hold,
         processes=processes,
     )
-    if aws_target is not None:
-        _check_aws_before_load(aws_target, scenario, allow_throttles)
     if target == "local":
         check_sleep_fits(
             scenario.sleep_ms,
@@ -246,6 +255,15 @@ def run(
             arms=",".join(scenario.arms),
             **knobs,  # the run places it in its folder
         )
+    faults = tuple(parse_fault(f) for f in (fault or get_preset(preset).faults))
+    if faults and target == "aws":
+        raise InputError(
+            "--fault is for the local target only so far: on AWS, reboot the writer instance"
+            " yourself (aws rds reboot-db-instance) during the run"
+        )
+    ensure_open_files(descriptors_needed(stack_settings, scenario.users))
+    if aws_target is not None:
+        _check_aws_before_load(aws_target, scenario, allow_throttles)
     request = RunRequest(
         target=target,
         scenario=scenario,
@@ -258,6 +276,7 @@ def run(
         wait_for_metrics=wait,
         probe_interval_s=probe_interval,
         max_failure_rate=max_failure_rate,
+        faults=faults,
     )
     try:
         outcome = execute(request, console)

@@ -52,6 +52,8 @@ class PreflightSettings:
     users: int
     max_vcpus: int
     postgres_version: str
+    stack_sets_apigw_role: bool = True
+    """`-c apiGatewayCloudWatchRole` (default true): the stack sets the account's role."""
 
 
 def cdk_context(
@@ -86,6 +88,8 @@ def settings_from_context(region: str, users: int, context: Mapping[str, Any]) -
         users=users,
         max_vcpus=max_vcpus,
         postgres_version=str(context.get("postgresVersion", "17.7")),
+        stack_sets_apigw_role=str(context.get("apiGatewayCloudWatchRole", True)).lower()
+        not in ("false", "0", "no"),
     )
 
 
@@ -155,19 +159,26 @@ def check_ec2_vcpus(quotas: Any, settings: PreflightSettings) -> Check:
     )
 
 
-def check_apigateway_role(apigw: Any) -> Check:
+def check_apigateway_role(apigw: Any, settings: PreflightSettings) -> Check:
+    """Access logs need the account's CloudWatch Logs role: set already, or set by the stack."""
     name = "API Gateway CloudWatch Logs role"
     role = apigw.get_account().get("cloudwatchRoleArn")
     if role:
         return Check(name, "ok", f"account role {role}")
+    if settings.stack_sets_apigw_role:
+        return Check(
+            name,
+            "ok",
+            "none in this region yet: the stack sets it (apiGatewayCloudWatchRole=true; "
+            "account-wide, kept on destroy)",
+        )
     return Check(
         name,
-        "unknown",
-        "no cloudwatchRoleArn in this region's API Gateway account settings: the stage's "
-        "access logs need one",
-        "deploy a stack that sets the account role (kept on destroy: it is account-wide), or "
-        "set it once: aws apigateway update-account --patch-operations "
-        "op=replace,path=/cloudwatchRoleArn,value=<role arn>",
+        "fail",
+        "no cloudwatchRoleArn in this region and -c apiGatewayCloudWatchRole=false: the "
+        "stage's access logs would fail the deploy",
+        "deploy with -c apiGatewayCloudWatchRole=true, or set one: aws apigateway "
+        "update-account --patch-operations op=replace,path=/cloudwatchRoleArn,value=<role arn>",
     )
 
 
@@ -255,7 +266,10 @@ def run_checks(
         _guard("Lambda Managed Instances", lambda: check_managed_instances(clients.lam)),
         _guard("Lambda concurrency quota", lambda: check_lambda_concurrency(clients.lam, settings)),
         _guard("EC2 On-Demand vCPU quota", lambda: check_ec2_vcpus(clients.quotas, settings)),
-        _guard("API Gateway CloudWatch Logs role", lambda: check_apigateway_role(clients.apigw)),
+        _guard(
+            "API Gateway CloudWatch Logs role",
+            lambda: check_apigateway_role(clients.apigw, settings),
+        ),
         _guard("Aurora engine version", lambda: check_engine_version(clients.rds, settings)),
         docker(),
     ]

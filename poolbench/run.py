@@ -26,10 +26,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from loadtest.presets import Scenario, locust_command
 from loadtest.target import Target
-from local.processes import kill_tagged, spawn, stop_group
+from local.faults import Fault, inject
+from local.processes import OrphanWatcher, kill_tagged, spawn, stop_group
 from local.settings import StackSettings
-from local.stack import LocalStack, running_stack
+from local.stack import LocalStack, StackRunner, running_stack
 from poolbench.manifest import Manifest, utc_now
+from poolbench.open_files import watching_open_files
 
 LOCUST_STOP_GRACE_S = 10.0
 DEFAULT_MAX_FAILURE_RATE = 0.01
@@ -57,6 +59,7 @@ class RunRequest:
     wait_for_metrics: bool = True
     probe_interval_s: float = 5.0
     max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE
+    faults: tuple[Fault, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,10 +146,14 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
         return
     previous = signal.signal(signal.SIGTERM, handler)
+    # A background job of a non-interactive shell inherits SIGINT ignored; Ctrl-C or `kill
+    # -INT` must still stop the run cleanly, as it does `local up`.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def ignore_further_interrupts() -> None:
@@ -175,6 +182,7 @@ def run_locust(
     argv = locust_command(scenario, outputs_file=outputs_file, run_dir=run_dir, stack=stack)
     (run_dir / "locust_command.txt").write_text(" ".join(argv) + "\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
+    watcher = OrphanWatcher.start(tag)  # Locust ends with us, even if we are SIGKILLed
     proc = spawn(argv, tag=tag, env=env, log_file=run_dir / "locust.log")
     budget = scenario.requests_per_arm
     total = budget * len(scenario.arms) if budget else scenario.duration_s or 1
@@ -207,6 +215,7 @@ def run_locust(
         raise
     finally:
         kill_tagged(tag, grace_s=1.0)
+        watcher.release()
     return int(proc.returncode)
 
 
@@ -227,11 +236,13 @@ def execute(request: RunRequest, console: Console) -> RunOutcome:
     )
     console.print(f"run folder: {run_dir}")
     try:
-        with sigterm_as_interrupt():
+        with sigterm_as_interrupt(), watching_open_files() as open_files:
             if request.target == "local":
                 _run_local(request, run_dir, manifest, console)
             else:
                 _run_aws(request, run_dir, manifest, console)
+        if (why := open_files.failure()) is not None:
+            raise RuntimeError(why)
     except KeyboardInterrupt:
         manifest.finish("interrupted", "interrupted by the user (SIGINT/SIGTERM)")
         restore_interrupts()
@@ -239,11 +250,14 @@ def execute(request: RunRequest, console: Console) -> RunOutcome:
     except Exception as exc:
         manifest.finish("failed", f"{type(exc).__name__}: {exc}")
         raise RunFailed(f"run failed: {exc} (run folder {run_dir})") from exc
-    failure = load_failure(run_dir, request.scenario.arms, request.max_failure_rate)
+    # Injected faults make failures the measurement: then only an arm without a single
+    # success fails the run.
+    max_rate = 1.0 if request.faults else request.max_failure_rate
+    failure = load_failure(run_dir, request.scenario.arms, max_rate)
     if failure is None:
         manifest.finish("completed")
     else:
-        manifest.update(failure_threshold=request.max_failure_rate)
+        manifest.update(failure_threshold=max_rate)
         manifest.finish("failed", failure)
     # No request succeeded anywhere (API unreachable, all refused): CloudWatch will never
     # publish the periods the wait looks for, so collect what there is without waiting.
@@ -328,7 +342,12 @@ def _run_local(request: RunRequest, run_dir: Path, manifest: Manifest, console: 
                 stack_start_s=round(time.monotonic() - started, 2),
             )
             console.print(f"stack up in {time.monotonic() - started:.1f} s at {stack.api_url}")
-            _load(request, run_dir, manifest, console)
+            with injecting(request.faults, runner, console) as injected:
+                try:
+                    _load(request, run_dir, manifest, console)
+                finally:
+                    if request.faults:
+                        manifest.update(faults=injected)
             # One more sample, so the last second of load is in samples.jsonl; and the mean
             # query time the poolers measured, for the Little's-law floor.
             if stack.recorder is not None:
@@ -339,6 +358,42 @@ def _run_local(request: RunRequest, run_dir: Path, manifest: Manifest, console: 
     finally:
         # The database files are scratch; its log and the EEs' logs stay with the run.
         shutil.rmtree(run_dir / "stack" / "postgres" / "data", ignore_errors=True)
+
+
+@contextmanager
+def injecting(
+    faults: tuple[Fault, ...], runner: StackRunner, console: Console
+) -> Iterator[list[dict[str, object]]]:
+    """Injects each fault its seconds after the load starts, from a thread of its own; the
+    list it yields gets one record per fault injected (kind, at_s, at, what was done)."""
+    done: list[dict[str, object]] = []
+    if not faults:
+        yield done
+        return
+    stop = threading.Event()
+
+    def inject_all() -> None:
+        start = time.monotonic()
+        for fault in sorted(faults, key=lambda f: f.at_s):
+            if stop.wait(max(0.0, start + fault.at_s - time.monotonic())):
+                return
+            at = utc_now()
+            try:
+                what = runner.call(inject(runner.stack, fault.kind), timeout=30)
+            except Exception as exc:  # recorded, and the run goes on: the fault is the test
+                what = {"error": f"{type(exc).__name__}: {exc}"}
+            done.append({"kind": fault.kind, "at_s": fault.at_s, "at": at, "done": what})
+            console.print(
+                f"fault {fault} injected: {'; '.join(f'{k}: {v}' for k, v in what.items())}"
+            )
+
+    thread = threading.Thread(target=inject_all, name="faults", daemon=True)
+    thread.start()
+    try:
+        yield done
+    finally:
+        stop.set()
+        thread.join(35)
 
 
 async def _init_summaries(stack: LocalStack) -> dict[str, dict[str, float | int | None]]:

@@ -25,16 +25,36 @@ class Interrupted:
     log: str
 
 
+# What a non-interactive shell does for `cmd &`: SIGINT ignored, then exec.
+_SIGINT_IGNORED = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN);"
+    " os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
+
+
 def interrupt_poolbench(
-    args: list[str], log: Path, ready: Callable[[], bool], ready_timeout_s: float = 60
+    args: list[str],
+    log: Path,
+    ready: Callable[[], bool],
+    ready_timeout_s: float = 60,
+    cwd: Path | None = None,
+    inherit_sigint_ignored: bool = False,
 ) -> Interrupted:
+    """inherit_sigint_ignored: started as a background job of a non-interactive shell is."""
     session = f"interrupt-{uuid.uuid4().hex}"
     with log.open("wb") as log_fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "poolbench.cli", *args],
+            [
+                sys.executable,
+                *(["-c", _SIGINT_IGNORED] if inherit_sigint_ignored else []),
+                "-m",
+                "poolbench.cli",
+                *args,
+            ],
             env={**os.environ, SESSION_ENV: session},
             stdout=log_fh,
             stderr=subprocess.STDOUT,
+            cwd=cwd,
         )
     try:
         deadline = time.monotonic() + ready_timeout_s

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,10 +81,65 @@ def proxy_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     return synthesize({"arms": "standard,managed,proxy"}, tmp_path_factory.mktemp("cdk-proxy"))
 
 
-@pytest.fixture(scope="session", params=["default", "proxy"])
+ISOLATED_STACK_NAME = "Poolbench-Isolated--B"
+"""A second stack name, one RDS would not take as it is (upper case, a double hyphen)."""
+
+
+@pytest.fixture(scope="session")
+def isolated_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """The other network mode (no NAT, AWS APIs through endpoints only), all arms, a 2nd name."""
+    return synthesize(
+        {"natGateways": 0, "arms": "standard,managed,proxy", "stackName": ISOLATED_STACK_NAME},
+        tmp_path_factory.mktemp("cdk-isolated"),
+    )
+
+
+@pytest.fixture(scope="session", params=["default", "proxy", "isolated"])
 def any_synth(request: pytest.FixtureRequest) -> Iterator[Synth]:
-    """Each variant in turn, for properties that must hold whatever the arms."""
+    """Each variant in turn, for properties that must hold whatever the arms and network."""
     yield request.getfixturevalue(f"{request.param}_synth")
+
+
+def references(value: Any) -> set[str]:
+    """Every logical ID a JSON value names through Ref, Fn::GetAtt or Fn::Sub."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key == "Ref" and isinstance(inner, str):
+                found.add(inner)
+            elif key == "Fn::GetAtt":
+                target = inner[0] if isinstance(inner, list) else str(inner).split(".")[0]
+                found.add(target)
+            elif key == "Fn::Sub":
+                text = inner[0] if isinstance(inner, list) else inner
+                found |= {m.split(".")[0] for m in re.findall(r"\$\{([^}!]+)\}", text)}
+                if isinstance(inner, list):
+                    found |= references(inner[1:])
+            else:
+                found |= references(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            found |= references(inner)
+    return found
+
+
+def created_before(raw: dict[str, Any], start: str) -> set[str]:
+    """Every resource CloudFormation must finish before ``start``: DependsOn, Ref and GetAtt,
+    followed transitively (what the template's own dependency graph guarantees)."""
+    resources = raw["Resources"]
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        current = todo.pop()
+        resource = resources[current]
+        depends = resource.get("DependsOn", [])
+        edges = {depends} if isinstance(depends, str) else set(depends)
+        edges |= references({k: v for k, v in resource.items() if k != "DependsOn"})
+        for edge in edges & resources.keys():
+            if edge not in seen:
+                seen.add(edge)
+                todo.append(edge)
+    return seen
 
 
 def read_json(path: Path) -> Any:

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,7 @@ def _cli_env() -> dict[str, str]:
     env.pop(SESSION_ENV, None)  # the CLI's jsii kernel is a child of the app; it exits with it
     env["CDK_DISABLE_VERSION_CHECK"] = "1"
     env["JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION"] = "1"
+    env["JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION"] = "1"
     return env
 
 
@@ -142,6 +144,12 @@ BAD_CONTEXT = [
         "context 'minAcu'=8.0: min ACU is above maxAcu (4)",
         id="min-acu-above-max",
     ),
+    pytest.param(
+        # The CDK construct itself throws for this one (a jsii stack trace before the check)
+        {"maxVcpuCount": "8"},
+        "context 'maxVcpuCount'=8: must be 12..15000 (the CDK CapacityProvider refuses fewer",
+        id="max-vcpu-below-cdk-minimum",
+    ),
 ]
 
 
@@ -164,3 +172,32 @@ def test_bad_context_fails_the_cli_synth(
     assert f"poolbench infra: {message}" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "PoolbenchStack.template.json").exists()
+
+
+@pytest.mark.parametrize(("context", "message"), BAD_CONTEXT)
+def test_bad_context_makes_the_app_exit_2_with_one_line(
+    context: dict[str, str], message: str, tmp_path: Path
+) -> None:
+    # Given the app as the CLI runs it (context in CDK_CONTEXT_JSON, as cdk synth passes it)
+    env = {
+        **_cli_env(),
+        "CDK_CONTEXT_JSON": json.dumps({**NO_DOCKER, **context}),
+        "CDK_OUTDIR": str(tmp_path),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "infra.app"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    # Then it exits 2 with exactly one line naming the key and the fix (besides jsii's banner
+    # about this machine's Node 20, which the runtime prints before any app code runs)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [
+        line for line in result.stderr.splitlines() if line.strip() and not line.startswith("b'!!")
+    ]
+    assert lines == [lines[-1]] and lines[0].startswith(f"poolbench infra: {message}"), lines
+    assert "; set -c " in lines[0]

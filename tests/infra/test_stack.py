@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -146,10 +147,100 @@ def test_aurora_is_serverless_v2_postgres_17_and_private(default_synth: Synth) -
     for inst in instances.values():
         assert inst["Properties"]["DBInstanceClass"] == "db.serverless"
         assert inst["Properties"]["PubliclyAccessible"] is False
-    # Only private subnets exist unless NAT is asked for
-    for subnet in default_synth.resources("AWS::EC2::Subnet").values():
-        assert subnet["Properties"]["MapPublicIpOnLaunch"] is False
-    assert not default_synth.resources("AWS::EC2::InternetGateway")
+
+
+def _public_subnets(synth: Synth) -> set[str]:
+    return {
+        k
+        for k, v in synth.resources("AWS::EC2::Subnet").items()
+        if v["Properties"]["MapPublicIpOnLaunch"]
+    }
+
+
+def test_database_and_compute_live_in_private_subnets_only(any_synth: Synth) -> None:
+    public = _public_subnets(any_synth)
+    (group,) = any_synth.resources("AWS::RDS::DBSubnetGroup").values()
+    (provider,) = any_synth.resources("AWS::Lambda::CapacityProvider").values()
+    placed = [
+        group["Properties"]["SubnetIds"],
+        provider["Properties"]["VpcConfig"]["SubnetIds"],
+        *(
+            fn["Properties"]["VpcConfig"]["SubnetIds"]
+            for fn in any_synth.resources("AWS::Lambda::Function").values()
+            if "VpcConfig" in fn["Properties"]
+        ),
+    ]
+    for subnets in placed:
+        ids = {s["Ref"] for s in subnets}
+        assert ids and not ids & public, subnets
+
+
+def test_default_egress_is_one_nat_gateway_for_the_private_subnets(default_synth: Synth) -> None:
+    # Every AWS sample for Managed Instances has internet egress: one NAT gateway by default
+    nats = default_synth.resources("AWS::EC2::NatGateway")
+    assert len(nats) == 1
+    (nat,) = nats
+    public = _public_subnets(default_synth)
+    assert len(public) == 2  # one per AZ: the NAT's and the other zone's
+    private = set(default_synth.resources("AWS::EC2::Subnet")) - public
+    tables = {
+        a["Properties"]["RouteTableId"]["Ref"]
+        for a in default_synth.resources("AWS::EC2::SubnetRouteTableAssociation").values()
+        if a["Properties"]["SubnetId"]["Ref"] in private
+    }
+    to_nat = {
+        r["Properties"]["RouteTableId"]["Ref"]
+        for r in default_synth.resources("AWS::EC2::Route").values()
+        if r["Properties"].get("NatGatewayId") == {"Ref": nat}
+        and r["Properties"]["DestinationCidrBlock"] == "0.0.0.0/0"
+    }
+    assert len(tables) == 2 and tables == to_nat
+
+
+def test_isolated_mode_has_no_route_out_and_the_endpoints_instances_need(
+    isolated_synth: Synth, default_synth: Synth
+) -> None:
+    assert not isolated_synth.resources("AWS::EC2::InternetGateway")
+    assert not isolated_synth.resources("AWS::EC2::NatGateway")
+    assert not _public_subnets(isolated_synth)
+    isolated = _endpoint_services(isolated_synth)
+    # The endpoints a public fully-private Managed Instances pattern needed after review
+    for service in ("ecr.api", "ecr.dkr", "ec2", "secretsmanager", "logs"):
+        assert ("Interface", service) in isolated, (service, isolated)
+    # With a NAT gateway only what the restricted standard functions need is an endpoint
+    assert {s for kind, s in _endpoint_services(default_synth) if kind == "Interface"} == {
+        "secretsmanager",
+        "logs",
+    }
+
+
+def _endpoint_services(synth: Synth) -> set[tuple[str, str]]:
+    """(endpoint type, service suffix) of every VPC endpoint: ("Gateway", "s3") ..."""
+    out = set()
+    for endpoint in synth.resources("AWS::EC2::VPCEndpoint").values():
+        props = endpoint["Properties"]
+        name = json.dumps(props["ServiceName"])
+        suffix = re.search(r"\.(ecr\.api|ecr\.dkr|[a-z0-9]+)\"", name)
+        assert suffix, name
+        out.add((props.get("VpcEndpointType", "Gateway"), suffix.group(1)))
+    return out
+
+
+def test_s3_gateway_endpoint_serves_the_private_subnets_in_both_modes(any_synth: Synth) -> None:
+    gateways = [
+        e["Properties"]
+        for e in any_synth.resources("AWS::EC2::VPCEndpoint").values()
+        if e["Properties"].get("VpcEndpointType", "Gateway") == "Gateway"
+    ]
+    assert len(gateways) == 1
+    assert ".s3" in json.dumps(gateways[0]["ServiceName"])
+    public = _public_subnets(any_synth)
+    private_tables = {
+        a["Properties"]["RouteTableId"]["Ref"]
+        for a in any_synth.resources("AWS::EC2::SubnetRouteTableAssociation").values()
+        if a["Properties"]["SubnetId"]["Ref"] not in public
+    }
+    assert {t["Ref"] for t in gateways[0]["RouteTableIds"]} == private_tables
 
 
 def test_acu_range_comes_from_context(tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -296,10 +387,28 @@ def test_outputs_are_the_contract(any_synth: Synth) -> None:
         "ApiStage",
         "ProbeFunctionName",
         "Region",
+        "FunctionTimeoutSeconds",
+        "ManagedPerEnvironmentMaxConcurrency",
+        "ManagedMinExecutionEnvironments",
+        "ManagedMaxExecutionEnvironments",
         *(f"{a.capitalize()}FunctionName" for a in arms),
     }
     outputs = any_synth.raw["Outputs"]
     assert set(outputs) == expected
+    # The managed arm's capacity, as the capacity provider config and scaling config have it
+    managed = arm_functions(any_synth)["managed"]["Properties"]
+    lmi = managed["CapacityProviderConfig"]["LambdaManagedInstancesCapacityProviderConfig"]
+    scaling = managed["FunctionScalingConfig"]
+    assert outputs["ManagedPerEnvironmentMaxConcurrency"]["Value"] == str(
+        lmi["PerExecutionEnvironmentMaxConcurrency"]
+    )
+    assert outputs["ManagedMinExecutionEnvironments"]["Value"] == str(
+        scaling["MinExecutionEnvironments"]
+    )
+    assert outputs["ManagedMaxExecutionEnvironments"]["Value"] == str(
+        scaling["MaxExecutionEnvironments"]
+    )
+    assert outputs["FunctionTimeoutSeconds"]["Value"] == str(managed["Timeout"])
     assert outputs["Arms"]["Value"] == ",".join(arms)
     assert outputs["MetricsSource"]["Value"] == "cloudwatch"
     assert outputs["ApiName"]["Value"] == "poolbench"

@@ -149,6 +149,13 @@ def test_apachebench_gets_100_good_responses(three_arms: StackRunner, arm: str) 
     assert failed is None or failed.groups() == ("0", "0", "0"), out
 
 
+def test_a_sleep_longer_than_the_function_timeout_is_a_400(three_arms: StackRunner) -> None:
+    # The local functions time out after 29 s, as the AWS ones (FUNCTION_TIMEOUT_MS=29000).
+    replies = fire(three_arms.stack.api_url + "standard", 1, sleep_ms=27001)
+    assert replies[0].status == 400
+    assert replies[0].body["error"].startswith("sleep_ms 27001 is above 27000: ")
+
+
 def test_unknown_path_is_a_json_404(three_arms: StackRunner) -> None:
     replies = fire(three_arms.stack.api_url + "nonexistent", 1)
     assert replies[0].status == 404
@@ -177,6 +184,8 @@ def test_metrics_endpoint_serves_the_latest_sample(three_arms: StackRunner) -> N
     assert sample["arms"]["managed"]["ExecutionEnvironmentConcurrencyLimit"] == 16
     assert "ExecutionEnvironmentConcurrencyLimit" not in sample["arms"]["standard"]
     assert sample["arms"]["proxy"]["ees"]["proxy-pooler"]["pool"]["sv_active"] >= 0
+    # Each managed EE's own PgBouncer, read over its Unix socket (it has no TCP listener)
+    assert all("pool" in ee for ee in sample["arms"]["managed"]["ees"].values()), sample
 
 
 def test_idle_environments_are_reaped_and_scaled_in(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from local.execution_environment import EEInitError, EESettings, ExecutionEnvironment
-from local.postgres import PostgresServer, PostgresSettings, free_listen_port
+from local.postgres import PostgresServer, PostgresSettings
 from tests.local.conftest import Database
 
 pytestmark = pytest.mark.local
@@ -37,7 +37,6 @@ def ee_settings(tmp_path: Path, env: dict[str, str], ee_id: str) -> EESettings:
         work_dir=tmp_path / ee_id,
         function_env=env,
         tag=uuid.uuid4().hex,
-        pooler_port=free_listen_port(set()),
     )
 
 

@@ -118,16 +118,17 @@ def test_each_shortfall_is_a_cross_with_its_fix(
 ) -> None:
     # A new account: concurrency 10, 8 vCPUs, no API Gateway logging role, no 17.7 here
     clients, stubs = stubbed
+    # (and a deploy that leaves the role alone: -c apiGatewayCloudWatchRole=false)
     answer_all(stubs, concurrency=10, vcpus=8.0, role=None, versions=0)
-    found = by_name(run_checks(settings(), clients, docker_ok))
+    found = by_name(run_checks(settings(stack_sets_apigw_role=False), clients, docker_ok))
     concurrency = found["Lambda concurrency quota"]
     assert (concurrency.mark, concurrency.status) == ("✗", "fail")
     assert "'Concurrent executions' >= 200" in concurrency.fix
     vcpus = found["EC2 On-Demand vCPU quota"]
     assert vcpus.status == "fail"
     assert "L-1216C47A >= 16" in vcpus.fix and "-c maxVcpuCount=8" in vcpus.fix
-    assert found["API Gateway CloudWatch Logs role"].mark == "?"
-    assert "update-account" in found["API Gateway CloudWatch Logs role"].fix
+    assert found["API Gateway CloudWatch Logs role"].mark == "✗"
+    assert "-c apiGatewayCloudWatchRole=true" in found["API Gateway CloudWatch Logs role"].fix
     engine = found["Aurora PostgreSQL 17.7"]
     assert engine.status == "fail" and "-c postgresVersion=17.x" in engine.fix
 
@@ -147,6 +148,9 @@ def test_managed_instances_unavailable_and_access_denied(
     stubs["apigw"].add_response("get_account", {})
     stubs["rds"].add_response("describe_db_engine_versions", {"DBEngineVersions": [{}]})
     found = by_name(run_checks(settings(), clients, docker_ok))
+    # no role yet, and the stack sets it (the default): not a failed prerequisite
+    assert found["API Gateway CloudWatch Logs role"].status == "ok"
+    assert "the stack sets it" in found["API Gateway CloudWatch Logs role"].detail
     lmi = found["Lambda Managed Instances"]
     assert lmi.status == "fail"
     assert "UnknownOperationException" in lmi.detail

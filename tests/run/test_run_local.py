@@ -186,3 +186,37 @@ def test_a_sleep_longer_than_the_local_function_timeout_is_refused_before_the_st
         "-c timeoutSeconds"
     ]
     assert list(tmp_path.iterdir()) == []  # nothing started
+
+
+def test_sigint_during_stack_start_stops_within_the_bound(tmp_path: Path) -> None:
+    # Given a stack whose start takes seconds: 3 managed EEs of 32 workers each
+    log = tmp_path / "run.log"
+    args = ["run", "--preset", "smoke", "--arms", "managed", "--slots-per-ee", "32"]
+    args += ["--out", str(tmp_path / "out")]
+
+    def starting() -> bool:
+        return log.exists() and "starting the local stack" in log.read_text()
+
+    result = interrupt_poolbench(args, log, ready=starting)
+
+    assert result.returncode == 130, result.log[-2000:]
+    assert "stack up" not in result.log  # it was interrupted while starting
+    assert result.stopped_in_s <= 10
+    assert result.left_after == []
+
+
+def test_sigint_reaches_a_run_started_with_sigint_ignored(tmp_path: Path) -> None:
+    # Given a run started as a background job of a non-interactive shell (SIGINT ignored)
+    out = tmp_path / "out"
+    args = ["run", "--preset", "smoke", "--duration", "120", "--out", str(out)]
+
+    def load_started() -> bool:
+        return any(out.glob("*/locust_stats.csv"))
+
+    result = interrupt_poolbench(
+        args, tmp_path / "run.log", ready=load_started, inherit_sigint_ignored=True
+    )
+
+    assert result.returncode == 130, result.log[-2000:]
+    assert result.stopped_in_s <= 10
+    assert result.left_after == []
