@@ -177,13 +177,18 @@ def test_a_run_over_the_failure_threshold_exits_1_and_says_why(
 def test_a_sleep_longer_than_the_local_function_timeout_is_refused_before_the_stack(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["run", "--preset", "smoke", "--sleep-ms", "59500", "--out", str(tmp_path)])
+    from local.execution_environment import EESettings
+
+    timeout_s = EESettings.invoke_timeout_s
+    limit_ms = int(timeout_s * 1000) - 1000
+    sleep_ms = limit_ms + 500
+    code = main(["run", "--preset", "smoke", "--sleep-ms", str(sleep_ms), "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert err == [
-        "poolbench: error: --sleep-ms 59500 exceeds the local stack's function timeout of 60 s "
-        "minus a 1000 ms margin (59000 ms): lower --sleep-ms, or use --target aws with a longer "
-        "-c timeoutSeconds"
+        f"poolbench: error: --sleep-ms {sleep_ms} exceeds the local stack's function timeout of "
+        f"{timeout_s:g} s minus a 1000 ms margin ({limit_ms} ms): lower --sleep-ms, or use "
+        "--target aws with a longer -c timeoutSeconds"
     ]
     assert list(tmp_path.iterdir()) == []  # nothing started
 
