@@ -44,10 +44,16 @@ def _color(arm: str, index: int) -> str:
 
 def _render(fig: Figure, summary: RunSummary | None = None) -> bytes:
     FigureCanvasAgg(fig)
-    for ax in fig.axes:  # every time axis reads as UTC clock time, whatever the span
-        if isinstance(ax.xaxis.get_major_formatter(), mdates.AutoDateFormatter):
-            ax.xaxis.set_major_formatter(TIME_FORMAT)
-            _mark_faults(ax, summary)
+    # every time axis reads as UTC clock time, whatever the span (found before any is set:
+    # axes that share x share their formatter too)
+    time_axes = [
+        ax
+        for ax in fig.axes
+        if isinstance(ax.xaxis.get_major_formatter(), mdates.AutoDateFormatter)
+    ]
+    for ax in time_axes:
+        ax.xaxis.set_major_formatter(TIME_FORMAT)
+        _mark_faults(ax, summary)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
     return buffer.getvalue()

@@ -591,7 +591,11 @@ def serve(api: ExtensionsApi, proc: subprocess.Popen[bytes], auth_file: Path) ->
 
     def poll_events() -> None:
         while True:
-            event = api.next_event()
+            try:
+                event = api.next_event()
+            except Exception as exc:  # the Extensions API is gone: its sandbox is ending
+                events.put(f"Extensions API gone ({type(exc).__name__})")
+                return
             if event.get("eventType") == "SHUTDOWN":
                 events.put("SHUTDOWN")
                 return

@@ -171,6 +171,9 @@ def test_extension_registers_for_shutdown_only_and_leaves_nothing(
     assert events == [["SHUTDOWN"]]
     assert mode == 0o600
     assert not (Path("/proc") / str(pgbouncer_pid)).exists()
+    # stopped by its extension on SHUTDOWN, not by the EE's group SIGKILL (which logs nothing)
+    pgbouncer_log = (ee_settings.work_dir / "pooler" / "pgbouncer.log").read_text()
+    assert pgbouncer_log.rstrip().endswith("got SIGTERM, fast exit")
     assert not auth_file.exists()
     assert not ee_settings.pooler_dir.is_symlink()  # the EE's short link to its pooler folder
     assert tagged_pids(ee_settings.tag) == []
