@@ -114,7 +114,7 @@ def test_smoke_finishes_in_seconds() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"preset": "fast"}, "unknown preset 'fast' (valid presets: seed, smoke, ramp)"),
+        ({"preset": "fast"}, "unknown preset 'fast' (valid presets: seed, smoke, failover, ramp)"),
         ({"users": 0}, "--users must be at least 1 (got 0)"),
         (
             {"arms": "standard,lmi"},
