@@ -17,6 +17,7 @@ from analysis import dataset
 from analysis.cloudwatch_source import Clock, CloudWatchSettings, collect_cloudwatch
 from analysis.local_source import read_samples
 from analysis.runfolder import METRICS, SAMPLES, RunFolder
+from analysis.serving_ees import read_serving_ees
 from poolbench.errors import InputError
 
 if TYPE_CHECKING:
@@ -27,9 +28,10 @@ SAMPLES_MADE_BY = "the local metrics recorder writes it during `poolbench run`"
 
 
 def samples_dataset(folder: RunFolder) -> pd.DataFrame:
-    """The run's samples.jsonl as a dataset (source `local`, or `probe` on aws)."""
+    """The run's samples.jsonl as a dataset (source `local`), with the EEs counted from the
+    responses."""
     path = folder.require(SAMPLES, SAMPLES_MADE_BY)
-    return read_samples(path, source="probe" if folder.target == "aws" else "local")
+    return dataset.concat([read_samples(path, source="local"), read_serving_ees(folder.path)])
 
 
 def collect(
@@ -74,7 +76,7 @@ def collect_frame(
         settings, start, end, client=client, wait=wait, clock=clock, console=console
     )
     probe = folder.file(SAMPLES)
-    parts = [frame]
+    parts = [frame, read_serving_ees(folder.path)]
     if probe.is_file():
         parts.append(read_samples(probe, source="probe"))
     return dataset.concat(parts)
@@ -86,6 +88,12 @@ def load_dataset(folder: RunFolder) -> tuple[pd.DataFrame, bool]:
     path = folder.file(METRICS)
     if path.is_file():
         return dataset.read_metrics(path), False
+    if folder.target == "aws":
+        raise InputError(
+            f"run folder {folder.path} has no {METRICS}: an AWS run's metrics come from "
+            f"CloudWatch; run `poolbench collect {folder.path} --target aws`, then "
+            f"`poolbench report {folder.path}`"
+        )
     return samples_dataset(folder), True
 
 

@@ -28,7 +28,7 @@ DATABASE_ARM = "database"
 API_ARM = "api"
 
 # Sources that describe an arm as a whole; per-EE rows carry `<kind>:<ee_id>`.
-ARM_LEVEL_SOURCES = frozenset({"local", "probe", "cloudwatch"})
+ARM_LEVEL_SOURCES = frozenset({"local", "probe", "cloudwatch", "responses"})
 
 # Statistics that mean "the value at or the maximum over a moment": peaks are taken over these.
 PEAK_STATS = ("Maximum", "Sample")

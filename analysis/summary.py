@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -57,6 +57,9 @@ class ArmSummary:
     p99_ms: float | None
     peak_concurrency: float | None
     peak_execution_environments: float | None
+    """As the platform counts them (the local recorder; CloudWatch has no such series)."""
+    peak_execution_environments_serving: float | None
+    """Distinct EEs that served a request in one second, from the responses (both targets)."""
     peak_db_connections: float | None
     db_connections_per_concurrent_request: float | None
     queries_per_s: float | None
@@ -65,6 +68,18 @@ class ArmSummary:
     littles_law_floor: float | None
     # one outcome per fault injected (`run --fault`): kind, at_s, failures, recovery_s, reason
     faults: list[dict[str, Any]] = field(default_factory=list)
+    throttles: float | None = None
+    """Lambda's Throttles over the run (CloudWatch, or the local model's)."""
+    throttle_reasons: dict[str, float | None] = field(default_factory=dict)
+    """Managed Instances: ConcurrencyThrottles, CPUThrottles, MemoryThrottles (None: missing)."""
+    errors: float | None = None
+    duration_p50_ms: float | None = None
+    """Largest per-minute p50 of Lambda's Duration."""
+    duration_p99_ms: float | None = None
+    """Largest per-minute p99 of Lambda's Duration."""
+
+
+THROTTLE_REASONS = ("ConcurrencyThrottles", "CPUThrottles", "MemoryThrottles")
 
 
 @dataclass(frozen=True)
@@ -82,6 +97,18 @@ class RunSummary:
     warnings: list[str] = field(default_factory=list)
     faults: list[dict[str, Any]] = field(default_factory=list)  # as injected (manifest)
     resolution_note: str = RESOLUTION_NOTE
+    failure: str | None = None
+    """Why the run failed (the manifest's error), shown above the table."""
+    api: dict[str, float | None] = field(default_factory=dict)
+    """API Gateway: requests, 4XX and 5XX sums, average and p99 latency (ms)."""
+    database_capacity_acu: float | None = None
+    """Aurora ServerlessDatabaseCapacity, peak."""
+    database_acu_utilization: float | None = None
+    """Aurora ACUUtilization (%), peak."""
+    probe: dict[str, Any] = field(default_factory=dict)
+    """aws: the DB-connection probe's samples, failures and first error."""
+    missing_metrics: list[str] = field(default_factory=list)
+    """CloudWatch series asked for and not found (or without a datapoint): missing, not 0."""
 
     def arm(self, name: str) -> ArmSummary:
         """The summary of one arm by name."""
@@ -93,6 +120,34 @@ class RunSummary:
     def to_json(self) -> dict[str, Any]:
         """summary.json's content: plain JSON, missing numbers as null."""
         return asdict(self)
+
+
+def total(frame: pd.DataFrame, arm: str, metric: str) -> float | None:
+    """Sum of a counter's per-period sums; None when no value was recorded."""
+    values = dataset.series(frame, arm, metric, stats=("Sum",))
+    return None if values.empty else float(values.sum())
+
+
+def peak_of(frame: pd.DataFrame, arm: str, metric: str, stat: str) -> float | None:
+    values = dataset.series(frame, arm, metric, stats=(stat,))
+    return None if values.empty else float(values.max())
+
+
+def missing_metrics(frame: pd.DataFrame) -> list[str]:
+    """`arm metric stat` of every CloudWatch series with no value at all."""
+    rows = frame[frame["source"] == "cloudwatch"]
+    if rows.empty:
+        return []
+    has_value = (
+        rows.assign(ok=rows["value"].notna())
+        .groupby(["arm", "metric", "stat"], observed=True)["ok"]
+        .any()
+    )
+    return sorted(
+        " ".join(str(part) for part in cast(tuple[str, str, str], key))
+        for key, ok in has_value.items()
+        if not ok
+    )
 
 
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -150,20 +205,44 @@ def summarize_arm(
         p99_ms=locust.p99_ms if locust else None,
         peak_concurrency=peak_concurrency,
         peak_execution_environments=dataset.peak(frame, arm, "ExecutionEnvironments"),
+        peak_execution_environments_serving=dataset.peak(
+            frame, arm, "ExecutionEnvironmentsServing"
+        ),
         peak_db_connections=peak_db,
         db_connections_per_concurrent_request=_ratio(peak_db, peak_concurrency),
         queries_per_s=qps,
         seconds_per_query=seconds,
         seconds_per_query_source=seconds_source,
         littles_law_floor=None if qps is None else qps * seconds,
+        throttles=total(frame, arm, "Throttles"),
+        throttle_reasons={
+            reason: total(frame, arm, reason)
+            for reason in THROTTLE_REASONS
+            if _asked(frame, arm, reason)
+        },
+        errors=total(frame, arm, "Errors"),
+        duration_p50_ms=peak_of(frame, arm, "Duration", "p50"),
+        duration_p99_ms=peak_of(frame, arm, "Duration", "p99"),
     )
 
 
-def verdict(arms: list[ArmSummary]) -> str:
+def _asked(frame: pd.DataFrame, arm: str, metric: str) -> bool:
+    """Whether the dataset has any row (even a missing value) for the metric."""
+    return bool(((frame["arm"] == arm) & (frame["metric"] == metric)).any())
+
+
+def verdict(arms: list[ArmSummary], probe: dict[str, Any] | None = None) -> str:
     """One sentence from the numbers, e.g. 'Managed Instances used 0.12 DB connections per
-    concurrent request; standard Lambda used 1.00.'"""
-    measured = [a for a in arms if a.db_connections_per_concurrent_request is not None]
+    concurrent request; standard Lambda used 1.00.' An arm without a successful request
+    gets no verdict: its ratio would say nothing about pooling."""
+    measured = [
+        a for a in arms if a.db_connections_per_concurrent_request is not None and a.successes > 0
+    ]
     if not measured:
+        if arms and all(a.successes <= 0 for a in arms):
+            return "No arm had a successful request, so none can be compared."
+        if all(a.peak_db_connections is None for a in arms):
+            return "No arm has DB connection samples, so none can be compared: " + _no_db_why(probe)
         return "No arm has both DB connection and concurrency samples, so none can be compared."
     ordered = sorted(measured, key=lambda a: a.db_connections_per_concurrent_request or 0.0)
     first, rest = ordered[0], ordered[1:]
@@ -174,6 +253,19 @@ def verdict(arms: list[ArmSummary]) -> str:
     for other in rest:
         sentence += f"; {other.label} used {other.db_connections_per_concurrent_request:.2f}"
     return sentence + "."
+
+
+def _no_db_why(probe: dict[str, Any] | None) -> str:
+    """What to check when no DB sample exists: on AWS they come only from the probe."""
+    if not probe:
+        return "the run recorded none (local: samples.jsonl; aws: the probe function)."
+    first = probe.get("first_error")
+    return (
+        f"the probe {probe.get('function')} returned {probe.get('samples', 0)} samples and "
+        f"{probe.get('failures', 0)} failures"
+        + (f" (first: {first})" if first else "")
+        + "; check its log group in CloudWatch Logs and that it can reach the cluster."
+    )
 
 
 def warnings_for(arms: list[ArmSummary], folder: RunFolder, locust: dict[str, Any]) -> list[str]:
@@ -224,6 +316,9 @@ def summarize(
     raw_queries = scenario.get("queries")
     queries = int(raw_queries) if isinstance(raw_queries, int | float) else None
     query_seconds = _query_seconds(scenario)
+    probe = dict(folder.manifest.get("probe") or {})
+    status = str(folder.manifest.get("status") or "unknown")
+    failure = str(folder.manifest.get("error")) if status == "failed" else None
     arms = [
         summarize_arm(
             a,
@@ -257,8 +352,24 @@ def summarize(
         load_seconds=load_seconds,
         arms=arms,
         database_peak_connections=dataset.peak(data, dataset.DATABASE_ARM, "DatabaseConnections"),
-        verdict=verdict(arms),
+        verdict=verdict(arms, probe),
         warnings=warnings_for(arms, folder, locust),
+        failure=failure,
+        api={
+            "requests": total(data, dataset.API_ARM, "Count"),
+            "4xx": total(data, dataset.API_ARM, "4XXError"),
+            "5xx": total(data, dataset.API_ARM, "5XXError"),
+            "latency_avg_ms": peak_of(data, dataset.API_ARM, "Latency", "Average"),
+            "latency_p99_ms": peak_of(data, dataset.API_ARM, "Latency", "p99"),
+        }
+        if _asked(data, dataset.API_ARM, "Count")
+        else {},
+        database_capacity_acu=peak_of(
+            data, dataset.DATABASE_ARM, "ServerlessDatabaseCapacity", "Maximum"
+        ),
+        database_acu_utilization=peak_of(data, dataset.DATABASE_ARM, "ACUUtilization", "Maximum"),
+        probe=probe or {},
+        missing_metrics=missing_metrics(data),
         faults=faults,
     )
     if write:

@@ -20,9 +20,13 @@ Everything Locust-specific lives here; the checks and arithmetic are in locust-f
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
+import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 import gevent
@@ -58,6 +62,55 @@ class _RunState:
 
 
 _STATE = _RunState()
+
+EES_SUFFIX = "_ees"
+"""`<csv prefix>_ees-<pid>.jsonl`: per second and arm, the EEs that served a request."""
+
+
+class ServingEEs:
+    """Which execution environment served each successful request, per arm per second.
+
+    Every response names its EE (`ee` in the body, docs/contracts.md), on AWS and locally, so
+    counting distinct EEs per second from the responses gives the same figure on both
+    targets, where CloudWatch has none. A request marks its EE busy in every second from its
+    start to its end. Each process writes its own file at quit (workers included); the
+    analysis takes the union.
+    """
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[int, str], set[str]] = {}
+
+    def on_request(
+        self,
+        name: str,
+        response: Any = None,
+        exception: Any = None,
+        start_time: float | None = None,
+        **_kwargs: Any,
+    ) -> None:
+        if exception is not None or response is None:
+            return
+        try:
+            ee = response.json().get("ee")
+        except Exception:  # not a handler's body (a gateway error page): nothing to count
+            return
+        if not isinstance(ee, str) or not ee:
+            return
+        end = time.time()
+        for second in range(int(start_time if start_time is not None else end), int(end) + 1):
+            self.seen.setdefault((second, name), set()).add(ee)
+
+    def write(self, prefix: str) -> None:
+        if not self.seen:
+            return
+        path = Path(f"{prefix}{EES_SUFFIX}-{os.getpid()}.jsonl")
+        with path.open("w", encoding="utf-8") as fh:
+            for (second, arm), ees in sorted(self.seen.items()):
+                fh.write(json.dumps({"epoch": second, "arm": arm, "ees": sorted(ees)}) + "\n")
+        self.seen = {}
+
+
+_EES = ServingEEs()
 _PARKED = Event()  # never set: users whose arm is finished wait here until the run ends
 
 
@@ -71,6 +124,12 @@ def _add_arguments(parser: Any) -> None:
         help="outputs file naming ApiUrl and Arms (cdk deploy / poolbench local up)",
     )
     group.add_argument("--stack", default=None, help="stack key, when the outputs file has several")
+    group.add_argument(
+        "--ees-prefix",
+        default=None,
+        help="where each process writes the EEs that served it (<prefix>_ees-<pid>.jsonl); "
+        "default --csv's prefix (workers lose that one, so `poolbench run` passes this)",
+    )
     group.add_argument("--arms", default="", help="comma-separated arms to drive (default: all)")
     group.add_argument("--sleep-ms", type=int, default=5000, help="handler sleep per request")
     group.add_argument("--queries", type=int, default=2, help="queries per request")
@@ -210,6 +269,10 @@ def _on_init(environment: Any, runner: Any, **_kwargs: Any) -> None:
     _STATE.runner = runner
     environment.events.test_start.add_listener(_on_test_start)
     environment.events.request.add_listener(_on_request)
+    prefix = environment.parsed_options.ees_prefix or environment.parsed_options.csv_prefix
+    if prefix and not isinstance(runner, MasterRunner):
+        environment.events.request.add_listener(_EES.on_request)
+        environment.events.quitting.add_listener(lambda **_kw: _EES.write(prefix))
     if isinstance(runner, WorkerRunner):
         # Everything comes from the master: host and custom options with the spawn message,
         # the budget share with BUDGET_MESSAGE.

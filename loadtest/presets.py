@@ -277,6 +277,8 @@ def locust_command(
         "true" if scenario.hold else "false",
         "--csv",
         str(run / CSV_PREFIX),
+        "--ees-prefix",
+        str(run / CSV_PREFIX),
         "--csv-full-history",
         "--only-summary",
         "--exit-code-on-error",

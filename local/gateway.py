@@ -22,7 +22,9 @@ from local.function_models import FunctionModel, Throttled
 logger = logging.getLogger(__name__)
 
 INTERNAL_ERROR = {"message": "Internal server error"}
-STAGE = "local"
+STAGE = "prod"
+"""The stage path API Gateway puts in front of every resource (`ApiUrl` ends in `/prod/`):
+the local API serves under the same one, so one URL shape serves both targets."""
 
 
 def proxy_event(request: web.Request, arm: str, body: bytes, request_id: str) -> dict[str, Any]:
@@ -42,7 +44,7 @@ def proxy_event(request: web.Request, arm: str, body: bytes, request_id: str) ->
             text_body, is_base64 = base64.b64encode(body).decode(), True
     return {
         "resource": f"/{arm}",
-        "path": request.path,
+        "path": request.path.removeprefix(f"/{STAGE}"),
         "httpMethod": request.method,
         "headers": {k: v[-1] for k, v in multi_headers.items()},
         "multiValueHeaders": multi_headers,
@@ -53,7 +55,7 @@ def proxy_event(request: web.Request, arm: str, body: bytes, request_id: str) ->
         "requestContext": {
             "resourcePath": f"/{arm}",
             "httpMethod": request.method,
-            "path": f"/{STAGE}{request.path}",
+            "path": request.path,
             "stage": STAGE,
             "requestId": request_id,
             "requestTimeEpoch": int(time.time() * 1000),
@@ -91,7 +93,8 @@ def error_response(
 
 
 class Gateway:
-    """One HTTP server: /<arm> for each arm, /_poolbench/metrics for the latest sample."""
+    """One HTTP server: /prod/<arm> for each arm, /prod/_poolbench/metrics for the latest
+    sample (the stage path as on API Gateway)."""
 
     def __init__(
         self,
@@ -107,15 +110,16 @@ class Gateway:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
+        """The API's URL with its stage path, as API Gateway's `ApiUrl`."""
+        return f"http://127.0.0.1:{self.port}/{STAGE}/"
 
     async def start(self) -> None:
         app = web.Application(client_max_size=6 * 1024 * 1024)
         app.add_routes(
             [
-                web.get("/_poolbench/metrics", self._metrics),
-                web.route("*", "/{arm}", self._invoke),
-                web.route("*", "/{arm}/{tail:.*}", self._invoke),
+                web.get(f"/{STAGE}/_poolbench/metrics", self._metrics),
+                web.route("*", f"/{STAGE}/{{arm}}", self._invoke),
+                web.route("*", f"/{STAGE}/{{arm}}/{{tail:.*}}", self._invoke),
             ]
         )
         self._runner = web.AppRunner(

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from local.execution_environment import DEFAULT_LAYER_DIR, REPO_ROOT, EESettings
 from local.function_models import FunctionModel, ManagedModel, StandardModel
-from local.gateway import Gateway
+from local.gateway import STAGE, Gateway
 from local.metrics import MetricsRecorder, PoolerEndpoint
 from local.ports import PortClaims
 from local.postgres import PostgresServer, PostgresSettings, Role
@@ -192,7 +192,8 @@ class LocalStack:
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.gateway_port}/"
+        """Under the stage path, as API Gateway's ApiUrl (`.../prod/`)."""
+        return f"http://127.0.0.1:{self.gateway_port}/{STAGE}/"
 
     def outputs(self) -> dict[str, dict[str, str]]:
         """The outputs file, in the shape `cdk deploy --outputs-file` writes (contracts.md)."""

@@ -13,7 +13,7 @@ import typer
 # Typer >= 0.20 vendors Click; its exception classes live here (pinned by uv.lock).
 from typer._click import exceptions as click_exc
 
-from poolbench import __version__, cli_local, cli_report, cli_run
+from poolbench import __version__, cli_aws, cli_local, cli_report, cli_run
 from poolbench.errors import InputError
 
 app = typer.Typer(
@@ -32,6 +32,7 @@ app = typer.Typer(
 
 
 app.add_typer(cli_local.app, name="local")
+app.add_typer(cli_aws.app, name="aws")
 app.command("run")(cli_run.run)
 
 
@@ -55,7 +56,8 @@ app.command("report")(cli_report.report)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: runs the app, mapping user errors to one line and exit code 2."""
+    """Entry point: runs the app, mapping user errors to one line and exit code 2, and AWS
+    errors to one line and exit code 1 (2 for missing credentials)."""
     try:
         result = app(args=argv, standalone_mode=False, prog_name="poolbench")
     except click_exc.NoArgsIsHelpError as exc:
@@ -73,6 +75,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except typer.Exit as exc:
         return int(exc.exit_code)
+    except Exception as exc:  # an AWS error anywhere (run, collect, report): one line, no trace
+        from poolbench.aws import aws_error_exit_code, aws_error_line
+
+        line = aws_error_line(exc)
+        if line is None:
+            raise
+        print(f"poolbench: error: {line}", file=sys.stderr)
+        return aws_error_exit_code(exc)
     return int(result) if isinstance(result, int) else 0
 
 

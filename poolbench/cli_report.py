@@ -29,7 +29,9 @@ def collect(
     wait: Annotated[
         bool,
         typer.Option(
-            "--wait/--no-wait", help="Wait until CloudWatch has published the last period."
+            "--wait/--no-wait",
+            help="Wait until CloudWatch has published the last period (at most 15 min after "
+            "the load; stops as soon as it has).",
         ),
     ] = True,
 ) -> None:
@@ -41,7 +43,16 @@ def collect(
         raise InputError(f"--target must be one of {', '.join(TARGETS)}, not {target!r}")
     from analysis.collect import collect as collect_metrics
 
-    typer.echo(str(collect_metrics(run_dir, target=target, wait=wait)))
+    try:
+        path = collect_metrics(run_dir, target=target, wait=wait)
+    except KeyboardInterrupt:
+        typer.echo(
+            f"interrupted: nothing written; collect later with `poolbench collect {run_dir}"
+            f"{' --target ' + target if target else ''}`, then `poolbench report {run_dir}`",
+            err=True,
+        )
+        raise
+    typer.echo(str(path))
 
 
 def report(run_dir: RunDir) -> None:

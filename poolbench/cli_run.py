@@ -10,14 +10,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from loadtest.presets import PRESETS, get_preset, resolve_scenario
-from loadtest.target import load_target, parse_arms
+from loadtest.presets import PRESETS, Scenario, get_preset, resolve_scenario
+from loadtest.target import Target, load_target, parse_arms
+from local.execution_environment import EESettings
 from local.faults import parse_fault
 from local.settings import ManagedSettings, PoolerSettings, ProxySettings, StandardSettings
 from poolbench import stack_options as opt
+from poolbench.aws_target import check_aws_run, check_sleep_fits
 from poolbench.errors import InputError
 from poolbench.open_files import descriptors_needed, ensure_open_files
-from poolbench.run import RunFailed, RunRequest, execute
+from poolbench.run import DEFAULT_MAX_FAILURE_RATE, RunFailed, RunRequest, execute
 
 console = Console(stderr=True)
 _M, _S, _P, _X = ManagedSettings(), StandardSettings(), PoolerSettings(), ProxySettings()
@@ -33,6 +35,32 @@ PRESET_STACK_KNOBS: dict[str, dict[str, Any]] = {
 SEED_SLOTS_PER_EE = PRESET_STACK_KNOBS["seed"]["slots_per_ee"]
 TARGETS = ("local", "aws")
 SCHEDULES = ("parallel", "sequential")
+# What each local-stack knob is on AWS: a deploy-time setting (-c), or nothing this CLI sets.
+AWS_EQUIVALENT = {
+    "slots_per_ee": "deploy with -c perEnvironmentMaxConcurrency=N",
+    "min_ees": "deploy with -c minExecutionEnvironments=N",
+    "max_ees": "deploy with -c maxExecutionEnvironments=N",
+    "target_utilisation": "Lambda's own scaler decides; there is no setting for it",
+    "scale_delay": "Lambda's own scaler decides; there is no setting for it",
+    "concurrency_limit": "it is the account's Lambda concurrency quota (Service Quotas)",
+    "idle_timeout": "Lambda reaps idle environments itself",
+    "pool_size": "deploy with -c defaultPoolSize=N",
+    "proxy_pool_size": "RDS Proxy sizes its pool from the database's max_connections",
+    "max_connections": "deploy with -c maxAcu=N (Aurora's max_connections follows capacity)",
+}
+
+
+def refuse_local_knobs(ctx: typer.Context) -> None:
+    """A local-stack knob given with --target aws would be silently meaningless: refuse it."""
+    from typer._click.core import ParameterSource
+
+    for name in opt.KNOBS:
+        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+            flag = "--" + name.replace("_", "-")
+            raise InputError(
+                f"{flag} sets the local stack and does nothing on --target aws: "
+                f"{AWS_EQUIVALENT[name]}"
+            )
 
 
 def _fmt(value: float | None, digits: int = 0) -> str:
@@ -42,16 +70,18 @@ def _fmt(value: float | None, digits: int = 0) -> str:
 
 
 def print_summary_table(run_dir: Path) -> None:
-    """The closing table per arm, from the same numbers as summary.json."""
+    """The closing table per arm, from the same numbers as summary.json; a failed run's
+    reason comes first, so nobody reads the table without it."""
     from analysis.summary import summarize
 
     summary = summarize(run_dir, write=False)
     table = Table(
         title=f"poolbench {summary.run_id} ({summary.target}); latency in ms, peaks per arm",
-        caption="DB/conc: peak DB connections per peak concurrent request",
+        caption="EEs: most EEs serving in one second (from the responses); thr: Lambda "
+        "throttles; DB/conc: peak DB connections per peak concurrent request",
     )
     table.add_column("arm", no_wrap=True)
-    for column in ("reqs", "fail", "p50", "p95", "p99", "conc", "EEs", "DB", "DB/conc"):
+    for column in ("reqs", "fail", "p50", "p95", "p99", "conc", "EEs", "thr", "DB", "DB/conc"):
         table.add_column(column, justify="right", no_wrap=True)
     for arm in summary.arms:
         table.add_row(
@@ -62,16 +92,23 @@ def print_summary_table(run_dir: Path) -> None:
             _fmt(arm.p95_ms),
             _fmt(arm.p99_ms),
             _fmt(arm.peak_concurrency),
-            _fmt(arm.peak_execution_environments),
+            _fmt(arm.peak_execution_environments_serving),
+            _fmt(arm.throttles),
             _fmt(arm.peak_db_connections),
-            _fmt(arm.db_connections_per_concurrent_request, 2),
+            # no success: the ratio says nothing about pooling
+            _fmt(arm.db_connections_per_concurrent_request if arm.successes > 0 else None, 2),
         )
     out = Console(width=max(Console().width, 110))  # the table is wider than 80 columns
+    if summary.failure:
+        out.print(f"[red]run failed: {summary.failure}[/]", soft_wrap=True)
     out.print(table)
+    if summary.missing_metrics:
+        out.print(f"missing from CloudWatch: {', '.join(summary.missing_metrics)}", soft_wrap=True)
     out.print(summary.verdict)
 
 
 def run(
+    ctx: typer.Context,
     target: Annotated[
         str, typer.Option(help="local (this machine) or aws (a deployed stack).")
     ] = "local",
@@ -111,9 +148,27 @@ def run(
         bool,
         typer.Option(
             "--wait/--no-wait",
-            help="aws: wait until CloudWatch has published the run's last period (up to 5 min).",
+            help="aws: wait until CloudWatch has published the run's last period (stops as soon "
+            "as it has; at most 15 min after the load with a managed arm, 8 without).",
         ),
     ] = True,
+    allow_throttles: Annotated[
+        bool,
+        typer.Option(
+            "--allow-throttles",
+            help="aws: run even when the managed arm's minimum capacity cannot hold the users.",
+        ),
+    ] = False,
+    probe_interval: Annotated[
+        float, typer.Option(help="aws: seconds between two DB-connection probe samples.")
+    ] = 5.0,
+    max_failure_rate: Annotated[
+        float,
+        typer.Option(
+            help="A run whose failed requests exceed this share on any arm ends with exit 1 "
+            "(with --fault: only an arm without a success)."
+        ),
+    ] = DEFAULT_MAX_FAILURE_RATE,
     slots_per_ee: Annotated[
         int | None,
         typer.Option(
@@ -149,12 +204,17 @@ def run(
         raise InputError(f"--target must be local or aws, not {target!r}")
     if schedule not in SCHEDULES:
         raise InputError(f"--schedule must be parallel or sequential, not {schedule!r}")
+    if not 0 <= max_failure_rate <= 1:
+        raise InputError(f"--max-failure-rate must be between 0 and 1, not {max_failure_rate}")
+    if probe_interval <= 0:
+        raise InputError(f"--probe-interval must be above 0 s, not {probe_interval}")
     stack_settings = None
     aws_target = None
     if target == "aws":
         if outputs_file is None:
             raise InputError("--target aws needs --outputs-file (the file cdk deploy wrote)")
         aws_target = load_target(outputs_file, stack)
+        refuse_local_knobs(ctx)
         target_arms = aws_target.arms
     else:
         if outputs_file is not None:
@@ -174,6 +234,12 @@ def run(
         processes=processes,
     )
     if target == "local":
+        check_sleep_fits(
+            scenario.sleep_ms,
+            EESettings.invoke_timeout_s,
+            "the local stack",
+            "use --target aws with a longer -c timeoutSeconds",
+        )
         knobs = opt.knob_values(locals())
         preset_knobs = PRESET_STACK_KNOBS.get(preset, {})
         for name, default in (
@@ -196,6 +262,8 @@ def run(
             " yourself (aws rds reboot-db-instance) during the run"
         )
     ensure_open_files(descriptors_needed(stack_settings, scenario.users))
+    if aws_target is not None:
+        _check_aws_before_load(aws_target, scenario, allow_throttles)
     request = RunRequest(
         target=target,
         scenario=scenario,
@@ -206,6 +274,8 @@ def run(
         schedule=schedule,
         report=report,
         wait_for_metrics=wait,
+        probe_interval_s=probe_interval,
+        max_failure_rate=max_failure_rate,
         faults=faults,
     )
     try:
@@ -216,9 +286,25 @@ def run(
     except RunFailed as exc:
         console.print(f"[red]{exc}[/]")
         return 1
+    if outcome.failure is not None and outcome.report is None:
+        console.print(f"[red]run failed: {outcome.failure}[/]")
     if outcome.report is not None:
         print_summary_table(outcome.run_dir)
         console.print(f"report: {outcome.report}")
     else:
         console.print(f"run folder: {outcome.run_dir}")
-    return 0
+    return 1 if outcome.failure is not None else 0
+
+
+def _check_aws_before_load(target: Target, scenario: Scenario, allow_throttles: bool) -> None:
+    """Outputs, capacity and timeout, then the stack's Region and working credentials: all
+    before the run folder exists, so a refused run leaves nothing behind."""
+    from poolbench.aws import check_credentials, outputs_region, region_note
+
+    check_aws_run(target, scenario, allow_throttles)
+    region = outputs_region(target.outputs, f"outputs file {target.path}")
+    note = region_note(region)
+    if note:
+        console.print(note, soft_wrap=True)
+    identity = check_credentials(region)
+    console.print(f"AWS account {identity.account} ({identity.arn}), region {region}")

@@ -8,6 +8,7 @@ manifest and keeps what was written; the local stack and Locust are always stopp
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import signal
@@ -33,6 +34,10 @@ from poolbench.manifest import Manifest, utc_now
 from poolbench.open_files import watching_open_files
 
 LOCUST_STOP_GRACE_S = 10.0
+DEFAULT_MAX_FAILURE_RATE = 0.01
+"""A run fails (exit 1) when any arm fails more than 1% of its requests, or has no success:
+the source experiment's 46 failures in 1000 (4.6%) on Managed Instances were most likely
+throttles, and a comparison with that many would measure under-provisioning, not pooling."""
 
 
 class RunFailed(RuntimeError):
@@ -52,6 +57,8 @@ class RunRequest:
     schedule: str = "parallel"
     report: bool = True
     wait_for_metrics: bool = True
+    probe_interval_s: float = 5.0
+    max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE
     faults: tuple[Fault, ...] = ()
 
 
@@ -60,6 +67,47 @@ class RunOutcome:
     run_dir: Path
     status: str
     report: Path | None
+    failure: str | None = None
+    """Why the load counts as failed (no success, too many failures); None when it did not."""
+
+
+def no_success_anywhere(run_dir: Path, arms: tuple[str, ...]) -> bool:
+    """True when Locust counted no successful request on any arm."""
+    stats_path = run_dir / "locust_stats.csv"
+    if not stats_path.is_file():
+        return True
+    from analysis.locust_results import read_stats
+
+    stats = read_stats(stats_path)
+    return all((s := stats.get(arm)) is None or s.requests - s.failures <= 0 for arm in arms)
+
+
+def load_failure(run_dir: Path, arms: tuple[str, ...], max_rate: float) -> str | None:
+    """Why the load failed, from Locust's own totals: an arm with no successful request, or
+    one whose failure rate exceeds `max_rate`; the first failure's message names the cause."""
+    stats_path = run_dir / "locust_stats.csv"
+    if not stats_path.is_file():
+        return "Locust wrote no locust_stats.csv"
+    from analysis.locust_results import read_failures, read_stats
+
+    stats = read_stats(stats_path)
+    failures_path = run_dir / "locust_failures.csv"
+    kinds = read_failures(failures_path) if failures_path.is_file() else []
+    reasons = []
+    for arm in arms:
+        arm_stats = stats.get(arm)
+        requests = arm_stats.requests if arm_stats else 0
+        failed = arm_stats.failures if arm_stats else 0
+        first = next((f.error for f in kinds if f.arm == arm), None)
+        cause = f" (first error: {' '.join(first.split())[:200]})" if first else ""
+        if requests - failed <= 0:
+            reasons.append(f"arm {arm}: no successful request of {requests}{cause}")
+        elif failed / requests > max_rate:
+            reasons.append(
+                f"arm {arm}: {failed} of {requests} requests failed "
+                f"({failed / requests:.1%} > {max_rate:.1%}){cause}"
+            )
+    return "; ".join(reasons) or None
 
 
 def new_run_dir(out_root: Path) -> Path:
@@ -122,11 +170,16 @@ def restore_interrupts() -> None:
 
 
 def run_locust(
-    scenario: Scenario, run_dir: Path, outputs_file: Path, console: Console, tag: str
+    scenario: Scenario,
+    run_dir: Path,
+    outputs_file: Path,
+    console: Console,
+    tag: str,
+    stack: str | None = None,
 ) -> int:
     """Locust headless as a child process (gevent stays out of our asyncio process), with a
     progress bar; on interrupt Locust is asked to stop first (SIGINT: it writes its CSVs)."""
-    argv = locust_command(scenario, outputs_file=outputs_file, run_dir=run_dir)
+    argv = locust_command(scenario, outputs_file=outputs_file, run_dir=run_dir, stack=stack)
     (run_dir / "locust_command.txt").write_text(" ".join(argv) + "\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
     watcher = OrphanWatcher.start(tag)  # Locust ends with us, even if we are SIGKILLed
@@ -197,9 +250,20 @@ def execute(request: RunRequest, console: Console) -> RunOutcome:
     except Exception as exc:
         manifest.finish("failed", f"{type(exc).__name__}: {exc}")
         raise RunFailed(f"run failed: {exc} (run folder {run_dir})") from exc
-    manifest.finish("completed")
-    report = _report(run_dir, console, request.wait_for_metrics) if request.report else None
-    return RunOutcome(run_dir, "completed", report)
+    # Injected faults make failures the measurement: then only an arm without a single
+    # success fails the run.
+    max_rate = 1.0 if request.faults else request.max_failure_rate
+    failure = load_failure(run_dir, request.scenario.arms, max_rate)
+    if failure is None:
+        manifest.finish("completed")
+    else:
+        manifest.update(failure_threshold=max_rate)
+        manifest.finish("failed", failure)
+    # No request succeeded anywhere (API unreachable, all refused): CloudWatch will never
+    # publish the periods the wait looks for, so collect what there is without waiting.
+    wait = request.wait_for_metrics and not no_success_anywhere(run_dir, request.scenario.arms)
+    report = _report(run_dir, console, wait, request.target) if request.report else None
+    return RunOutcome(run_dir, "failed" if failure else "completed", report, failure)
 
 
 def _load(request: RunRequest, run_dir: Path, manifest: Manifest, console: Console) -> None:
@@ -207,6 +271,7 @@ def _load(request: RunRequest, run_dir: Path, manifest: Manifest, console: Conso
     machine, their CSVs merged into the contract's files afterwards."""
     manifest.update(load_started_at=utc_now())
     scenario = request.scenario
+    stack = request.aws_target.stack if request.aws_target else None
     if request.schedule == "sequential" and len(scenario.arms) > 1:
         parts = []
         for arm in scenario.arms:
@@ -218,13 +283,16 @@ def _load(request: RunRequest, run_dir: Path, manifest: Manifest, console: Conso
                 run_dir / "outputs.json",
                 console,
                 run_dir.name,
+                stack,
             )
+            for ees in part.glob("locust_ees*.jsonl"):
+                ees.rename(run_dir / f"{ees.stem}-{arm}.jsonl")
             if code != 0:
                 raise RuntimeError(_locust_failure(part, code))
             parts.append(part)
         merge_locust_csvs(parts, run_dir)
     else:
-        code = run_locust(scenario, run_dir, run_dir / "outputs.json", console, run_dir.name)
+        code = run_locust(scenario, run_dir, run_dir / "outputs.json", console, run_dir.name, stack)
         if code != 0:
             raise RuntimeError(_locust_failure(run_dir, code))
     manifest.update(load_ended_at=utc_now())
@@ -334,28 +402,45 @@ async def _init_summaries(stack: LocalStack) -> dict[str, dict[str, float | int 
 
 
 def _run_aws(request: RunRequest, run_dir: Path, manifest: Manifest, console: Console) -> None:
+    """The chosen stack alone goes into the run folder's outputs.json (Locust, collect and
+    report then read one stack, whichever --stack picked); the probe samples during the load
+    and its counts and first error go to the manifest."""
     assert request.aws_target is not None
     target = request.aws_target
-    shutil.copyfile(target.path, run_dir / "outputs.json")
+    (run_dir / "outputs.json").write_text(
+        json.dumps({target.stack: dict(target.outputs)}, indent=2) + "\n"
+    )
     manifest.update(stack={"stack": target.stack, "outputs": dict(target.outputs)})
     from analysis.probe_sampler import probe_sampling
 
-    with probe_sampling(target.outputs, run_dir / "samples.jsonl"):
-        _load(request, run_dir, manifest, console)
+    with probe_sampling(
+        target.outputs, run_dir / "samples.jsonl", interval_s=request.probe_interval_s
+    ) as sampler:
+        try:
+            _load(request, run_dir, manifest, console)
+        finally:
+            if sampler is not None:
+                manifest.update(probe=sampler.summary())
 
 
-def _report(run_dir: Path, console: Console, wait: bool) -> Path | None:
+def _report(run_dir: Path, console: Console, wait: bool, target: str) -> Path | None:
     """Collect (CloudWatch waits for its last period, with a progress bar), then report. A
     failure here leaves a complete run folder: the message says how to retry just this step."""
     from analysis.collect import collect
     from analysis.report import build_report
+    from poolbench.aws import aws_error_line
 
     console.print("collecting metrics and building the report ...")
+    flag = " --target aws" if target == "aws" else ""
+    retry = f"`poolbench collect {run_dir}{flag}` then `poolbench report {run_dir}`"
     try:
         collect(run_dir, console=console, wait=wait)
         return build_report(run_dir)
+    except KeyboardInterrupt:
+        console.print(f"interrupted before the report: collect later with {retry}", soft_wrap=True)
+        raise
     except Exception as exc:
+        why = aws_error_line(exc) or f"{type(exc).__name__}: {' '.join(str(exc).split())}"
         raise RunFailed(
-            f"the run completed but its report did not: {type(exc).__name__}: {exc}; retry with"
-            f" `poolbench collect {run_dir}` then `poolbench report {run_dir}`"
+            f"the load finished but its report did not: {why}; retry with {retry}"
         ) from exc

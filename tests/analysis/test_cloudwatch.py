@@ -7,6 +7,7 @@ the wire format and our code are all real.
 
 from __future__ import annotations
 
+import io
 import math
 import socket
 import urllib.request
@@ -22,6 +23,7 @@ import pytest
 from botocore.stub import Stubber
 from moto.cloudwatch import models as cw_models
 from moto.server import ThreadedMotoServer
+from rich.console import Console
 
 from analysis.cloudwatch_source import (
     Clock,
@@ -34,6 +36,7 @@ from analysis.cloudwatch_source import (
 )
 from analysis.collect import collect
 from analysis.dataset import read_metrics
+from analysis.report import build_report
 from analysis.summary import summarize
 from tests.analysis.factory import RunSpec, make_run_folder, outputs_for
 
@@ -183,9 +186,9 @@ def test_every_metric_of_issue_5_lands_with_its_seeded_values(moto: str) -> None
     counter.calls = 0
     # When the source collects the load window
     frame, calls = collect_cloudwatch(settings, LOAD_START, LOAD_END, client=client, wait=False)
-    # Then at most 2 GetMetricData calls were made (one, as 38 queries fit in one batch)
-    assert calls == counter.calls <= 2
-    assert counter.calls == 1
+    # Then 2 GetMetricData calls were made: one window per period (60 s and 300 s), each
+    # batch under 500 queries
+    assert calls == counter.calls == 2
     # And every query's datapoints equal the statistic of the seeded raw values
     names = {(q.arm, q.metric, q.stat) for q in queries}
     assert {("managed", "ExecutionEnvironmentConcurrency", "SampleCount"),
@@ -263,30 +266,156 @@ class FakeClock:
         self.at += timedelta(seconds=seconds)
 
 
-def test_waits_until_the_last_period_is_published_then_polls_for_late_data(moto: str) -> None:
+def _quiet_console() -> tuple[Console, io.StringIO]:
+    out = io.StringIO()
+    return Console(file=out, force_terminal=False, width=300), out
+
+
+def test_wait_stops_as_soon_as_every_series_has_its_last_period(moto: str) -> None:
+    # Given every series seeded through the period holding the load's end (10:01:30)
     settings = two_arm_settings()
-    client, counter = make_test_client(moto)
-    # Nothing seeded: the Invocations sentinels never show up, so after the wait it polls
+    client, _ = make_test_client(moto)
+    seed(client, build_queries(settings))
     fake = FakeClock(at=LOAD_END)
-    clock = Clock(now=fake.now, sleep=fake.sleep)
+    console, out = _quiet_console()
     frame, calls = collect_cloudwatch(
-        settings, LOAD_START, LOAD_END, client=client, wait=True, clock=clock
-    )
-    # ready: the 300 s period holding the end (10:05) + 5 minutes = 10:10, i.e. 510 s after
-    # the end; then 30 s polls for at most 5 more minutes
-    assert fake.at >= LOAD_START + timedelta(minutes=10) + timedelta(minutes=5)
-    assert calls == counter.calls == 11
+        settings, LOAD_START, LOAD_END, client=client, wait=True,
+        clock=Clock(now=fake.now, sleep=fake.sleep), console=console,
+    )  # fmt: skip
+    # Then it looked once, a minute after the end, and stopped (not at 10:10 as before)
+    assert fake.at == LOAD_END + timedelta(minutes=1)
+    assert calls == 2
+    assert frame["value"].notna().all()
+    first = out.getvalue().splitlines()[0]
+    assert "up to 13.5 min (until 10:15:00 UTC)" in first
+    assert "5-minute periods" in first
+
+
+def test_wait_for_data_that_never_comes_ends_at_the_stated_bound_a_line_a_minute(
+    moto: str,
+) -> None:
+    # Given nothing seeded: no series is ever found
+    settings = two_arm_settings()
+    client, _ = make_test_client(moto)
+    fake = FakeClock(at=LOAD_END)
+    console, out = _quiet_console()
+    frame, calls = collect_cloudwatch(
+        settings, LOAD_START, LOAD_END, client=client, wait=True,
+        clock=Clock(now=fake.now, sleep=fake.sleep), console=console,
+    )  # fmt: skip
+    # Then it gave up at the bound it stated: the 300 s period holding the end (10:05) + 5
+    # min publication + 5 min late data = 10:15, i.e. 13.5 min after the end
+    bound = LOAD_START + timedelta(minutes=15)
+    assert bound <= fake.at < bound + timedelta(seconds=31)
+    assert calls == 0  # nothing found, nothing queried
     assert frame["value"].isna().all()
+    lines = out.getvalue().splitlines()
+    # not a terminal: a line a minute (12.5 min of polling), then the give-up line
+    still = [line for line in lines if line.startswith("still waiting")]
+    assert 12 <= len(still) <= 14, lines
+    assert "shown as missing" in lines[-1]
 
 
-def test_no_wait_makes_exactly_one_call(moto: str) -> None:
+def test_no_wait_makes_one_round(moto: str) -> None:
     client, counter = make_test_client(moto)
+    settings = two_arm_settings()
+    seed(client, build_queries(settings))
+    counter.calls = 0
     fake = FakeClock(at=LOAD_END)
     collect_cloudwatch(
-        two_arm_settings(), LOAD_START, LOAD_END, client=client, wait=False,
+        settings, LOAD_START, LOAD_END, client=client, wait=False,
         clock=Clock(now=fake.now, sleep=fake.sleep),
     )  # fmt: skip
-    assert (counter.calls, fake.slept) == (1, 0.0)
+    assert (counter.calls, fake.slept) == (2, 0.0)
+
+
+def test_one_window_per_period_keeps_minutes_outside_the_load_out(moto: str) -> None:
+    # Given a load from 10:01:10 to 10:02:50 and a 1-minute series with a datapoint at 10:00
+    # (a previous run) and one at 10:04: both inside the 5-minute window, outside the minute one
+    settings = two_arm_settings()
+    client, _ = make_test_client(moto)
+    fn = settings.function_names["standard"]
+    for minute, value in ((0, 500.0), (1, 7.0), (2, 9.0), (4, 800.0)):
+        client.put_metric_data(
+            Namespace="AWS/Lambda",
+            MetricData=[{
+                "MetricName": "ConcurrentExecutions",
+                "Dimensions": [{"Name": "FunctionName", "Value": fn}],
+                "Timestamp": LOAD_START + timedelta(minutes=minute, seconds=5),
+                "Value": value,
+            }],
+        )  # fmt: skip
+    # and a 5-minute LMI series, so both periods are queried in the same round
+    assert settings.capacity_provider
+    managed = settings.function_names["managed"]
+    client.put_metric_data(
+        Namespace="AWS/Lambda",
+        MetricData=[{
+            "MetricName": "ExecutionEnvironmentConcurrency",
+            "Dimensions": [
+                {"Name": "CapacityProviderName", "Value": settings.capacity_provider},
+                {"Name": "FunctionName", "Value": managed},
+                {"Name": "Resource", "Value": f"{managed}:$LATEST.PUBLISHED"},
+            ],
+            "Timestamp": LOAD_START + timedelta(seconds=5), "Value": 40.0,
+        }],
+    )  # fmt: skip
+    start, end = LOAD_START + timedelta(seconds=70), LOAD_START + timedelta(seconds=170)
+    frame, _ = collect_cloudwatch(settings, start, end, client=client, wait=False)
+    lmi = frame[frame["metric"] == "ExecutionEnvironmentConcurrency"]
+    assert sorted(lmi["value"].dropna()) == [1.0, 40.0]  # SampleCount (one value), Maximum
+    rows = frame[(frame["arm"] == "standard") & (frame["metric"] == "ConcurrentExecutions")]
+    # Then only the load's minutes are read: the peak is 9, not 800 (or 500)
+    assert sorted(rows["value"].dropna()) == [7.0, 9.0]
+
+
+def test_discovery_takes_the_dimensions_cloudwatch_has(moto: str) -> None:
+    # Given Aurora capacity published per cluster only, and the LMI concurrency with a
+    # Resource the code never spelt out
+    settings = two_arm_settings()
+    client, _ = make_test_client(moto)
+    assert settings.db_cluster and settings.capacity_provider
+    managed = settings.function_names["managed"]
+    client.put_metric_data(
+        Namespace="AWS/RDS",
+        MetricData=[{
+            "MetricName": "ServerlessDatabaseCapacity",
+            "Dimensions": [{"Name": "DBClusterIdentifier", "Value": settings.db_cluster}],
+            "Timestamp": LOAD_START + timedelta(seconds=5), "Value": 1.5,
+        }],
+    )  # fmt: skip
+    client.put_metric_data(
+        Namespace="AWS/Lambda",
+        MetricData=[{
+            "MetricName": "ExecutionEnvironmentConcurrency",
+            "Dimensions": [
+                {"Name": "CapacityProviderName", "Value": settings.capacity_provider},
+                {"Name": "FunctionName", "Value": managed},
+                {"Name": "Resource", "Value": f"{managed}:7"},
+            ],
+            "Timestamp": LOAD_START + timedelta(seconds=5), "Value": 40.0,
+        }],
+    )  # fmt: skip
+    frame, _ = collect_cloudwatch(settings, LOAD_START, LOAD_END, client=client, wait=False)
+
+    def values(arm: str, metric: str, stat: str = "Maximum") -> list[float]:
+        rows = frame[(frame["arm"] == arm) & (frame["metric"] == metric) & (frame["stat"] == stat)]
+        return list(rows["value"].dropna())
+
+    assert values("database", "ServerlessDatabaseCapacity") == [1.5]
+    assert values("managed", "ExecutionEnvironmentConcurrency") == [40.0]
+    # ACUUtilization was asked for and not found: one missing row, never 0
+    acu = frame[frame["metric"] == "ACUUtilization"]
+    assert len(acu) == 1 and acu["value"].isna().all()
+    data = collect_summary_missing(frame)
+    assert "database ACUUtilization Maximum" in data
+    assert "managed ExecutionEnvironmentConcurrency Maximum" not in data
+
+
+def collect_summary_missing(frame: pd.DataFrame) -> list[str]:
+    from analysis.summary import missing_metrics
+
+    return missing_metrics(frame)
 
 
 def test_default_client_honours_aws_env_and_profile(
@@ -309,14 +438,15 @@ def test_default_client_honours_aws_env_and_profile(
     client = make_client(settings)
     assert client.meta.region_name == "ap-northeast-1"
     assert client.meta.endpoint_url == moto
-    assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 10}  # type: ignore[attr-defined]
+    assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 4}  # type: ignore[attr-defined]
     result = fetch(client, build_queries(settings), LOAD_START, LOAD_END)
     assert result.calls == 1
-    # AWS_REGION beats the profile and the stack's Region
+    # The stack's Region beats AWS_REGION and the profile: CloudWatch is asked where the
+    # stack is (with the shell on us-east-2 every series used to come back empty)
     monkeypatch.setenv("AWS_REGION", "us-east-2")
     assert (
         make_client(CloudWatchSettings(("a",), {"a": "f"}, region=REGION)).meta.region_name
-        == "us-east-2"
+        == REGION
     )
 
 
@@ -350,3 +480,38 @@ def test_collect_aws_merges_cloudwatch_with_probe_samples(moto: str, tmp_path: P
         float(probe["value"].max()) / want_conc
     )
     assert isinstance(frame["time"].iloc[0], pd.Timestamp)
+
+    # And every fetched number reaches the summary: throttles (and the LMI reasons), errors,
+    # duration, API Gateway 4XX/5XX and latency, Aurora capacity
+    def seeded_total(
+        namespace: str, metric: str, dims: tuple[tuple[str, str], ...], period: int
+    ) -> float:
+        return sum(sum(v) for v in seeded[(namespace, metric, dims, period)].values())
+
+    def seeded_peak(
+        namespace: str, metric: str, dims: tuple[tuple[str, str], ...], stat: str
+    ) -> float:
+        return max(expected_stat(v, stat) for v in seeded[(namespace, metric, dims, 60)].values())
+
+    fn = (("FunctionName", "PoolbenchStack-StandardFn"),)
+    assert standard.throttles == seeded_total("AWS/Lambda", "Throttles", fn, 60)
+    assert standard.errors == seeded_total("AWS/Lambda", "Errors", fn, 60)
+    assert standard.duration_p99_ms == seeded_peak("AWS/Lambda", "Duration", fn, "p99")
+    managed = summary.arm("managed")
+    assert set(managed.throttle_reasons) == {
+        "ConcurrencyThrottles",
+        "CPUThrottles",
+        "MemoryThrottles",
+    }
+    assert all(v is not None and v > 0 for v in managed.throttle_reasons.values())
+    api = (("ApiName", "poolbench"), ("Stage", "prod"))
+    assert summary.api["5xx"] == seeded_total("AWS/ApiGateway", "5XXError", api, 60)
+    assert summary.api["4xx"] == seeded_total("AWS/ApiGateway", "4XXError", api, 60)
+    assert summary.api["latency_p99_ms"] == seeded_peak("AWS/ApiGateway", "Latency", api, "p99")
+    cluster = (("DBClusterIdentifier", "poolbench-db"),)
+    assert summary.database_capacity_acu == seeded_peak(
+        "AWS/RDS", "ServerlessDatabaseCapacity", cluster, "Maximum"
+    )
+    assert summary.missing_metrics == []
+    html = build_report(run).read_text()
+    assert "ConcurrencyThrottles" in html and "5XX" in html and "ACU" in html

@@ -171,10 +171,29 @@ def test_truncated_last_sample_line_is_skipped(run_dir: Path) -> None:
     assert summary.arm("standard").peak_concurrency == want
 
 
-def test_metric_an_arm_lacks_is_missing_not_zero(tmp_path: Path) -> None:
-    # An aws run whose CloudWatch metrics were not collected: the probe has only
-    # DatabaseConnections, so concurrency (and the ratio) are unknown, not 0
+def test_report_on_an_uncollected_aws_run_points_to_collect(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An aws run whose CloudWatch metrics were never collected: `report` says how to get them
+    # (it used to blame "the local metrics recorder"), one line, exit 2, nothing written
+    from poolbench.cli import main
+
     run = make_run_folder(tmp_path, RunSpec(target="aws"))
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"poolbench collect {run} --target aws" in err
+    assert not (run / "metrics.csv").exists()
+
+
+def test_metric_an_arm_lacks_is_missing_not_zero(tmp_path: Path) -> None:
+    # An aws run collected with only the probe's samples: the probe has only
+    # DatabaseConnections, so concurrency (and the ratio) are unknown, not 0
+    from analysis.dataset import write_metrics
+    from analysis.local_source import read_samples
+
+    run = make_run_folder(tmp_path, RunSpec(target="aws"))
+    write_metrics(read_samples(run / "samples.jsonl", source="probe"), run / "metrics.csv")
     summary = summarize(run)
     standard = summary.arm("standard")
     assert standard.peak_db_connections is not None
@@ -203,3 +222,43 @@ def test_real_locust_247_csvs_are_read(stat_pct: str) -> None:
     history = read_history(data / "locust247_stats_history.csv")
     assert set(history["arm"]) == {"standard", "managed"}
     assert read_failures(data / "locust247_failures.csv")[0].occurrences == 25
+
+
+def test_an_arm_without_a_successful_request_gets_no_verdict(tmp_path: Path) -> None:
+    # Given a run whose managed arm failed every request (its DB and concurrency samples
+    # still exist), the verdict names only the standard arm
+    arms = {
+        "standard": ArmProfile(requests=100, failures=0, ees=None),
+        "managed": ArmProfile(requests=100, failures=100, ees=3, server_per_client=0.25),
+    }
+    run = make_run_folder(tmp_path, RunSpec(arms=arms))
+    summary = summarize(run)
+    assert summary.arm("managed").db_connections_per_concurrent_request is not None
+    assert summary.verdict.startswith("Standard Lambda used")
+    assert "Managed Instances" not in summary.verdict
+
+
+def test_no_db_samples_verdict_names_the_probe_and_its_first_error(tmp_path: Path) -> None:
+    # Given an aws run whose probe never returned a sample (CloudWatch had concurrency)
+    from analysis.dataset import RowBuffer, write_metrics
+
+    run = make_run_folder(tmp_path, RunSpec(target="aws"))
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["probe"] = {
+        "function": "PoolbenchStack-Probe", "interval_s": 5.0, "samples": 0, "failures": 12,
+        "first_error": "function error OperationalError: connection timeout",
+    }  # fmt: skip
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    rows = RowBuffer()
+    for arm in ("standard", "managed"):
+        rows.add("2026-11-22T10:00:00Z", arm, "ConcurrentExecutions", "Maximum", 50.0, "Count",
+                 "cloudwatch")  # fmt: skip
+    write_metrics(rows.to_frame(), run / "metrics.csv")
+    summary = summarize(run)
+    assert summary.verdict == (
+        "No arm has DB connection samples, so none can be compared: the probe "
+        "PoolbenchStack-Probe returned 0 samples and 12 failures (first: function error "
+        "OperationalError: connection timeout); check its log group in CloudWatch Logs and "
+        "that it can reach the cluster."
+    )
+    assert summary.probe["failures"] == 12

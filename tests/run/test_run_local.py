@@ -76,6 +76,14 @@ def test_processes_and_sequential_schedule_keep_the_budget(tmp_path: Path) -> No
 
     for out in (tmp_path / "p", tmp_path / "s"):
         assert locust_requests(only_run_dir(out)) == {"standard": (10, 0), "managed": (10, 0)}
+    # Every Locust process wrote the EEs that served it (workers lose --csv: --ees-prefix),
+    # and a sequential run keeps each arm's file
+    assert len(list(only_run_dir(tmp_path / "p").glob("locust_ees-*.jsonl"))) == 2
+    sequential = sorted(p.name for p in only_run_dir(tmp_path / "s").glob("locust_ees-*.jsonl"))
+    assert sorted(name.rsplit("-", 1)[1] for name in sequential) == [
+        "managed.jsonl",
+        "standard.jsonl",
+    ]
 
 
 def test_sigint_during_load_keeps_the_folder_and_leaves_nothing(tmp_path: Path) -> None:
@@ -131,6 +139,58 @@ def test_malformed_outputs_file_is_named(
     err = capsys.readouterr().err
     assert code == 2
     assert f"outputs file {outputs}: not valid JSON" in err
+
+
+def test_a_run_over_the_failure_threshold_exits_1_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a standard arm whose account limit (1) is below its 4 users: Lambda throttles,
+    # API Gateway answers 500, Locust counts failures
+    argv = ["run", "--preset", "smoke", "--requests", "12", "--sleep-ms", "300"]
+    argv += ["--concurrency-limit", "1", "--out", str(tmp_path)]
+
+    code = main(argv)
+
+    # Then the run failed (exit 1), the manifest says why, the CLI prints it above the table
+    printed = capsys.readouterr()
+    assert code == 1, printed.err
+    run_dir = only_run_dir(tmp_path)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    standard_requests, standard_failures = locust_requests(run_dir)["standard"]
+    assert standard_failures > 0
+    assert manifest["status"] == "failed"
+    assert manifest["failure_threshold"] == 0.01
+    assert manifest["error"].startswith(
+        f"arm standard: {standard_failures} of {standard_requests} requests failed"
+    )
+    assert "HTTPError('500 Server Error" in manifest["error"]
+    assert printed.out.index("run failed: arm standard:") < printed.out.index("p50")
+    assert locust_requests(run_dir)["managed"] == (12, 0)  # the other arm was fine
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["failure"] == manifest["error"]
+    # EEs counted from the responses: one standard EE (the limit), the managed arm's 3 at most
+    arms = summary_arms(run_dir)
+    assert arms["standard"]["peak_execution_environments_serving"] == 1
+    assert 1 <= arms["managed"]["peak_execution_environments_serving"] <= 3
+
+
+def test_a_sleep_longer_than_the_local_function_timeout_is_refused_before_the_stack(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from local.execution_environment import EESettings
+
+    timeout_s = EESettings.invoke_timeout_s
+    limit_ms = int(timeout_s * 1000) - 1000
+    sleep_ms = limit_ms + 500
+    code = main(["run", "--preset", "smoke", "--sleep-ms", str(sleep_ms), "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err == [
+        f"poolbench: error: --sleep-ms {sleep_ms} exceeds the local stack's function timeout of "
+        f"{timeout_s:g} s minus a 1000 ms margin ({limit_ms} ms): lower --sleep-ms, or use "
+        "--target aws with a longer -c timeoutSeconds"
+    ]
+    assert list(tmp_path.iterdir()) == []  # nothing started
 
 
 def test_sigint_during_stack_start_stops_within_the_bound(tmp_path: Path) -> None:
