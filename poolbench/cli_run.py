@@ -16,6 +16,7 @@ from local.execution_environment import EESettings
 from local.faults import parse_fault
 from local.settings import ManagedSettings, PoolerSettings, ProxySettings, StandardSettings
 from poolbench import stack_options as opt
+from poolbench.aws_faults import check_aws_faults
 from poolbench.aws_target import check_aws_run, check_sleep_fits
 from poolbench.errors import InputError
 from poolbench.open_files import descriptors_needed, ensure_open_files
@@ -135,8 +136,9 @@ def run(
     fault: Annotated[
         list[str] | None,
         typer.Option(
-            help="local: break something this many seconds into the load, KIND@SECONDS"
-            " (repeatable): db-restart, pooler-kill, runtime-kill. Example: db-restart@20.",
+            help="Break something this many seconds into the load, KIND@SECONDS (repeatable):"
+            " db-restart (local: PostgreSQL fast restart; aws: reboot of the writer instance),"
+            " pooler-kill, runtime-kill (local only). Example: db-restart@20.",
         ),
     ] = None,
     outputs_file: Annotated[
@@ -256,11 +258,13 @@ def run(
             **knobs,  # the run places it in its folder
         )
     faults = tuple(parse_fault(f) for f in (fault or get_preset(preset).faults))
-    if faults and target == "aws":
-        raise InputError(
-            "--fault is for the local target only so far: on AWS, reboot the writer instance"
-            " yourself (aws rds reboot-db-instance) during the run"
-        )
+    if faults and aws_target is not None:
+        check_aws_faults([f.kind for f in faults])
+        if "DbClusterIdentifier" not in aws_target.outputs:
+            raise InputError(
+                "--fault db-restart needs the output DbClusterIdentifier: the stack predates it;"
+                " redeploy (npx cdk deploy --outputs-file ...)"
+            )
     ensure_open_files(descriptors_needed(stack_settings, scenario.users))
     if aws_target is not None:
         _check_aws_before_load(aws_target, scenario, allow_throttles)

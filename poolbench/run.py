@@ -14,7 +14,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -29,7 +29,9 @@ from loadtest.target import Target
 from local.faults import Fault, inject
 from local.processes import OrphanWatcher, kill_tagged, spawn, stop_group
 from local.settings import StackSettings
-from local.stack import LocalStack, StackRunner, running_stack
+from local.stack import LocalStack, running_stack
+from poolbench.aws import session as aws_session
+from poolbench.aws_faults import inject_aws
 from poolbench.manifest import Manifest, utc_now
 from poolbench.open_files import watching_open_files
 
@@ -342,7 +344,11 @@ def _run_local(request: RunRequest, run_dir: Path, manifest: Manifest, console: 
                 stack_start_s=round(time.monotonic() - started, 2),
             )
             console.print(f"stack up in {time.monotonic() - started:.1f} s at {stack.api_url}")
-            with injecting(request.faults, runner, console) as injected:
+
+            def inject_local(kind: str) -> dict[str, str]:
+                return runner.call(inject(runner.stack, kind), timeout=30)
+
+            with injecting(request.faults, inject_local, console) as injected:
                 try:
                     _load(request, run_dir, manifest, console)
                 finally:
@@ -362,10 +368,11 @@ def _run_local(request: RunRequest, run_dir: Path, manifest: Manifest, console: 
 
 @contextmanager
 def injecting(
-    faults: tuple[Fault, ...], runner: StackRunner, console: Console
+    faults: tuple[Fault, ...], inject_one: Callable[[str], dict[str, str]], console: Console
 ) -> Iterator[list[dict[str, object]]]:
-    """Injects each fault its seconds after the load starts, from a thread of its own; the
-    list it yields gets one record per fault injected (kind, at_s, at, what was done)."""
+    """Injects each fault its seconds after the load starts, from a thread of its own
+    (`inject_one(kind)` breaks it and says what it did); the list it yields gets one record
+    per fault injected (kind, at_s, at, what was done)."""
     done: list[dict[str, object]] = []
     if not faults:
         yield done
@@ -379,7 +386,7 @@ def injecting(
                 return
             at = utc_now()
             try:
-                what = runner.call(inject(runner.stack, fault.kind), timeout=30)
+                what = inject_one(fault.kind)
             except Exception as exc:  # recorded, and the run goes on: the fault is the test
                 what = {"error": f"{type(exc).__name__}: {exc}"}
             done.append({"kind": fault.kind, "at_s": fault.at_s, "at": at, "done": what})
@@ -413,14 +420,24 @@ def _run_aws(request: RunRequest, run_dir: Path, manifest: Manifest, console: Co
     manifest.update(stack={"stack": target.stack, "outputs": dict(target.outputs)})
     from analysis.probe_sampler import probe_sampling
 
-    with probe_sampling(
-        target.outputs, run_dir / "samples.jsonl", interval_s=request.probe_interval_s
-    ) as sampler:
+    rds = aws_session(target.outputs["Region"]).client("rds") if request.faults else None
+
+    def inject_remote(kind: str) -> dict[str, str]:
+        return inject_aws(kind, target.outputs, rds)
+
+    with (
+        probe_sampling(
+            target.outputs, run_dir / "samples.jsonl", interval_s=request.probe_interval_s
+        ) as sampler,
+        injecting(request.faults, inject_remote, console) as injected,
+    ):
         try:
             _load(request, run_dir, manifest, console)
         finally:
             if sampler is not None:
                 manifest.update(probe=sampler.summary())
+            if request.faults:
+                manifest.update(faults=injected)
 
 
 def _report(run_dir: Path, console: Console, wait: bool, target: str) -> Path | None:
