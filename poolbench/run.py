@@ -14,6 +14,7 @@ import shutil
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -180,7 +181,10 @@ def run_locust(
     stack: str | None = None,
 ) -> int:
     """Locust headless as a child process (gevent stays out of our asyncio process), with a
-    progress bar; on interrupt Locust is asked to stop first (SIGINT: it writes its CSVs)."""
+    progress bar; on interrupt Locust is asked to stop first (SIGINT: it writes its CSVs).
+    Its processes carry `tag` plus a random suffix: two runs started in the same second
+    (same folder name) must never end each other's Locust."""
+    tag = f"{tag}-{uuid.uuid4().hex[:12]}"
     argv = locust_command(scenario, outputs_file=outputs_file, run_dir=run_dir, stack=stack)
     (run_dir / "locust_command.txt").write_text(" ".join(argv) + "\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}

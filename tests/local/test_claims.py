@@ -51,7 +51,7 @@ def test_a_function_error_or_a_malformed_response_is_a_502(tmp_path: Path, handl
         gateway = Gateway({"odd": model}, dict, 0)
         await gateway.start()
         try:
-            url = f"http://127.0.0.1:{gateway.port}/odd"
+            url = gateway.url + "odd"
             replies = await asyncio.to_thread(fire, url, 2)
             return [r.status for r in replies] + [len(replies[0].body)]
         finally:
