@@ -15,6 +15,12 @@ from local.settings import ManagedSettings, PoolerSettings, ProxySettings, Stand
 from local.stack import LocalStack, serve
 from poolbench import stack_options as opt
 from poolbench.open_files import raise_soft_limit
+from poolbench.preflight import (
+    available_memory_kib,
+    check_folder,
+    check_local_scale,
+    check_output_file,
+)
 
 app = typer.Typer(
     help="The local stack: real PostgreSQL, PgBouncer and Lambda runtimes.", no_args_is_help=True
@@ -55,6 +61,13 @@ def up(
 
     Example: poolbench local up --arms standard,managed,proxy --outputs-file outputs.json
     """
+    if outputs_file is not None:
+        outputs_file = check_output_file(outputs_file, "--outputs-file")
+    if run_dir is not None:
+        run_dir = check_folder(run_dir, "--run-dir")
+    check_local_scale(
+        max_connections, f"--max-connections {max_connections:,}", available_memory_kib()
+    )
     settings = opt.build_stack_settings(
         run_dir=run_dir or new_run_dir(Path("reports"), "local-"),
         arms=arms,

@@ -17,6 +17,7 @@ from local.settings import ManagedSettings, PoolerSettings, ProxySettings, Stand
 from poolbench import stack_options as opt
 from poolbench.errors import InputError
 from poolbench.open_files import descriptors_needed, ensure_open_files
+from poolbench.preflight import available_memory_kib, check_folder, check_local_scale
 from poolbench.run import RunFailed, RunRequest, execute
 
 console = Console(stderr=True)
@@ -184,6 +185,13 @@ def run(
                 knobs[name] = preset_knobs.get(name, default)
         # Room for every user's connection on every arm, whatever the knob says.
         knobs["max_connections"] = max(max_connections, 2 * scenario.total_users + 50)
+        check_local_scale(
+            knobs["max_connections"],
+            f"--users {scenario.users:,} x {len(scenario.arms)} arms (2 connections per user + 50)"
+            if knobs["max_connections"] > max_connections
+            else f"--max-connections {max_connections:,}",
+            available_memory_kib(),
+        )
         stack_settings = opt.build_stack_settings(
             run_dir=out,
             arms=",".join(scenario.arms),
@@ -195,6 +203,7 @@ def run(
             "--fault is for the local target only so far: on AWS, reboot the writer instance"
             " yourself (aws rds reboot-db-instance) during the run"
         )
+    out = check_folder(out, "--out")
     ensure_open_files(descriptors_needed(stack_settings, scenario.users))
     request = RunRequest(
         target=target,

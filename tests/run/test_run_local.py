@@ -120,6 +120,70 @@ def test_bad_input_exits_2_before_anything_starts(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("F", "--out {tmp}/F is a file; name a folder"),
+        ("F/runs", "--out {tmp}/F/runs cannot be created: {tmp}/F is a file"),
+        ("/proc/poolbench/runs", "--out /proc/poolbench/runs cannot be created"),
+    ],
+)
+def test_bad_out_folder_exits_2_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], out: str, message: str
+) -> None:
+    (tmp_path / "F").write_text("a file where a folder should be")
+
+    code = main(["run", "--preset", "smoke", "--out", str(tmp_path / out)])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message.format(tmp=tmp_path) in err
+    assert err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["F"]
+    assert not Path("/proc/poolbench").exists()
+
+
+def test_users_beyond_postgresql_limit_refused_up_front(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["run", "--users", "100000", "--out", str(tmp_path / "out")])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--users 100,000 x 2 arms" in err
+    assert "max_connections 400,050" in err
+    assert "PostgreSQL's limit of 262,121" in err
+    assert err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--outputs-file", "{tmp}/nodir/outputs.json"], "folder {tmp}/nodir does not exist"),
+        (["--outputs-file", "{tmp}"], "--outputs-file {tmp} is a folder; name a file"),
+        (["--run-dir", "{tmp}/F"], "--run-dir {tmp}/F is a file; name a folder"),
+        (["--run-dir", "{tmp}/F/stack"], "--run-dir {tmp}/F/stack cannot be created"),
+        (["--max-connections", "300000"], "PostgreSQL's limit of 262,121"),
+    ],
+)
+def test_local_up_bad_paths_exit_2_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    (tmp_path / "F").write_text("a file where a folder should be")
+    argv = [a.format(tmp=tmp_path) for a in extra]
+    if "--run-dir" not in argv:
+        argv += ["--run-dir", str(tmp_path / "stack")]
+
+    code = main(["local", "up", *argv])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message.format(tmp=tmp_path) in err
+    assert err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["F"]
+
+
 def test_malformed_outputs_file_is_named(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
