@@ -63,6 +63,8 @@ class ArmSummary:
     seconds_per_query: float
     seconds_per_query_source: str
     littles_law_floor: float | None
+    # Lambda 429s the front answered 500 (as API Gateway does); Locust counts them as failures
+    throttles: float | None = None
     # one outcome per fault injected (`run --fault`): kind, at_s, failures, recovery_s, reason
     faults: list[dict[str, Any]] = field(default_factory=list)
 
@@ -156,7 +158,14 @@ def summarize_arm(
         seconds_per_query=seconds,
         seconds_per_query_source=seconds_source,
         littles_law_floor=None if qps is None else qps * seconds,
+        throttles=_total(frame, arm, "Throttles"),
     )
+
+
+def _total(frame: pd.DataFrame, arm: str, metric: str) -> float | None:
+    """Sum of a counter over the run; None when it was never recorded."""
+    values = dataset.series(frame, arm, metric, stats=("Sum",))
+    return None if values.empty else float(values.sum())
 
 
 def verdict(arms: list[ArmSummary]) -> str:
@@ -189,6 +198,12 @@ def warnings_for(arms: list[ArmSummary], folder: RunFolder, locust: dict[str, An
             found.append(
                 f"Arm '{arm.arm}' had zero successful requests ({arm.failures} failures): "
                 "its latency and ratios say nothing about pooling."
+            )
+        if arm.throttles:
+            found.append(
+                f"Arm '{arm.arm}' was throttled {arm.throttles:,.0f} times (Lambda's 429, answered"
+                " 500 as API Gateway does, so Locust counts them as failures): give it more"
+                " capacity (--slots-per-ee, --max-ees, --concurrency-limit) or fewer users."
             )
         if arm.peak_db_connections is None:
             found.append(f"No DatabaseConnections samples for arm '{arm.arm}'.")

@@ -69,6 +69,9 @@ def print_summary_table(run_dir: Path) -> None:
         )
     out = Console(width=max(Console().width, 110))  # the table is wider than 80 columns
     out.print(table)
+    for warning in summary.warnings:
+        if "was throttled" in warning:
+            out.print(warning, highlight=False)
     out.print(summary.verdict)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +94,9 @@ def test_sigint_during_load_keeps_the_folder_and_leaves_nothing(tmp_path: Path) 
     run_dir = only_run_dir(out)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "interrupted"
+    # Requests the stop cut off are counted in one line, not one error line each.
+    assert "execution environment shut down" not in result.log
+    assert result.log.count("cut off") <= 1
     assert (run_dir / "locust_stats.csv").exists()
     assert (run_dir / "samples.jsonl").stat().st_size > 0
     assert result.left_after == []
@@ -229,3 +234,43 @@ def test_sigint_reaches_a_run_started_with_sigint_ignored(tmp_path: Path) -> Non
     assert result.returncode == 130, result.log[-2000:]
     assert result.stopped_in_s <= 10
     assert result.left_after == []
+
+
+def test_throttles_are_counted_in_the_summary_and_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # 3 managed EEs x 4 slots for 30 users: most requests find no free slot.
+    argv = ["run", "--preset", "smoke", "--arms", "managed", "--users", "30", "--requests", "60"]
+    argv += ["--sleep-ms", "500", "--slots-per-ee", "4", "--max-ees", "3"]
+
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+
+    run_dir = only_run_dir(tmp_path)
+    requests, failures = locust_requests(run_dir)["managed"]
+    assert requests == 60 and failures > 0
+    throttles = summary_arms(run_dir)["managed"]["throttles"]
+    assert throttles == failures  # every failure was a throttle, and the summary says so
+    logged = [r.getMessage() for r in caplog.records]
+    assert f"throttled requests (answered 500): managed {failures:,}" in logged
+    assert "was throttled" in capsys.readouterr().out  # under the closing table
+
+
+def test_a_run_without_failures_prints_no_error_line(tmp_path: Path) -> None:
+    # A timed run ends with requests still in flight (1.5 s each, cut at 4 s): they are the
+    # run's own end, not failures, so at most one line counts them. Real stderr, not pytest's.
+    argv = ["run", "--preset", "smoke", "--users", "4", "--duration", "4", "--sleep-ms", "1500"]
+    argv += ["--no-report", "--out", str(tmp_path)]
+
+    done = subprocess.run(
+        [sys.executable, "-m", "poolbench.cli", *argv],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert all(failures == 0 for _, failures in locust_requests(only_run_dir(tmp_path)).values())
+    assert "execution environment shut down" not in done.stderr
+    assert "Error" not in done.stderr, done.stderr
+    assert done.stderr.count("cut off") <= 1
