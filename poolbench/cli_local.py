@@ -24,6 +24,7 @@ from poolbench.preflight import (
     check_local_scale,
     check_output_file,
 )
+from poolbench.progress import Ticker
 
 app = typer.Typer(
     help="The local stack: real PostgreSQL, PgBouncer and Lambda runtimes.", no_args_is_help=True
@@ -111,7 +112,10 @@ def up(
     soft, _ = raise_soft_limit()  # a load of many users needs more than 1024 descriptors
     console.print(f"starting the local stack in {settings.run_dir} (open-file limit {soft}) ...")
 
+    starting = Ticker(console, "starting the local stack")
+
     def ready(stack: LocalStack) -> None:
+        starting.stop()
         table = Table(title="poolbench local stack", show_header=True)
         table.add_column("arm")
         table.add_column("endpoint")
@@ -123,5 +127,6 @@ def up(
             console.print(f"outputs written to {outputs_file}")
         console.print("serving; press Ctrl-C to stop")
 
-    serve(settings, outputs_file, ready)
+    with starting:
+        serve(settings, outputs_file, ready)
     console.print("stopped; nothing left running")

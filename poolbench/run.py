@@ -31,6 +31,7 @@ from local.settings import StackSettings
 from local.stack import LocalStack, StackRunner, running_stack
 from poolbench.manifest import Manifest, utc_now
 from poolbench.open_files import watching_open_files
+from poolbench.progress import Ticker
 
 LOCUST_STOP_GRACE_S = 10.0
 
@@ -143,8 +144,10 @@ def run_locust(
         transient=False,
     )
     started = time.monotonic()
+    done: float = 0
+    plain = Ticker(console, f"load {','.join(scenario.arms)}", lambda: f"{done:.0f}/{total} {unit}")
     try:
-        with progress:
+        with progress, plain:
             task = progress.add_task(",".join(scenario.arms), total=total)
             while proc.poll() is None:
                 done = (
@@ -260,7 +263,11 @@ def _run_local(request: RunRequest, run_dir: Path, manifest: Manifest, console: 
     console.print(f"starting the local stack: arms {', '.join(stack_settings.arms)} ...")
     started = time.monotonic()
     try:
-        with running_stack(stack_settings) as runner:
+        with (
+            Ticker(console, "starting the local stack") as starting,
+            running_stack(stack_settings) as runner,
+        ):
+            starting.stop()
             stack = runner.stack
             stack.write_outputs(run_dir / "outputs.json")
             described = stack.describe()

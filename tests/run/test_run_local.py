@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -274,3 +275,25 @@ def test_a_run_without_failures_prints_no_error_line(tmp_path: Path) -> None:
     assert "execution environment shut down" not in done.stderr
     assert "Error" not in done.stderr, done.stderr
     assert done.stderr.count("cut off") <= 1
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
+    # 12 managed EEs take several seconds to start on two cores; the load runs 11 s.
+    argv = ["run", "--preset", "smoke", "--arms", "managed", "--min-ees", "12", "--max-ees", "12"]
+    argv += ["--users", "4", "--duration", "11", "--sleep-ms", "500", "--no-report"]
+
+    done = subprocess.run(
+        [sys.executable, "-m", "poolbench.cli", *argv, "--out", str(tmp_path)],
+        check=False,
+        capture_output=True,  # a pipe: not a terminal
+        text=True,
+        timeout=180,
+    )
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stderr.splitlines()
+    starting = [line for line in lines if re.fullmatch(r"starting the local stack: \d+ s", line)]
+    load = [line for line in lines if re.fullmatch(r"load managed: \d+ s, \d+/11 s", line)]
+    assert starting, done.stderr
+    assert len(load) >= 2, done.stderr  # one every 5 s
+    assert lines.index(starting[-1]) < lines.index(load[0])
