@@ -27,9 +27,11 @@ from poolbench.preflight import (
 from poolbench.progress import Ticker
 
 app = typer.Typer(
-    help="The local stack: real PostgreSQL, PgBouncer and Lambda runtimes.", no_args_is_help=True
+    help="The local stack: real PostgreSQL, PgBouncer and Lambda runtimes.\n\n"
+    "Example: poolbench local up --outputs-file outputs.json   (serve until Ctrl-C)",
+    no_args_is_help=True,
 )
-console = Console(stderr=True)
+console = Console(stderr=True, highlight=False)  # paths and run ids are not numbers
 
 _M, _S, _P, _X = ManagedSettings(), StandardSettings(), PoolerSettings(), ProxySettings()
 

@@ -20,7 +20,7 @@ from poolbench.open_files import descriptors_needed, ensure_open_files
 from poolbench.preflight import available_memory_kib, check_folder, check_local_scale
 from poolbench.run import RunFailed, RunRequest, execute
 
-console = Console(stderr=True)
+console = Console(stderr=True, highlight=False)  # paths and run ids are not numbers
 _M, _S, _P, _X = ManagedSettings(), StandardSettings(), PoolerSettings(), ProxySettings()
 # Local stack knobs a preset sets unless the user gives them. seed: the source experiment's
 # capacity provider let 64 requests share one EE (its ExecutionEnvironmentConcurrencyLimit); the
@@ -67,7 +67,7 @@ def print_summary_table(run_dir: Path) -> None:
             _fmt(arm.peak_db_connections),
             _fmt(arm.db_connections_per_concurrent_request, 2),
         )
-    out = Console(width=max(Console().width, 110))  # the table is wider than 80 columns
+    out = Console(width=max(Console().width, 110), highlight=False)  # wider than 80 columns
     out.print(table)
     for warning in summary.warnings:
         if "was throttled" in warning:

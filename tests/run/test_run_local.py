@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import subprocess
 import sys
@@ -297,3 +298,22 @@ def test_progress_lines_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
     assert starting, done.stderr
     assert len(load) >= 2, done.stderr  # one every 5 s
     assert lines.index(starting[-1]) < lines.index(load[0])
+
+
+def test_run_folder_is_printed_without_number_colouring(tmp_path: Path) -> None:
+    # FORCE_COLOR: rich colours as on a terminal; the folder's digits must stay plain text.
+    argv = ["run", "--preset", "smoke", "--arms", "managed", "--users", "1", "--requests", "2"]
+    argv += ["--sleep-ms", "0", "--no-report", "--out", str(tmp_path)]
+
+    done = subprocess.run(
+        [sys.executable, "-m", "poolbench.cli", *argv],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "FORCE_COLOR": "1", "COLUMNS": "200"},
+    )
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "\x1b[" in done.stderr  # colour is on (the progress bar)
+    assert f"run folder: {only_run_dir(tmp_path)}\n" in done.stderr
