@@ -145,7 +145,9 @@ def run_locust(
     )
     started = time.monotonic()
     done: float = 0
-    plain = Ticker(console, f"load {','.join(scenario.arms)}", lambda: f"{done:.0f}/{total} {unit}")
+    plain = Ticker(
+        console, f"load {','.join(scenario.arms)}", lambda: f"{min(done, total):.0f}/{total} {unit}"
+    )
     try:
         with progress, plain:
             task = progress.add_task(",".join(scenario.arms), total=total)
