@@ -62,12 +62,18 @@ def _render(
     fig: Figure, summary: RunSummary | None = None, window: TimeWindow | None = None
 ) -> bytes:
     FigureCanvasAgg(fig)
-    for ax in fig.axes:  # every time axis reads as UTC clock time, whatever the span
-        if isinstance(ax.xaxis.get_major_formatter(), mdates.AutoDateFormatter):
-            ax.xaxis.set_major_formatter(TIME_FORMAT)
-            if window is not None:
-                ax.set_xlim(*window)
-            _mark_faults(ax, summary)
+    # every time axis reads as UTC clock time, whatever the span (found before any is set:
+    # axes that share x share their formatter too)
+    time_axes = [
+        ax
+        for ax in fig.axes
+        if isinstance(ax.xaxis.get_major_formatter(), mdates.AutoDateFormatter)
+    ]
+    for ax in time_axes:
+        ax.xaxis.set_major_formatter(TIME_FORMAT)
+        if window is not None:
+            ax.set_xlim(*window)
+        _mark_faults(ax, summary)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
     return buffer.getvalue()

@@ -39,8 +39,11 @@ def per_second(history: pd.DataFrame, arm: str) -> pd.DataFrame:
     )
 
 
-def fault_outcome(history: pd.DataFrame, arm: str, fault: dict[str, Any]) -> dict[str, Any]:
-    """One arm's outcome of one injected fault (manifest `faults` entry: kind, at_s, at)."""
+def fault_outcome(
+    history: pd.DataFrame, arm: str, fault: dict[str, Any], until: str | None = None
+) -> dict[str, Any]:
+    """One arm's outcome of one injected fault (manifest `faults` entry: kind, at_s, at),
+    looked at until the next fault (`until`, its `at`), so no failure counts twice."""
     outcome: dict[str, Any] = {
         "kind": fault.get("kind"),
         "at_s": fault.get("at_s"),
@@ -60,12 +63,16 @@ def fault_outcome(history: pd.DataFrame, arm: str, fault: dict[str, Any]) -> dic
     before = counts[(counts.index >= at - pd.Timedelta(seconds=PRE_FAULT_S)) & (counts.index < at)]
     level = float(before["successes"].mean()) if not before.empty else 0.0
     after = counts[counts.index >= at]
+    if until is not None:
+        after = after[after.index < pd.Timestamp(datetime.fromisoformat(until)).floor("s")]
     rolling_failures = after["failures"][::-1].rolling(RECOVERED_FOR_S, min_periods=1).sum()[::-1]
     rolling_successes = after["successes"][::-1].rolling(RECOVERED_FOR_S).mean()[::-1]
     recovered = after[(rolling_failures == 0) & (rolling_successes >= RECOVERED_SHARE * level)]
     if recovered.empty:
         outcome["failures"] = int(after["failures"].sum())
-        outcome["reason"] = "did not recover within the run"
+        outcome["reason"] = (
+            "did not recover before the next fault" if until else "did not recover within the run"
+        )
         return outcome
     back = recovered.index[0]
     outcome["failures"] = int(after.loc[after.index < back, "failures"].sum())

@@ -255,7 +255,13 @@ def summarize(
     if faults and history_path.is_file():
         history = read_history(history_path)
         arms = [
-            replace(arm, faults=[fault_outcome(history, arm.arm, f) for f in faults])
+            replace(
+                arm,
+                faults=[
+                    fault_outcome(history, arm.arm, f, nxt.get("at") if nxt else None)
+                    for f, nxt in zip(faults, [*faults[1:], None], strict=True)
+                ],
+            )
             for arm in arms
         ]
     summary = RunSummary(

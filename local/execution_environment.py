@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -62,7 +63,13 @@ PASSTHROUGH_ENV = ("PATH", "HOME", "LANG", "PYENV_ROOT", "PYENV_VERSION", "TZ")
 
 
 class EEInitError(RuntimeError):
-    """The EE could not start: an extension or the runtime failed init (message says which)."""
+    """The EE could not start: an extension or the runtime failed init (message says which).
+    error_type is what the failing part reported (Lambda-Extension-Function-Error-Type or the
+    runtime's errorType), "" when it reported nothing (it exited, or init timed out)."""
+
+    def __init__(self, message: str, error_type: str = "") -> None:
+        super().__init__(message)
+        self.error_type = error_type
 
 
 class FunctionError(RuntimeError):
@@ -91,7 +98,9 @@ class EESettings:
     function_env: Mapping[str, str]
     tag: str
     max_concurrency: int | None = None
-    pooler_port: int | None = None
+    # POOLER_PORT: only the name of the socket (.s.PGSQL.<port>) in pooler_dir, so every EE
+    # can keep PgBouncer's default, as on AWS.
+    pooler_port: int = 6432
     layer_dir: Path | None = DEFAULT_LAYER_DIR
     handler: str = DEFAULT_HANDLER
     code_dir: Path = REPO_ROOT
@@ -102,7 +111,9 @@ class EESettings:
     # Standard EEs: fork the runtime from this warm parent instead of starting a fresh Python.
     zygote: RuntimeZygote | None = None
     shutdown_grace_s: float = 2.0
-    invoke_timeout_s: float = 60.0
+    # The function's timeout, as the stack deploys it on AWS (infra timeoutSeconds, 29 s: API
+    # Gateway's integration limit). Also given to the function as FUNCTION_TIMEOUT_MS.
+    invoke_timeout_s: float = 29.0
 
     def __post_init__(self) -> None:
         # The runtime and the extensions run in other folders: hand them absolute paths only.
@@ -112,6 +123,21 @@ class EESettings:
     @property
     def slots(self) -> int:
         return self.max_concurrency or 1
+
+    @property
+    def pooler_files(self) -> Path:
+        """Where the extension's files really are (ini, auth file, log, pid, socket): in the
+        run folder, so they outlive the EE for reading."""
+        return self.work_dir.resolve() / "pooler"
+
+    @property
+    def pooler_dir(self) -> Path:
+        """The extension's POOLER_RUN_DIR: this EE's own folder, as /tmp is on Lambda, so EEs on
+        one machine never share PgBouncer's socket. A short link to pooler_files, made at start
+        and removed at shutdown, because a socket's path must fit in 107 bytes and a run
+        folder deep in a checkout (or pytest's) may not. Absolute: PgBouncer, the extension
+        and the workers each resolve it from elsewhere."""
+        return Path(tempfile.gettempdir()).resolve() / f"poolbench-{self.tag[:8]}-{self.ee_id}"
 
     @property
     def init_deadline_s(self) -> float:
@@ -180,6 +206,7 @@ class ExecutionEnvironment:
         self._pending: dict[str, PendingInvocation] = {}
         self._pollers = 0
         self._init_error: str | None = None
+        self._init_error_type = ""
         self._runner: web.AppRunner | None = None
         self._exit_watch: ExitWatch | None = None
         self._shutdown_task: asyncio.Future[None] | None = None
@@ -199,7 +226,11 @@ class ExecutionEnvironment:
         """Extensions init, then runtime init; raises EEInitError (and cleans up) on failure."""
         started = time.perf_counter()
         self.settings.work_dir.mkdir(parents=True, exist_ok=True)
-        open_way_to(self.settings.work_dir / "pooler")
+        files, link = self.settings.pooler_files, self.settings.pooler_dir
+        files.mkdir(parents=True, exist_ok=True)
+        open_way_to(files)
+        link.unlink(missing_ok=True)  # left by an EE of a stack that was killed
+        link.symlink_to(files, target_is_directory=True)
         await self._serve_api()
         try:
             await self._start_extensions()
@@ -225,15 +256,15 @@ class ExecutionEnvironment:
                 "AWS_LAMBDA_LOG_STREAM_NAME": self.ee_id,
                 "AWS_REGION": self.settings.function_env.get("AWS_REGION", "local"),
                 "POOLBENCH_EE_ID": self.ee_id,
-                "POOLER_RUN_DIR": str(self.settings.work_dir / "pooler"),
-                "LAMBDA_TASK_ROOT": str(self.settings.code_dir),
+                "POOLER_RUN_DIR": str(self.settings.pooler_dir),
+                "FUNCTION_TIMEOUT_MS": str(int(self.settings.invoke_timeout_s * 1000)),
+                "LAMBDA_TASK_ROOT": str(self.settings.code_dir.resolve()),
                 "AWS_LAMBDA_INITIALIZATION_TYPE": (
                     "lambda-managed-instances" if self.settings.max_concurrency else "on-demand"
                 ),
             }
         )
-        if self.settings.pooler_port is not None:
-            env["POOLER_PORT"] = str(self.settings.pooler_port)
+        env["POOLER_PORT"] = str(self.settings.pooler_port)
         return env
 
     async def _start_extensions(self) -> None:
@@ -243,11 +274,11 @@ class ExecutionEnvironment:
         for path in executables:
             self._refuse_if_shutting_down()
             proc = spawn(
-                [str(path)],
+                [str(path.resolve())],  # its cwd is the EE folder: no relative path
                 tag=self.settings.tag,
                 env=self._base_env(),
-                cwd=self.settings.work_dir,
-                log_file=self.settings.work_dir / "extensions.log",
+                cwd=self.settings.work_dir.resolve(),
+                log_file=self.settings.work_dir.resolve() / "extensions.log",
             )
             self.extension_procs.append(proc)
         await self._wait_for(
@@ -264,7 +295,7 @@ class ExecutionEnvironment:
         env["AWS_EXECUTION_ENV"] = "AWS_Lambda_python3.13"
         if self.settings.max_concurrency:
             env["AWS_LAMBDA_MAX_CONCURRENCY"] = str(self.settings.max_concurrency)
-        log_file = self.settings.work_dir / "runtime.log"
+        log_file = self.settings.work_dir.resolve() / "runtime.log"
         runtime: ChildProcess
         self._refuse_if_shutting_down()
         if self.settings.zygote is not None and not self.settings.max_concurrency:
@@ -304,7 +335,7 @@ class ExecutionEnvironment:
         deadline = time.monotonic() + self.settings.init_deadline_s
         while not ready():
             if self._init_error:
-                raise EEInitError(f"{self.ee_id}: {self._init_error}")
+                raise EEInitError(f"{self.ee_id}: {self._init_error}", self._init_error_type)
             for proc in procs:
                 code = proc.poll()
                 if code is not None:
@@ -383,6 +414,7 @@ class ExecutionEnvironment:
             await asyncio.to_thread(wait_group_gone, proc)
         if self._runner:
             await self._runner.cleanup()
+        self.settings.pooler_dir.unlink(missing_ok=True)
         self.state = State.STOPPED
 
     # --- invoking ---------------------------------------------------------------------------
@@ -475,6 +507,7 @@ class ExecutionEnvironment:
     async def _runtime_init_error(self, request: web.Request) -> web.Response:
         body = await request.read()
         self._init_error = f"runtime init failed: {_error_message(body)}"
+        self._init_error_type = request.headers.get("Lambda-Runtime-Function-Error-Type", "")
         return web.json_response({"status": "OK"}, status=202)
 
     async def _register(self, request: web.Request) -> web.Response:
@@ -508,7 +541,9 @@ class ExecutionEnvironment:
     async def _extension_error(self, request: web.Request) -> web.Response:
         ext = self.extensions.get(request.headers.get("Lambda-Extension-Identifier", ""))
         name = ext.name if ext else "unknown extension"
-        self._init_error = f"{name}: {_error_message(await request.read())}"
+        error_type = request.headers.get("Lambda-Extension-Function-Error-Type", "")
+        self._init_error = f"{name}: {error_type}: {_error_message(await request.read())}"
+        self._init_error_type = error_type
         return web.json_response({"status": "OK"}, status=202)
 
 

@@ -31,9 +31,11 @@ POOL_FIELDS = ("cl_active", "cl_waiting", "sv_active", "sv_idle", "sv_used", "sv
 
 @dataclass(frozen=True)
 class PoolerEndpoint:
-    """A PgBouncer whose admin console we read: an EE's own, or the proxy arm's shared one."""
+    """A PgBouncer whose admin console we read: an EE's own (host: its socket folder), or the
+    proxy arm's shared one (host: 127.0.0.1, as RDS Proxy is a network service)."""
 
     key: str
+    host: str
     port: int
     role: Role
 
@@ -54,7 +56,7 @@ class PoolReader:
             conn = self._conns.get(key)
             if conn is None or conn.closed:
                 conn = psycopg.connect(
-                    host="127.0.0.1",
+                    host=endpoint.host,
                     port=endpoint.port,
                     dbname="pgbouncer",
                     user=endpoint.role.name,
@@ -194,9 +196,11 @@ class MetricsRecorder:
         endpoints: dict[str, list[PoolerEndpoint]] = {}
         for arm, model in self.models.items():
             found = [
-                PoolerEndpoint(ee.ee_id, ee.settings.pooler_port, self.roles[arm])
+                PoolerEndpoint(
+                    ee.ee_id, str(ee.settings.pooler_dir), ee.settings.pooler_port, self.roles[arm]
+                )
                 for ee in model.ready_ees()
-                if ee.settings.pooler_port is not None and ee.settings.layer_dir is not None
+                if ee.settings.layer_dir is not None
             ]
             if arm in self.shared_poolers:
                 found.append(self.shared_poolers[arm])

@@ -40,6 +40,9 @@ class PostgresSettings:
     # TLS with a throwaway self-signed certificate, as Aurora requires of PgBouncer on AWS
     # (server_tls_sslmode=require): lets the AWS connection path be tested here.
     tls: bool = False
+    # pg_hba's method for every login. "md5" lets a role whose password is stored as MD5 log
+    # in with MD5 (an older cluster or proxy); SCRAM-stored passwords still use SCRAM.
+    auth: str = "scram-sha-256"
 
 
 def find_bin_dir() -> Path:
@@ -139,7 +142,7 @@ class PostgresServer:
                     "-U",
                     SUPERUSER,
                     f"--pwfile={pwfile}",
-                    "--auth=scram-sha-256",
+                    f"--auth={self.settings.auth}",
                     "--encoding=UTF8",
                     "--no-sync",
                 ],

@@ -44,8 +44,9 @@ class SharedPooler:
             pooler_port=port,
             default_pool_size=pool_size,
             pgbouncer_bin=pgbouncer_bin,
-            run_dir=run_dir,
+            run_dir=run_dir.resolve(),
             server_tls_sslmode="disable",
+            listen_addr="127.0.0.1",  # a network service, as RDS Proxy is: TCP and SCRAM
         )
         return cls(cfg, tag=tag)
 
@@ -65,7 +66,7 @@ class SharedPooler:
             log_file=self.cfg.run_dir / "pgbouncer.out",
             account=account,
         )
-        wait_listening(self.proc, self.port, 10.0)
+        wait_listening(self.proc, self.cfg, 10.0)
 
     def stop(self) -> None:
         if self.proc is not None:

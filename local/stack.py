@@ -98,7 +98,7 @@ class LocalStack:
                 self.shared_pooler = self._make_shared_pooler()
                 await asyncio.to_thread(self.shared_pooler.start)
                 shared["proxy"] = PoolerEndpoint(
-                    "proxy-pooler", self.shared_pooler.port, self.roles["proxy"]
+                    "proxy-pooler", "127.0.0.1", self.shared_pooler.port, self.roles["proxy"]
                 )
             if self.settings.zygote and any(a != "managed" for a in self.settings.arms):
                 self.zygote = RuntimeZygote(
@@ -164,7 +164,8 @@ class LocalStack:
             **self.settings.pooler.function_env(),
         }
         if arm == "proxy" and self.shared_pooler is not None:
-            env["POOLER_PORT"] = str(self.shared_pooler.port)
+            # As on AWS: the proxy arm connects straight to the proxy, over TCP with a password.
+            env.update(DB_PORT=str(self.shared_pooler.port), CONNECT_DIRECT="1")
         return env
 
     def _make_model(self, arm: str, init_slots: asyncio.Semaphore) -> FunctionModel:
@@ -178,7 +179,6 @@ class LocalStack:
                 function_env=env,
                 tag=self.tag,
                 max_concurrency=max_concurrency,
-                pooler_port=None if proxied else self._free_port(),
                 layer_dir=None if proxied else DEFAULT_LAYER_DIR,
                 function_name=function_name(arm),
                 zygote=self.zygote,

@@ -74,20 +74,24 @@ class ForkedProcess:
             self._pidfd = None
             self.returncode = -1
 
+    def _exited_within(self, timeout_s: float | None) -> bool:
+        """poll(2), not select(2): a stack of hundreds of EEs has descriptors above 1024."""
+        assert self._pidfd is not None
+        poller = select.poll()
+        poller.register(self._pidfd, select.POLLIN)
+        return bool(poller.poll(None if timeout_s is None else int(timeout_s * 1000)))
+
     def poll(self) -> int | None:
-        if self.returncode is None and self._pidfd is not None:
-            readable, _, _ = select.select([self._pidfd], [], [], 0)
-            if readable:
-                self.returncode = -1
-                os.close(self._pidfd)
-                self._pidfd = None
+        if self.returncode is None and self._pidfd is not None and self._exited_within(0):
+            self.returncode = -1
+            os.close(self._pidfd)
+            self._pidfd = None
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        if self.returncode is None and self._pidfd is not None:
-            readable, _, _ = select.select([self._pidfd], [], [], timeout)
-            if not readable:
-                raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        waiting = self.returncode is None and self._pidfd is not None
+        if waiting and not self._exited_within(timeout):
+            raise subprocess.TimeoutExpired(self.args, timeout or 0)
         self.poll()
         return -1
 

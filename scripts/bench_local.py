@@ -167,7 +167,7 @@ def scale_managed(slots: int = 64, ees: int = 16, concurrent: int = 1000) -> Non
     )
 
 
-def scale_standard(concurrent: int = 300) -> None:
+def scale_standard(concurrent: int = 300, idle_s: float = 10.0) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings = StackSettings(
             run_dir=Path(tmp) / "run",
@@ -184,11 +184,17 @@ def scale_standard(concurrent: int = 300) -> None:
             runner.call(runner.stack.recorder.next_sample(), timeout=10)
             peaks = runner.stack.recorder.peaks["standard"]
             ees = len(runner.stack.models["standard"].ees)
+            # What watching idle EEs costs: this process hosts the stack's loop (and nothing
+            # else now), so its CPU time while every EE sits idle is the watching's bill.
+            cpu_before, idle_start = time.process_time(), time.perf_counter()
+            time.sleep(idle_s)
+            idle_cpu = (time.process_time() - cpu_before) / (time.perf_counter() - idle_start)
     print(f"== standard, {concurrent} concurrent requests (each needs its own EE)")
     print(
         f"{concurrent} requests in {wall:.1f} s (cold starts included); statuses {statuses};"
         f" EEs {ees}; peak DatabaseConnections {peaks.get('DatabaseConnections')};"
-        f" peak memory (PSS) {rss['peak_mib']:.0f} MiB"
+        f" peak memory (PSS) {rss['peak_mib']:.0f} MiB;"
+        f" stack process CPU with {ees} idle EEs {idle_cpu:.1%} of a core"
     )
 
 

@@ -23,11 +23,19 @@ logger.setLevel(logging.INFO)
 
 MAX_SLEEP_MS = 60_000
 MAX_QUERIES = 100
+# Kept from the function's timeout for connecting, querying and answering: a request may sleep
+# for its timeout minus this, so a long sleep is a 400 that says why, never a timeout (a 504).
+SLEEP_MARGIN_MS = 2_000
 
 
 @dataclass(frozen=True)
 class FunctionSettings:
-    """Where the handler connects and as whom; built once from the function's environment."""
+    """Where the handler connects and as whom; built once from the function's environment.
+
+    Through the in-EE pooler (the default) the host is the pooler's socket folder and there is
+    no password: PgBouncer trusts its own Unix socket (docs/contracts.md), so a worker never
+    reads the secret and never imports boto3. Straight to the database or the proxy
+    (CONNECT_DIRECT=1) the worker logs in with the role's password."""
 
     arm: str
     ee_id: str
@@ -35,8 +43,9 @@ class FunctionSettings:
     port: int
     dbname: str
     user: str
-    password: str
+    password: str | None
     connect_timeout_s: int = 5
+    function_timeout_ms: int | None = None
 
     @classmethod
     def from_env(
@@ -46,17 +55,21 @@ class FunctionSettings:
     ) -> FunctionSettings:
         """Pooler by default; the database itself when the arm says CONNECT_DIRECT=1."""
         direct = env.get("CONNECT_DIRECT", "0") == "1"
+        password: str | None = None
         if direct:
             host, port = env["DB_HOST"], int(env.get("DB_PORT", "5432"))
+            secret_arn = env.get("DB_SECRET_ARN")
+            if secret_arn:
+                password = (read_secret or read_password_from_secrets_manager)(secret_arn)
+            elif "DB_PASSWORD" in env:
+                password = env["DB_PASSWORD"]
+            else:
+                raise RuntimeError("neither DB_SECRET_ARN nor DB_PASSWORD is set")
         else:
-            host, port = env.get("POOLER_HOST", "127.0.0.1"), int(env.get("POOLER_PORT", "6432"))
-        secret_arn = env.get("DB_SECRET_ARN")
-        if secret_arn:
-            password = (read_secret or read_password_from_secrets_manager)(secret_arn)
-        elif "DB_PASSWORD" in env:
-            password = env["DB_PASSWORD"]
-        else:
-            raise RuntimeError("neither DB_SECRET_ARN nor DB_PASSWORD is set")
+            # The extension's POOLER_RUN_DIR: where its PgBouncer's socket .s.PGSQL.<port> is.
+            host = env.get("POOLER_RUN_DIR", "/tmp")
+            port = int(env.get("POOLER_PORT", "6432"))
+        timeout = env.get("FUNCTION_TIMEOUT_MS")
         return cls(
             arm=env.get("ARM", "unknown"),
             ee_id=env.get("POOLBENCH_EE_ID")
@@ -68,6 +81,23 @@ class FunctionSettings:
             user=env["DB_USER"],
             password=password,
             connect_timeout_s=int(env.get("CONNECT_TIMEOUT", "5")),
+            function_timeout_ms=int(timeout) if timeout else None,
+        )
+
+    def sleep_limit(self, context: Any) -> tuple[int, str]:
+        """The longest sleep_ms this function can serve, and why. FUNCTION_TIMEOUT_MS (the
+        function's configured timeout, set next to it by the stack) gives the same bound on
+        every request; without it, the time this invocation has left."""
+        if self.function_timeout_ms is not None:
+            timeout, source = self.function_timeout_ms, "FUNCTION_TIMEOUT_MS"
+        elif hasattr(context, "get_remaining_time_in_millis"):
+            timeout, source = int(context.get_remaining_time_in_millis()), "time left"
+        else:
+            return MAX_SLEEP_MS, f"the handler's cap of {MAX_SLEEP_MS} ms"
+        limit = max(0, min(MAX_SLEEP_MS, timeout - SLEEP_MARGIN_MS))
+        return limit, (
+            f"the function times out after {timeout} ms ({source}) and keeps"
+            f" {SLEEP_MARGIN_MS} ms for connecting and querying"
         )
 
 
@@ -224,6 +254,9 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     }
     try:
         params = RequestParams.from_event(event)
+        limit, why = worker.settings.sleep_limit(context)
+        if params.sleep_ms > limit:
+            raise ValueError(f"sleep_ms {params.sleep_ms} is above {limit}: {why}")
     except ValueError as exc:
         return _response(400, {**identity, "error": str(exc)}, request_id)
     start = time.perf_counter()

@@ -5,11 +5,15 @@ Standard library only (boto3, from the Python runtime, only when the password is
 the same file runs in the layer on AWS and in the local execution environments.
 
 Lifecycle, as Lambda expects of an external extension:
-register for SHUTDOWN only (Managed Instances refuse INVOKE) -> write pgbouncer.ini and the auth
-file -> start PgBouncer -> prove the credentials on the database and the pooler's own login ->
-block on event/next -> on SHUTDOWN or
-SIGTERM stop PgBouncer and exit 0. Any failure before event/next is reported to the init error
-endpoint and ends the process non-zero, so the environment's init fails fast instead of hanging.
+register for SHUTDOWN only (Managed Instances refuse INVOKE) -> check that PgBouncer loads
+(`--version`) -> read the credentials -> one login straight to the database -> write
+pgbouncer.ini and the auth file -> start PgBouncer on a Unix socket in POOLER_RUN_DIR (the EE's
+own /tmp: EEs that share a network namespace cannot collide on it, as on a TCP port) -> one
+login to its console -> block on event/next -> on SHUTDOWN or SIGTERM stop PgBouncer and exit 0.
+
+Any failure before event/next is logged and reported to /extension/init/error with an error
+type naming its cause (the constants below; docs/contracts.md lists them), and ends the process
+non-zero, so the environment's init fails fast with one clear line instead of a timeout.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -39,15 +43,40 @@ from types import FrameType
 EXTENSION_NAME = "pgbouncer-extension"
 READY_TIMEOUT_S = 8.0
 STOP_TIMEOUT_S = 3.0
+VERSION_TIMEOUT_S = 5.0
+# sun_path is 108 bytes on Linux, the terminating NUL included.
+MAX_SOCKET_PATH = 107
+
+# The init error types, as Lambda shows them (Lambda-Extension-Function-Error-Type).
+CONFIG_INVALID = "Extension.ConfigInvalid"
+PGBOUNCER_NOT_RUNNABLE = "Extension.PgBouncerNotRunnable"
+NO_UNPRIVILEGED_USER = "Extension.NoUnprivilegedUser"
+SECRET_UNREADABLE = "Extension.SecretUnreadable"
+DATABASE_UNREACHABLE = "Extension.DatabaseUnreachable"
+AUTH_FAILED = "Extension.AuthFailed"
+AUTH_METHOD_UNSUPPORTED = "Extension.AuthMethodUnsupported"
+DATABASE_REFUSED = "Extension.DatabaseRefused"
+PGBOUNCER_START_FAILED = "Extension.PgBouncerStartFailed"
+RUN_DIR_IN_USE = "Extension.RunDirInUse"
+INIT_FAILED = "Extension.PoolerInitFailed"
 
 
 class PoolerError(Exception):
-    """A reason the pooler cannot serve; its message goes to the init error endpoint."""
+    """A reason the pooler cannot serve: its message (one line) and error type go to the init
+    error endpoint."""
+
+    def __init__(self, message: str, error_type: str = INIT_FAILED) -> None:
+        super().__init__(" ".join(message.split()))
+        self.error_type = error_type
 
 
 @dataclass(frozen=True)
 class PoolerConfig:
-    """The extension's env contract (DESIGN.md), one field per variable."""
+    """The extension's env contract (docs/contracts.md), one field per variable.
+
+    listen_addr is not in the env contract: the in-EE pooler listens on its Unix socket only
+    (empty); only the local proxy arm's shared PgBouncer, a network service like RDS Proxy,
+    listens on TCP."""
 
     db_host: str
     db_port: int
@@ -65,6 +94,8 @@ class PoolerConfig:
     run_dir: Path = Path("/tmp")
     server_tls_sslmode: str = "require"
     os_user: str = "postgres"
+    db_connect_timeout_s: float = 5.0
+    listen_addr: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> PoolerConfig:
@@ -74,9 +105,9 @@ class PoolerConfig:
         if not env.get("DB_SECRET_ARN") and not env.get("DB_USER"):
             missing.append("DB_USER")
         if missing:
-            raise PoolerError(f"missing environment: {', '.join(missing)}")
+            raise PoolerError(f"missing environment: {', '.join(missing)}", CONFIG_INVALID)
         try:
-            return cls(
+            cfg = cls(
                 db_host=env["DB_HOST"],
                 db_port=int(env.get("DB_PORT", "5432")),
                 db_name=env["DB_NAME"],
@@ -93,19 +124,109 @@ class PoolerConfig:
                 run_dir=Path(env.get("POOLER_RUN_DIR", "/tmp")),
                 server_tls_sslmode=env.get("SERVER_TLS_SSLMODE", "require"),
                 os_user=env.get("POOLER_OS_USER", "postgres"),
+                db_connect_timeout_s=float(env.get("DB_CONNECT_TIMEOUT", "5")),
             )
         except ValueError as exc:
-            raise PoolerError(f"bad numeric setting: {exc}") from exc
+            raise PoolerError(f"bad numeric setting: {exc}", CONFIG_INVALID) from exc
+        if not cfg.run_dir.is_absolute():
+            raise PoolerError(
+                f"POOLER_RUN_DIR {str(cfg.run_dir)!r} is relative: PgBouncer and the handler"
+                " resolve it from different folders; give an absolute path",
+                CONFIG_INVALID,
+            )
+        if not cfg.listen_addr and len(str(cfg.socket_path).encode()) > MAX_SOCKET_PATH:
+            raise PoolerError(
+                f"the socket path {cfg.socket_path} is longer than {MAX_SOCKET_PATH} bytes, the"
+                " limit of a Unix socket: give a shorter POOLER_RUN_DIR",
+                CONFIG_INVALID,
+            )
+        return cfg
+
+    @property
+    def socket_path(self) -> Path:
+        """Where PgBouncer listens (libpq's name for it: host=<run_dir>, port=<pooler_port>)."""
+        return self.run_dir / f".s.PGSQL.{self.pooler_port}"
+
+    @property
+    def tls(self) -> bool:
+        return self.server_tls_sslmode in ("require", "verify-ca", "verify-full")
+
+
+def check_pgbouncer_runs(binary: str) -> str:
+    """`pgbouncer --version`: a binary the loader cannot load (a shared library missing from the
+    runtime image, a wrong architecture) fails here, with the loader's own words, rather than
+    as a PgBouncer that never listens. Returns the version line."""
+    try:
+        out = subprocess.run(
+            [binary, "--version"],
+            capture_output=True,
+            text=True,
+            timeout=VERSION_TIMEOUT_S,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except OSError as exc:
+        raise PoolerError(
+            f"PgBouncer {binary} cannot be run: {exc.strerror or exc}", PGBOUNCER_NOT_RUNNABLE
+        ) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise PoolerError(
+            f"PgBouncer {binary} --version did not answer within {VERSION_TIMEOUT_S:.0f} s",
+            PGBOUNCER_NOT_RUNNABLE,
+        ) from exc
+    if out.returncode != 0:
+        lines = [line for line in (out.stderr + out.stdout).splitlines() if line.strip()]
+        said = lines[-1] if lines else "no output"
+        raise PoolerError(
+            f"PgBouncer {binary} --version exited with code {out.returncode}: {said}",
+            PGBOUNCER_NOT_RUNNABLE,
+        )
+    return out.stdout.splitlines()[0] if out.stdout else "PgBouncer (version not printed)"
+
+
+def pgbouncer_account(
+    preferred: str, lookup: Callable[[str], pwd.struct_passwd] = pwd.getpwnam
+) -> pwd.struct_passwd:
+    """The account PgBouncer drops to when we are root (it refuses to run as root): the
+    preferred one (POOLER_OS_USER, postgres by default) if it exists, else `nobody`, which
+    every Linux image has."""
+    for name in dict.fromkeys((preferred, "nobody")):
+        try:
+            return lookup(name)
+        except KeyError:
+            continue
+    raise PoolerError(
+        f"running as root and neither {preferred!r} nor 'nobody' exists: set POOLER_OS_USER"
+        " to an unprivileged user",
+        NO_UNPRIVILEGED_USER,
+    )
 
 
 def resolve_credentials(cfg: PoolerConfig) -> tuple[str, str]:
     """(user, password): from Secrets Manager on AWS, so no password sits in the environment."""
     if cfg.db_secret_arn:
-        import boto3  # in the Lambda Python runtime; never needed locally
+        try:
+            import boto3  # in the Lambda Python runtime (locally: tests, against moto)
+            from botocore.config import Config
 
-        raw = boto3.client("secretsmanager").get_secret_value(SecretId=cfg.db_secret_arn)
-        secret = json.loads(raw["SecretString"])
-        return cfg.db_user or str(secret["username"]), str(secret["password"])
+            # Fail within Lambda's 10 s init, not after botocore's 60 s timeouts and retries:
+            # an endpoint that is not there is then a SecretUnreadable, not an init timeout.
+            quick = Config(
+                connect_timeout=2, read_timeout=3, retries={"max_attempts": 2, "mode": "standard"}
+            )
+            client = boto3.client("secretsmanager", config=quick)
+            raw = client.get_secret_value(SecretId=cfg.db_secret_arn)
+            secret = json.loads(raw["SecretString"])
+            return cfg.db_user or str(secret["username"]), str(secret["password"])
+        except KeyError as exc:
+            raise PoolerError(
+                f"the secret {cfg.db_secret_arn} has no {exc} field", SECRET_UNREADABLE
+            ) from exc
+        except Exception as exc:  # boto3's, the network's or JSON's: all mean "no password"
+            reason = f"{type(exc).__name__}: {exc}"
+            raise PoolerError(
+                f"cannot read the secret {cfg.db_secret_arn}: {reason}", SECRET_UNREADABLE
+            ) from exc
     assert cfg.db_password is not None
     return cfg.db_user, cfg.db_password
 
@@ -115,18 +236,32 @@ def _quote(value: str) -> str:
 
 
 def render_ini(cfg: PoolerConfig, user: str) -> str:
-    """pgbouncer.ini: loopback only, no unix socket (EEs share /tmp), the arm's role reads stats."""
+    """pgbouncer.ini. In an EE: a Unix socket in the EE's own run dir, no TCP listener, and
+    `trust` for whoever reaches the socket (0700: this EE's own user; see docs/contracts.md);
+    the handler then needs no password, so no worker reads the secret or imports boto3.
+    The local proxy stand-in (listen_addr set): TCP on loopback, SCRAM, no socket."""
     run = cfg.run_dir
+    if cfg.listen_addr:
+        listen = [
+            f"listen_addr = {cfg.listen_addr}",
+            f"listen_port = {cfg.pooler_port}",
+            "unix_socket_dir =",
+            "auth_type = scram-sha-256",
+        ]
+    else:
+        listen = [
+            f"listen_port = {cfg.pooler_port}",
+            f"unix_socket_dir = {run}",
+            "unix_socket_mode = 0700",
+            "auth_type = trust",
+        ]
     return "\n".join(
         [
             "[databases]",
             f"{cfg.db_name} = host={cfg.db_host} port={cfg.db_port} dbname={cfg.db_name}",
             "",
             "[pgbouncer]",
-            "listen_addr = 127.0.0.1",
-            f"listen_port = {cfg.pooler_port}",
-            "unix_socket_dir =",
-            "auth_type = scram-sha-256",
+            *listen,
             f"auth_file = {run / 'userlist.txt'}",
             f"pool_mode = {cfg.pool_mode}",
             f"default_pool_size = {cfg.default_pool_size}",
@@ -160,38 +295,63 @@ def write_files(cfg: PoolerConfig, user: str, password: str) -> tuple[Path, Path
 
 
 def start_pgbouncer(cfg: PoolerConfig, ini: Path) -> subprocess.Popen[bytes]:
-    """PgBouncer in the foreground, our child, so its death is seen; as root it drops privileges
-    itself (-u), because it refuses to run as root and Lambda never runs as root."""
+    """PgBouncer in the foreground, our child, so its death is seen. As root (possible on
+    Managed Instances, where the environment is not documented; always so locally as root) it
+    drops privileges itself (-u) to an account that exists, as it refuses to run as root."""
     argv = [cfg.pgbouncer_bin, str(ini)]
     if os.geteuid() == 0:
-        account = pwd.getpwnam(cfg.os_user)
+        account = pgbouncer_account(cfg.os_user)
         for path in (cfg.run_dir, *cfg.run_dir.iterdir()):
             os.chown(path, account.pw_uid, account.pw_gid)
-        argv += ["-u", cfg.os_user]
+        argv += ["-u", account.pw_name]
     try:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL)
     except OSError as exc:
-        raise PoolerError(f"cannot start PgBouncer {cfg.pgbouncer_bin}: {exc.strerror}") from exc
+        raise PoolerError(
+            f"cannot start PgBouncer {cfg.pgbouncer_bin}: {exc.strerror}", PGBOUNCER_NOT_RUNNABLE
+        ) from exc
 
 
-def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout_s: float) -> None:
+def _last_log_line(cfg: PoolerConfig) -> str:
+    try:
+        lines = (cfg.run_dir / "pgbouncer.log").read_text(errors="replace").splitlines()
+    except OSError:
+        return "no log"
+    return lines[-1] if lines else "empty log"
+
+
+def wait_listening(proc: subprocess.Popen[bytes], cfg: PoolerConfig, timeout_s: float) -> None:
+    """Until PgBouncer accepts a connection where cfg says it listens (its socket, or the
+    TCP port of the local proxy stand-in)."""
+    where = f"{cfg.listen_addr}:{cfg.pooler_port}" if cfg.listen_addr else str(cfg.socket_path)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise PoolerError(f"PgBouncer exited with code {proc.returncode} during start")
+            raise PoolerError(
+                f"PgBouncer exited with code {proc.returncode} during start: {_last_log_line(cfg)}",
+                PGBOUNCER_START_FAILED,
+            )
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-                # Connecting to a port nobody listens on yet can, rarely, pick that very port
-                # as its own source and connect to itself (a TCP self-connect): not PgBouncer.
-                if sock.getsockname() != sock.getpeername():
+            if cfg.listen_addr:
+                with socket.create_connection((cfg.listen_addr, cfg.pooler_port), 0.5) as sock:
+                    # Connecting to a port nobody listens on yet can, rarely, pick that very
+                    # port as its own source and connect to itself (a TCP self-connect).
+                    if sock.getsockname() != sock.getpeername():
+                        return
+            else:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                    sock.settimeout(0.5)
+                    sock.connect(str(cfg.socket_path))
                     return
         except OSError:
             pass
         time.sleep(0.05)
-    raise PoolerError(f"PgBouncer did not listen on 127.0.0.1:{port} within {timeout_s:.0f} s")
+    raise PoolerError(
+        f"PgBouncer did not listen on {where} within {timeout_s:.0f} s", PGBOUNCER_START_FAILED
+    )
 
 
-# --- a minimal PostgreSQL client: one real login through PgBouncer, stdlib only -------------
+# --- a minimal PostgreSQL client: one real login, stdlib only ------------------------------
 
 
 def _read_message(sock: socket.socket) -> tuple[bytes, bytes]:
@@ -205,7 +365,7 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     while len(data) < n:
         chunk = sock.recv(n - len(data))
         if not chunk:
-            raise PoolerError("PgBouncer closed the connection during login")
+            raise OSError("the server closed the connection during login")
         data += chunk
     return data
 
@@ -214,20 +374,21 @@ def _send(sock: socket.socket, kind: bytes, payload: bytes) -> None:
     sock.sendall(kind + struct.pack("!I", len(payload) + 4) + payload)
 
 
-def _error_text(payload: bytes) -> str:
+def _error_fields(payload: bytes) -> tuple[str, str]:
+    """(SQLSTATE, message) of an ErrorResponse."""
     fields = {f[:1]: f[1:].decode(errors="replace") for f in payload.split(b"\0") if f}
-    return fields.get(b"M", "unknown error")
+    return fields.get(b"C", ""), fields.get(b"M", "unknown error")
 
 
 def _scram_client(sock: socket.socket, user: str, password: str) -> None:
-    """SCRAM-SHA-256 (RFC 5802/7677), the exchange PgBouncer asks of clients here."""
+    """SCRAM-SHA-256 (RFC 5802/7677), what PostgreSQL asks by default."""
     nonce = base64.b64encode(secrets.token_bytes(18)).decode()
     first_bare = f"n=,r={nonce}"
     first = ("n,," + first_bare).encode()
     _send(sock, b"p", b"SCRAM-SHA-256\0" + struct.pack("!I", len(first)) + first)
     kind, payload = _read_message(sock)
     if kind == b"E":
-        raise PoolerError(_error_text(payload))
+        raise _login_refused(payload, "the server")
     server_first = payload[4:].decode()
     attrs = dict(item.split("=", 1) for item in server_first.split(","))
     salted = hashlib.pbkdf2_hmac(
@@ -241,16 +402,73 @@ def _scram_client(sock: socket.socket, user: str, password: str) -> None:
     _send(sock, b"p", f"{final_bare},p={proof.decode()}".encode())
 
 
+def md5_response(user: str, password: str, salt: bytes) -> bytes:
+    """PostgreSQL's MD5 password message: "md5" + md5(md5(password + user) + salt), in hex.
+    What a server asks when the role's password is stored as MD5 and pg_hba says md5 (an
+    older cluster, or a proxy configured so)."""
+    inner = hashlib.md5(password.encode() + user.encode(), usedforsecurity=False).hexdigest()
+    outer = hashlib.md5(inner.encode() + salt, usedforsecurity=False).hexdigest()
+    return b"md5" + outer.encode() + b"\0"
+
+
+# AuthenticationRequest codes the login answers: 0 ok, 3 cleartext, 5 MD5, 10 SASL, 11/12 SASL
+# continue/final (the SCRAM exchange reads its continue message itself).
+AUTH_NAMES = {2: "Kerberos V5", 6: "SCM credentials", 7: "GSSAPI", 8: "GSSAPI", 9: "SSPI"}
+
+
+def _login_refused(payload: bytes, who: str) -> PoolerError:
+    code, message = _error_fields(payload)
+    # SQLSTATE class 28: invalid authorization (wrong password, no such role, pg_hba reject).
+    kind = AUTH_FAILED if code.startswith("28") else DATABASE_REFUSED
+    return PoolerError(f"login to {who} failed: {message}", kind)
+
+
 def _start_tls(sock: socket.socket, host: str) -> ssl.SSLSocket:
     """PostgreSQL's SSLRequest, then TLS without certificate checks: sslmode=require, which is
     what PgBouncer itself uses towards the server."""
     sock.sendall(struct.pack("!II", 8, 80877103))
     if sock.recv(1) != b"S":
-        raise PoolerError("the database does not accept TLS (server_tls_sslmode needs it)")
+        raise PoolerError(
+            "the database does not accept TLS (server_tls_sslmode needs it)", DATABASE_REFUSED
+        )
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context.wrap_socket(sock, server_hostname=host)
+
+
+def _open(host: str, port: int, timeout_s: float) -> socket.socket:
+    """TCP to host:port, or, as libpq does for a host that is a path, the Unix socket
+    <host>/.s.PGSQL.<port>."""
+    if host.startswith("/"):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout_s)
+            sock.connect(f"{host}/.s.PGSQL.{port}")
+        except OSError:
+            sock.close()
+            raise
+        return sock
+    return socket.create_connection((host, port), timeout=timeout_s)
+
+
+def connect_within(host: str, port: int, timeout_s: float) -> socket.socket:
+    """A connection to the database, retried until timeout_s: a cluster that is starting or
+    a route that is not there yet answers with a refusal or silence, not with an error we
+    could read. Failing that: DatabaseUnreachable, with the last reason."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return _open(host, port, max(min(left, 2.0), 0.1))
+        except OSError as exc:
+            if time.monotonic() + 0.2 >= deadline:
+                reason = exc.strerror or str(exc) or type(exc).__name__
+                raise PoolerError(
+                    f"cannot reach the database at {host}:{port} within {timeout_s:g} s: {reason}",
+                    DATABASE_UNREACHABLE,
+                ) from exc
+            time.sleep(0.2)
 
 
 def check_login(
@@ -264,18 +482,21 @@ def check_login(
     who: str,
     tls: bool = False,
 ) -> None:
-    """One real login (startup, SCRAM, ReadyForQuery), then Terminate. Run twice at init:
-    straight to the database, so a wrong password or an unreachable cluster fails init rather
-    than the first request; and to PgBouncer's own console, which proves the pooler's auth file
-    and listener without opening a server connection that would then sit idle in its pool."""
-    with socket.create_connection((host, port), timeout=timeout_s) as raw:
-        sock: socket.socket = _start_tls(raw, host) if tls else raw
+    """One real login (startup, authentication, ReadyForQuery), then Terminate. Run twice at
+    init: straight to the database, so a wrong password or an unreachable cluster fails init
+    rather than the first request; and to PgBouncer's own console, which proves the pooler's
+    auth file and socket without opening a server connection that would sit idle in its pool.
+    Errors are PoolerErrors typed by cause (unreachable, authentication, other refusal)."""
+    sock: socket.socket = connect_within(host, port, timeout_s)
+    try:
+        if tls:
+            sock = _start_tls(sock, host)
         params = f"user\0{user}\0database\0{dbname}\0\0".encode()
         _send(sock, b"", struct.pack("!I", 196608) + params)
         while True:
             kind, payload = _read_message(sock)
             if kind == b"E":
-                raise PoolerError(f"login to {who} failed: {_error_text(payload)}")
+                raise _login_refused(payload, who)
             if kind == b"Z":
                 _send(sock, b"X", b"")
                 return
@@ -283,10 +504,23 @@ def check_login(
                 code = struct.unpack("!I", payload[:4])[0]
                 if code == 10:
                     _scram_client(sock, user, password)
+                elif code == 5:
+                    _send(sock, b"p", md5_response(user, password, payload[4:8]))
                 elif code == 3:
                     _send(sock, b"p", password.encode() + b"\0")
                 elif code not in (0, 11, 12):
-                    raise PoolerError(f"unsupported authentication request {code} from {who}")
+                    method = AUTH_NAMES.get(code, f"code {code}")
+                    raise PoolerError(
+                        f"{who} asks for {method} authentication, which the extension does not"
+                        " speak: use SCRAM-SHA-256, MD5 or password",
+                        AUTH_METHOD_UNSUPPORTED,
+                    )
+    except OSError as exc:
+        raise PoolerError(
+            f"login to {who} failed: {exc.strerror or exc}", DATABASE_UNREACHABLE
+        ) from exc
+    finally:
+        sock.close()
 
 
 # --- the Extensions API --------------------------------------------------------------------
@@ -322,14 +556,15 @@ class ExtensionsApi:
         )
         return dict(json.loads(body))
 
-    def init_error(self, message: str) -> None:
+    def init_error(self, error_type: str, message: str) -> None:
+        """Lambda fails the environment's init with this type and message (one line each)."""
         self._call(
             "POST",
             "/init/error",
-            {"errorMessage": message, "errorType": "Extension.PoolerInitFailed"},
+            {"errorMessage": message, "errorType": error_type, "stackTrace": []},
             {
                 "Lambda-Extension-Identifier": self.extension_id,
-                "Lambda-Extension-Function-Error-Type": "Extension.PoolerInitFailed",
+                "Lambda-Extension-Function-Error-Type": error_type,
             },
         )
 
@@ -356,7 +591,11 @@ def serve(api: ExtensionsApi, proc: subprocess.Popen[bytes], auth_file: Path) ->
 
     def poll_events() -> None:
         while True:
-            event = api.next_event()
+            try:
+                event = api.next_event()
+            except Exception as exc:  # the Extensions API is gone: its sandbox is ending
+                events.put(f"Extensions API gone ({type(exc).__name__})")
+                return
             if event.get("eventType") == "SHUTDOWN":
                 events.put("SHUTDOWN")
                 return
@@ -380,6 +619,58 @@ def serve(api: ExtensionsApi, proc: subprocess.Popen[bytes], auth_file: Path) ->
         return 0
 
 
+def _socket_answers(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return False  # absent, or a stale file nobody listens on: PgBouncer replaces it
+        return True
+
+
+def init_pooler(cfg: PoolerConfig) -> tuple[subprocess.Popen[bytes], Path]:
+    """Everything between register and event/next; a PoolerError says what failed. Nothing
+    is started until the binary, the secret and the database have each been proved."""
+    version = check_pgbouncer_runs(cfg.pgbouncer_bin)
+    user, password = resolve_credentials(cfg)
+    check_login(
+        cfg.db_host,
+        cfg.db_port,
+        cfg.db_name,
+        user,
+        password,
+        cfg.db_connect_timeout_s,
+        who="the database",
+        tls=cfg.tls,
+    )
+    if not cfg.listen_addr and _socket_answers(cfg.socket_path):
+        # Only if EEs shared /tmp, which Lambda does not document either way: say so, rather
+        # than overwrite the other EE's files and fail on its socket.
+        raise PoolerError(
+            f"{cfg.socket_path} already answers: another PgBouncer uses {cfg.run_dir};"
+            " give each execution environment its own POOLER_RUN_DIR",
+            RUN_DIR_IN_USE,
+        )
+    try:
+        ini, auth_file = write_files(cfg, user, password)
+    except OSError as exc:
+        raise PoolerError(
+            f"cannot write PgBouncer's files in {cfg.run_dir}: {exc.strerror or exc}",
+            CONFIG_INVALID,
+        ) from exc
+    proc = start_pgbouncer(cfg, ini)
+    try:
+        wait_listening(proc, cfg, READY_TIMEOUT_S)
+        host = cfg.listen_addr or str(cfg.run_dir)
+        check_login(host, cfg.pooler_port, "pgbouncer", user, password, 2.0, who="PgBouncer")
+    except PoolerError as exc:
+        stop(proc, auth_file)
+        raise PoolerError(str(exc), PGBOUNCER_START_FAILED) from exc
+    log(f"{version} (pid {proc.pid}) ready on {cfg.socket_path}, {cfg.pool_mode} mode")
+    return proc, auth_file
+
+
 def main(env: Mapping[str, str] | None = None) -> int:
     env = dict(os.environ if env is None else env)
     address = env.get("AWS_LAMBDA_RUNTIME_API", "")
@@ -389,42 +680,13 @@ def main(env: Mapping[str, str] | None = None) -> int:
     except (OSError, KeyError) as exc:
         log(f"cannot register with the Extensions API at {address!r}: {exc}")
         return 1
-    proc: subprocess.Popen[bytes] | None = None
-    auth_file = Path(env.get("POOLER_RUN_DIR", "/tmp")) / "userlist.txt"
     try:
-        cfg = PoolerConfig.from_env(env)
-        user, password = resolve_credentials(cfg)
-        ini, auth_file = write_files(cfg, user, password)
-        proc = start_pgbouncer(cfg, ini)
-        wait_listening(proc, cfg.pooler_port, READY_TIMEOUT_S)
-        tls = cfg.server_tls_sslmode in ("require", "verify-ca", "verify-full")
-        check_login(
-            cfg.db_host,
-            cfg.db_port,
-            cfg.db_name,
-            user,
-            password,
-            READY_TIMEOUT_S,
-            who="the database",
-            tls=tls,
-        )
-        check_login(
-            "127.0.0.1",
-            cfg.pooler_port,
-            "pgbouncer",
-            user,
-            password,
-            READY_TIMEOUT_S,
-            who="PgBouncer",
-        )
-    except (PoolerError, OSError, KeyError) as exc:
-        message = f"PgBouncer extension init failed: {exc}"
-        log(message)
-        if proc is not None:
-            stop(proc, auth_file)
-        api.init_error(message)
+        proc, auth_file = init_pooler(PoolerConfig.from_env(env))
+    except Exception as exc:  # a PoolerError names its cause; anything else still fails init
+        error = exc if isinstance(exc, PoolerError) else PoolerError(f"{type(exc).__name__}: {exc}")
+        log(f"init failed: {error.error_type}: {error}")
+        api.init_error(error.error_type, str(error))
         return 1
-    log(f"PgBouncer (pid {proc.pid}) ready on 127.0.0.1:{cfg.pooler_port}, {cfg.pool_mode} mode")
     return serve(api, proc, auth_file)
 
 

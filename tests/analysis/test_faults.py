@@ -65,3 +65,18 @@ def test_an_arm_the_fault_did_not_touch_recovers_at_once() -> None:
         "recovery_s": 0.0,
         "reason": None,
     }
+
+
+def test_a_fault_is_looked_at_only_until_the_next_one() -> None:
+    # failures go on past the second fault: they count for the second, not both
+    seconds = [(10, 0)] * 10 + [(5, 5)] * 10 + [(10, 0)] * 10
+    first, second = fault_at(10), fault_at(15)
+
+    one = fault_outcome(history(seconds), "managed", first, until=str(second["at"]))
+    two = fault_outcome(history(seconds), "managed", second)
+
+    assert one["failures"] == 25
+    assert one["recovery_s"] is None
+    assert one["reason"] == "did not recover before the next fault"
+    assert two["failures"] == 25
+    assert two["recovery_s"] == 5.0

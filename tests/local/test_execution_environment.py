@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,7 +25,6 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from local.execution_environment import (
-    EEInitError,
     EESettings,
     ExecutionEnvironment,
     FunctionError,
@@ -64,7 +64,6 @@ def settings(
         function_env=env,
         tag=uuid.uuid4().hex,
         max_concurrency=max_concurrency,
-        pooler_port=free_port(),
     )
 
 
@@ -126,11 +125,12 @@ def test_managed_ee_runs_requests_in_parallel_within_the_pool_bound(
     with peak_connections(database, role) as samples:
         wall_8, wall_16, pids_8, pids_16 = run(with_ees([ee_settings], scenario))
 
-    # Then the 8 workers serve them side by side, through at most DEFAULT_POOL_SIZE connections
+    # Then the 8 workers serve them side by side (one after another would take 8 s and 16 s),
+    # 16 in two rounds, through at most DEFAULT_POOL_SIZE connections
     assert len(pids_8) == 8
-    assert wall_8 < 1.5
+    assert wall_8 < 4.0
     assert pids_16 == pids_8
-    assert wall_16 < 2.5
+    assert 2.0 <= wall_16 < 8.0
     assert 1 <= max(samples) <= 3
 
 
@@ -141,12 +141,15 @@ def test_four_standard_ees_hold_one_connection_each(database: Database, tmp_path
     all_settings = [settings(tmp_path, env, f"standard-{i}") for i in range(4)]
 
     async def scenario(ees: list[ExecutionEnvironment]) -> tuple[int, set[str]]:
-        # When each serves one request that holds its connection for 1.5 s
-        calls = [asyncio.create_task(ee.invoke(event(sleep_ms=1500))) for ee in ees]
-        await asyncio.sleep(0.75)
-        holding = await asyncio.to_thread(database.connections, role)
+        # When each serves one request that holds its connection for 3 s
+        calls = [asyncio.create_task(ee.invoke(event(sleep_ms=3000))) for ee in ees]
+        seen: list[int] = []
+        while not all(c.done() for c in calls) and max(seen, default=0) < 4:
+            seen.append(await asyncio.to_thread(database.connections, role))
+            await asyncio.sleep(0.02)
         results = await asyncio.gather(*calls)
-        return holding, {body(r)["ee"] for r in results}
+        seen.append(await asyncio.to_thread(database.connections, role))
+        return max(seen), {body(r)["ee"] for r in results}
 
     holding, served_by = run(with_ees(all_settings, scenario))
 
@@ -172,20 +175,11 @@ def test_extension_registers_for_shutdown_only_and_leaves_nothing(
     assert events == [["SHUTDOWN"]]
     assert mode == 0o600
     assert not (Path("/proc") / str(pgbouncer_pid)).exists()
+    # stopped by its extension on SHUTDOWN, not by the EE's group SIGKILL (which logs nothing)
+    pgbouncer_log = (ee_settings.work_dir / "pooler" / "pgbouncer.log").read_text()
+    assert pgbouncer_log.rstrip().endswith("got SIGTERM, fast exit")
     assert not auth_file.exists()
-    assert tagged_pids(ee_settings.tag) == []
-
-
-def test_wrong_password_fails_init_with_a_clear_error(database: Database, tmp_path: Path) -> None:
-    role = database.fresh_role("standard")
-    env = {**database.function_env(role), "DB_PASSWORD": "not-the-password"}
-    ee_settings = settings(tmp_path, env, "badpw-1")
-    start = time.perf_counter()
-
-    with pytest.raises(EEInitError, match="password authentication failed"):
-        run(ExecutionEnvironment(ee_settings).start())
-
-    assert time.perf_counter() - start < 10
+    assert not ee_settings.pooler_dir.is_symlink()  # the EE's short link to its pooler folder
     assert tagged_pids(ee_settings.tag) == []
 
 
@@ -278,3 +272,28 @@ def test_password_from_secrets_manager_reaches_pooler_and_handler(
     assert served["query_ms"] and served["ee"] == "secret-1"
     assert "DB_PASSWORD" not in env
     assert role.password not in (ee_settings.work_dir / "pooler" / "pgbouncer.ini").read_text()
+
+
+def test_sleep_beyond_the_function_timeout_is_a_400_that_says_why(
+    database: Database, tmp_path: Path
+) -> None:
+    # Given an EE whose function times out after 3 s (the EE gives it FUNCTION_TIMEOUT_MS)
+    role = database.fresh_role("standard")
+    ee_settings = replace(
+        settings(tmp_path, database.function_env(role), "bound-1"), invoke_timeout_s=3.0
+    )
+
+    async def scenario(ees: list[ExecutionEnvironment]) -> list[dict[str, Any]]:
+        replies = [await ees[0].invoke(event(sleep_ms=ms, queries=1)) for ms in (1000, 1001)]
+        return [json.loads(r) for r in replies]
+
+    # When it is asked for the longest sleep it can serve, and for one millisecond more
+    at_bound, over = run(with_ees([ee_settings], scenario))
+
+    # Then the first is served and the second refused before it starts, naming the limit
+    assert at_bound["statusCode"] == 200
+    assert over["statusCode"] == 400
+    assert json.loads(over["body"])["error"] == (
+        "sleep_ms 1001 is above 1000: the function times out after 3000 ms"
+        " (FUNCTION_TIMEOUT_MS) and keeps 2000 ms for connecting and querying"
+    )

@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from local.function_models import FunctionModel
-from local.settings import ManagedSettings, ProxySettings, StackSettings, StandardSettings
+from local.settings import (
+    ManagedSettings,
+    PoolerSettings,
+    ProxySettings,
+    StackSettings,
+    StandardSettings,
+)
 from local.stack import StackRunner, running_stack
 from tests.interrupt import interrupt_poolbench
 from tests.local.http import fire, statuses
@@ -69,6 +75,7 @@ def test_standard_arm_runs_one_ee_and_one_connection_per_concurrent_request(
         assert statuses(second) == {200: 50}
         assert ees_after_first == 50
         assert len({r.body["ee"] for r in first}) == 50
+        assert len({r.body["ee"] for r in second}) == 50  # a busy EE is never handed another
         assert cold_after_first == 50
         # the function's init ran in every new EE, and never again in a warm one
         assert all(r.body["cold_start"] for r in first)
@@ -81,9 +88,11 @@ def test_standard_arm_runs_one_ee_and_one_connection_per_concurrent_request(
 
 
 def test_managed_arm_shares_poolers_then_throttles_and_scales_out(tmp_path: Path) -> None:
-    # Given 3 EEs x 16 slots; a scaler that targets full slots and reacts in 0.5 s
+    # Given 3 EEs x 16 slots, pools of 3 server connections each; a scaler that targets full
+    # slots and reacts in 0.5 s
     managed = ManagedSettings(slots_per_ee=16, min_ees=3, target_utilisation=1.0, scale_delay_s=0.5)
-    settings = StackSettings(run_dir=tmp_path, arms=("managed",), managed=managed)
+    pooler = PoolerSettings(default_pool_size=3)
+    settings = StackSettings(run_dir=tmp_path, arms=("managed",), managed=managed, pooler=pooler)
     with running_stack(settings) as runner:
         url = runner.stack.api_url + "managed"
 
@@ -102,7 +111,7 @@ def test_managed_arm_shares_poolers_then_throttles_and_scales_out(tmp_path: Path
 
     assert statuses(fit) == {200: 48}
     assert len({r.body["ee"] for r in fit}) == 3
-    assert 1 <= peak_db_48 <= 9, peak_db_48  # 3 EEs, a few server connections each; never 48
+    assert 3 <= peak_db_48 <= 9, peak_db_48  # 3 EEs sharing pools of 3; never 48
     assert statuses(burst) == {200: 48, 500: 52}
     assert all(r.body == {"message": "Internal server error"} for r in burst if r.status == 500)
     assert throttled == 52
@@ -145,6 +154,13 @@ def test_apachebench_gets_100_good_responses(three_arms: StackRunner, arm: str) 
     assert failed and failed.group(1) == "0", out
 
 
+def test_a_sleep_longer_than_the_function_timeout_is_a_400(three_arms: StackRunner) -> None:
+    # The local functions time out after 29 s, as the AWS ones (FUNCTION_TIMEOUT_MS=29000).
+    replies = fire(three_arms.stack.api_url + "standard", 1, sleep_ms=27001)
+    assert replies[0].status == 400
+    assert replies[0].body["error"].startswith("sleep_ms 27001 is above 27000: ")
+
+
 def test_unknown_path_is_a_json_404(three_arms: StackRunner) -> None:
     replies = fire(three_arms.stack.api_url + "nonexistent", 1)
     assert replies[0].status == 404
@@ -173,6 +189,8 @@ def test_metrics_endpoint_serves_the_latest_sample(three_arms: StackRunner) -> N
     assert sample["arms"]["managed"]["ExecutionEnvironmentConcurrencyLimit"] == 16
     assert "ExecutionEnvironmentConcurrencyLimit" not in sample["arms"]["standard"]
     assert sample["arms"]["proxy"]["ees"]["proxy-pooler"]["pool"]["sv_active"] >= 0
+    # Each managed EE's own PgBouncer, read over its Unix socket (it has no TCP listener)
+    assert all("pool" in ee for ee in sample["arms"]["managed"]["ees"].values()), sample
 
 
 def test_idle_environments_are_reaped_and_scaled_in(tmp_path: Path) -> None:

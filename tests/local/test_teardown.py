@@ -144,3 +144,32 @@ def test_a_claimed_port_is_never_claimed_by_another_process(tmp_path: Path) -> N
     # Then it never got one of ours (800 random picks of 12768 ports would meet about 12)
     assert len(theirs) == 800
     assert held.isdisjoint(theirs)
+
+
+def test_an_extension_whose_api_disappears_stops_its_pgbouncer(
+    tmp_path: Path, database: Database
+) -> None:
+    # Given a ready EE: its extension blocked on event/next, its PgBouncer serving
+    env = database.function_env(database.fresh_role("standard"))
+    ee = ExecutionEnvironment(settings(tmp_path, env, "orphaned-1"))
+
+    async def scenario() -> tuple[int, float]:
+        await ee.start()
+        pgbouncer = int((ee.settings.work_dir / "pooler" / "pgbouncer.pid").read_text())
+        (launcher,) = ee.extension_procs
+        try:
+            # When the Extensions API goes away with no SHUTDOWN (its host is gone)
+            assert ee._runner is not None
+            await ee._runner.cleanup()
+            # Then the extension takes that as SHUTDOWN: PgBouncer stopped, exit 0, unaided
+            code = await asyncio.to_thread(launcher.wait, 10)
+            gone_in = await asyncio.to_thread(
+                wait_for, lambda: process_state(pgbouncer) in (None, "Z"), 5, "PgBouncer gone"
+            )
+            return code, gone_in
+        finally:
+            ee._runner = None
+            await ee.shutdown()
+
+    code, _ = asyncio.run(scenario())
+    assert code == 0

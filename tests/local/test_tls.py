@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from local.execution_environment import EEInitError, EESettings, ExecutionEnvironment
-from local.postgres import PostgresServer, PostgresSettings, free_listen_port
+from local.postgres import PostgresServer, PostgresSettings, Role
 from tests.local.conftest import Database
 
 pytestmark = pytest.mark.local
@@ -37,7 +38,6 @@ def ee_settings(tmp_path: Path, env: dict[str, str], ee_id: str) -> EESettings:
         work_dir=tmp_path / ee_id,
         function_env=env,
         tag=uuid.uuid4().hex,
-        pooler_port=free_listen_port(set()),
     )
 
 
@@ -51,13 +51,16 @@ def test_pooler_reaches_the_database_over_tls(tls_database: Database, tmp_path: 
         await ee.start()
         try:
             call = asyncio.create_task(ee.invoke(event))
-            await asyncio.sleep(0.5)
-            with tls_database.server.admin_connect() as conn:
-                rows = conn.execute(
-                    "select s.ssl from pg_stat_ssl s join pg_stat_activity a using (pid)"
-                    " where a.usename = %s",
-                    (role.name,),
-                ).fetchall()
+            rows: list[tuple[object, ...]] = []
+            deadline = time.monotonic() + 10
+            while not rows and time.monotonic() < deadline:  # the request's server connection
+                with tls_database.server.admin_connect() as conn:
+                    rows = conn.execute(
+                        "select s.ssl from pg_stat_ssl s join pg_stat_activity a using (pid)"
+                        " where a.usename = %s",
+                        (role.name,),
+                    ).fetchall()
+                await asyncio.sleep(0.02)
             response = json.loads(await call)
             return int(response["statusCode"]), [bool(r[0]) for r in rows]
         finally:
@@ -75,3 +78,103 @@ def test_init_fails_when_the_database_refuses_tls(database: Database, tmp_path: 
 
     with pytest.raises(EEInitError, match="does not accept TLS"):
         asyncio.run(ExecutionEnvironment(ee_settings(tmp_path, env, "notls-1")).start())
+
+
+def test_the_probe_counts_each_arms_sessions_as_postgresql_does(
+    tls_database: Database, tmp_path: Path
+) -> None:
+    """The AWS probe (the only per-arm connection count on AWS) run for real: its handler in a
+    real EE under awslambdaric, its secret from moto's Secrets Manager (AWS cannot be reached
+    here), TLS to a real PostgreSQL, as on Aurora."""
+    import boto3
+    import psycopg
+    from moto.server import ThreadedMotoServer
+
+    from functions.probe.dbsecret import DbSecret
+    from functions.probe.roles import apply_roles
+    from local.postgres import free_port
+
+    # the probe's role made by the stack's own role step (pg_monitor: it sees every session)
+    probe_role = Role(f"probe_{uuid.uuid4().hex[:6]}", "probe-" + uuid.uuid4().hex)
+    with tls_database.server.admin_connect() as conn:
+        apply_roles(
+            conn,
+            tls_database.server.settings.dbname,
+            [{"Name": probe_role.name, "SecretArn": "arn:probe", "Monitor": "true"}],
+            {"arn:probe": DbSecret(probe_role.name, probe_role.password)},
+        )
+    a, b = tls_database.fresh_role("std"), tls_database.fresh_role("mgd")
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    held: list[psycopg.Connection[tuple[object, ...]]] = []
+    try:
+        aws = {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": "eu-west-1",
+            "AWS_DEFAULT_REGION": "eu-west-1",
+        }
+        arn = boto3.client(
+            "secretsmanager",
+            endpoint_url=aws["AWS_ENDPOINT_URL"],
+            region_name="eu-west-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        ).create_secret(
+            Name="poolbench/probe",
+            SecretString=json.dumps({"username": probe_role.name, "password": probe_role.password}),
+        )["ARN"]
+        # Given 3 sessions of one arm's role and 1 of the other's
+        for role, n in ((a, 3), (b, 1)):
+            for _ in range(n):
+                held.append(
+                    psycopg.connect(
+                        host="127.0.0.1",
+                        port=tls_database.server.port,
+                        user=role.name,
+                        password=role.password,
+                        dbname=tls_database.server.settings.dbname,
+                        sslmode="require",
+                    )
+                )
+        env = {
+            **aws,
+            "DB_HOST": "127.0.0.1",
+            "DB_PORT": str(tls_database.server.port),
+            "DB_NAME": tls_database.server.settings.dbname,
+            "DB_SECRET_ARN": arn,
+            "ARM_ROLES": json.dumps({"standard": a.name, "managed": b.name}),
+        }
+        probe = ExecutionEnvironment(
+            EESettings(
+                ee_id="probe-1",
+                work_dir=tmp_path / "probe-1",
+                function_env=env,
+                tag=uuid.uuid4().hex,
+                layer_dir=None,
+                handler="functions.probe.handler.handler",
+            )
+        )
+
+        async def scenario() -> dict[str, object]:
+            await probe.start()
+            try:
+                return dict(json.loads(await probe.invoke(b"{}")))
+            finally:
+                await probe.shutdown()
+
+        sample = asyncio.run(scenario())
+    finally:
+        for conn in held:
+            conn.close()
+        server.stop()
+
+    # Then its counts are PostgreSQL's, per arm, and its own session is counted apart
+    assert sample["arms"] == {
+        "standard": {"DatabaseConnections": 3},
+        "managed": {"DatabaseConnections": 1},
+    }
+    by_role = sample["database"]["by_role"]  # type: ignore[index]
+    assert by_role[probe_role.name] == 1

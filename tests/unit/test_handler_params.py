@@ -37,15 +37,18 @@ def test_bad_parameters_name_themselves(query: dict[str, str], message: str) -> 
         RequestParams.from_event({"queryStringParameters": query})
 
 
-def test_pooler_by_default_database_when_direct() -> None:
+def test_pooler_socket_by_default_database_when_direct() -> None:
     env = {"DB_HOST": "db", "DB_PORT": "5433", "DB_USER": "u", "DB_PASSWORD": "p"}
-    pooled = FunctionSettings.from_env(env)
+    pooled = FunctionSettings.from_env({**env, "POOLER_RUN_DIR": "/tmp/ee-1/pooler"})
+    default = FunctionSettings.from_env(env)
     direct = FunctionSettings.from_env({**env, "CONNECT_DIRECT": "1"})
-    assert (pooled.host, pooled.port) == ("127.0.0.1", 6432)
-    assert (direct.host, direct.port) == ("db", 5433)
+    # libpq reads a host that is a path as the folder of the socket .s.PGSQL.<port>
+    assert (pooled.host, pooled.port, pooled.password) == ("/tmp/ee-1/pooler", 6432, None)
+    assert (default.host, default.port) == ("/tmp", 6432)
+    assert (direct.host, direct.port, direct.password) == ("db", 5433, "p")
 
 
-def test_secret_arn_beats_password_and_is_read_once() -> None:
+def test_secret_arn_beats_password_and_is_read_once_when_direct() -> None:
     reads: list[str] = []
 
     def read_secret(arn: str) -> str:
@@ -53,11 +56,13 @@ def test_secret_arn_beats_password_and_is_read_once() -> None:
         return "from-secret"
 
     env = {"DB_USER": "u", "DB_PASSWORD": "plain", "DB_SECRET_ARN": "arn:secret"}
-    settings = FunctionSettings.from_env(env, read_secret=read_secret)
-    assert settings.password == "from-secret"
+    direct = FunctionSettings.from_env({**env, "CONNECT_DIRECT": "1", "DB_HOST": "db"}, read_secret)
+    pooled = FunctionSettings.from_env(env, read_secret=read_secret)
+    assert direct.password == "from-secret"
+    assert pooled.password is None  # the pooler trusts its socket: no secret, no boto3
     assert reads == ["arn:secret"]
 
 
-def test_no_credentials_fails_init() -> None:
+def test_no_credentials_fails_init_when_direct() -> None:
     with pytest.raises(RuntimeError, match="neither DB_SECRET_ARN nor DB_PASSWORD"):
-        FunctionSettings.from_env({"DB_USER": "u"})
+        FunctionSettings.from_env({"DB_USER": "u", "DB_HOST": "db", "CONNECT_DIRECT": "1"})
