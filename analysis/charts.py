@@ -42,7 +42,25 @@ def _color(arm: str, index: int) -> str:
     return COLORS.get(arm, f"C{index + 3}")
 
 
-def _render(fig: Figure, summary: RunSummary | None = None) -> bytes:
+TimeWindow = tuple[float, float]  # matplotlib date numbers
+
+
+def time_window(*times: pd.Series | None) -> TimeWindow | None:
+    """One time axis for every time chart of a run: from the first to the last time any of
+    them has (the samples start with the stack, Locust's history some seconds later)."""
+    known = [pd.DatetimeIndex(t) for t in times if t is not None and len(t)]
+    if not known:
+        return None
+    first = min(t.min() for t in known)
+    last = max(t.max() for t in known)
+    # date2num is untyped in matplotlib
+    start, end = (float(mdates.date2num(t)) for t in _x(pd.DatetimeIndex([first, last])))  # type: ignore[no-untyped-call]
+    return (start, end) if end > start else None
+
+
+def _render(
+    fig: Figure, summary: RunSummary | None = None, window: TimeWindow | None = None
+) -> bytes:
     FigureCanvasAgg(fig)
     # every time axis reads as UTC clock time, whatever the span (found before any is set:
     # axes that share x share their formatter too)
@@ -53,6 +71,8 @@ def _render(fig: Figure, summary: RunSummary | None = None) -> bytes:
     ]
     for ax in time_axes:
         ax.xaxis.set_major_formatter(TIME_FORMAT)
+        if window is not None:
+            ax.set_xlim(*window)
         _mark_faults(ax, summary)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
@@ -83,11 +103,17 @@ def _x(index: pd.Index) -> np.ndarray:
     return np.asarray(pd.DatetimeIndex(index).tz_convert(None))
 
 
+def _legend_outside(ax: Axes, fontsize: int = 8) -> None:
+    """Legend to the right of the axes, never on the data (constrained layout makes room)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=fontsize, frameon=False)
+
+
 def _no_data(ax: Axes, what: str) -> None:
     ax.text(0.5, 0.5, f"no {what} recorded", ha="center", va="center", transform=ax.transAxes)
 
 
-def timeline(frame: pd.DataFrame, summary: RunSummary) -> Chart:
+def timeline(frame: pd.DataFrame, summary: RunSummary, window: TimeWindow | None = None) -> Chart:
     """Per arm, one panel on a shared time axis: concurrency, DB connections, the floor."""
     arms = summary.arms
     fig = Figure(figsize=(10, 2.6 * max(len(arms), 1)), layout="constrained")
@@ -125,14 +151,14 @@ def timeline(frame: pd.DataFrame, summary: RunSummary) -> Chart:
         ax.set_ylabel("count")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper right", fontsize=8)
+        _legend_outside(ax)
     axes[-1].set_xlabel("time (UTC)")
     return Chart(
         "timeline",
         "Concurrency and DB connections over time",
         "Per arm: concurrent requests (ConcurrentExecutions) and DB connections on one "
         "time axis; the dotted line is the Little's-law floor.",
-        _render(fig, summary),
+        _render(fig, summary, window),
     )
 
 
@@ -209,7 +235,9 @@ def ratio(summary: RunSummary) -> Chart:
     )
 
 
-def latency(history: pd.DataFrame | None, summary: RunSummary) -> Chart:
+def latency(
+    history: pd.DataFrame | None, summary: RunSummary, window: TimeWindow | None = None
+) -> Chart:
     """Locust's rolling p50/p95/p99 and failures/s per arm over time."""
     fig = Figure(figsize=(10, 5.2), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
@@ -226,15 +254,23 @@ def latency(history: pd.DataFrame | None, summary: RunSummary) -> Chart:
             for column, style in (("p50_ms", "-"), ("p95_ms", "--"), ("p99_ms", ":")):
                 top.plot(
                     x,
-                    rows[column].to_numpy(),
+                    rows[column].where(rows[column] > 0).to_numpy(),  # 0: no response yet
                     linestyle=style,
                     color=color,
                     label=f"{arm.label} {column[:3]}",
                     linewidth=1.2,
                 )
             bottom.plot(x, rows["failures_per_s"].to_numpy(), color=color, label=arm.label)
-        top.legend(fontsize=7, ncol=3)
-        bottom.legend(fontsize=7)
+        _legend_outside(top, 7)
+        if history["failures_per_s"].fillna(0).eq(0).all():  # not a -0.05..0.05 axis
+            for line in list(bottom.lines):
+                line.remove()
+            bottom.set_yticks([])
+            bottom.text(
+                0.5, 0.5, "no failures", ha="center", va="center", transform=bottom.transAxes
+            )
+        else:
+            _legend_outside(bottom, 7)
     top.set_ylabel("response time (ms)")
     top.grid(alpha=0.3)
     bottom.set_ylabel("failures/s")
@@ -244,11 +280,20 @@ def latency(history: pd.DataFrame | None, summary: RunSummary) -> Chart:
         "latency",
         "Latency percentiles and failures over time",
         "From Locust's history (its percentiles are over a rolling window).",
-        _render(fig, summary),
+        _render(fig, summary, window),
     )
 
 
-def pools(frame: pd.DataFrame, summary: RunSummary) -> Chart | None:
+def _ee_number(source: str) -> tuple[str, int]:
+    """`pgbouncer:standard-10` sorts after `standard-9`: by arm, then the EE's number."""
+    name = source.split(":", 1)[-1]
+    stem, _, number = name.rpartition("-")
+    return (stem, int(number)) if number.isdigit() else (name, 0)
+
+
+def pools(
+    frame: pd.DataFrame, summary: RunSummary, window: TimeWindow | None = None
+) -> Chart | None:
     """Per-EE PgBouncer server connections open (local runs), one panel per arm.
 
     Open = sv_active + sv_idle + sv_used + sv_login: what each EE's pool holds against the
@@ -271,12 +316,27 @@ def pools(frame: pd.DataFrame, summary: RunSummary) -> Chart | None:
             .sum()
             .unstack("source")
         )
-        # ties broken by name, so a report built again from metrics.csv draws the same lines
-        peaks = table.max().sort_index()
-        busiest = peaks.sort_values(ascending=False, kind="stable").index[:MAX_EE_LINES]
         x = _x(table.index)
-        for source in busiest:
-            ax.plot(x, table[source].to_numpy(), linewidth=0.9, label=source.split(":", 1)[1])
+        if table.shape[1] <= MAX_EE_LINES:  # a line each, in the EEs' numeric order
+            for source in sorted(table.columns, key=_ee_number):
+                ax.plot(x, table[source].to_numpy(), linewidth=0.9, label=source.split(":", 1)[1])
+        else:  # many EEs (standard: one per request): a band, not a legend of a hundred names
+            live = table.where(table.notna())
+            ax.fill_between(
+                x,
+                live.min(axis=1).to_numpy(dtype=float),
+                live.max(axis=1).to_numpy(dtype=float),
+                color=_color(arm.arm, 0),
+                alpha=0.25,
+                label="per EE: min to max",
+            )
+            ax.plot(
+                x,
+                live.median(axis=1).to_numpy(dtype=float),
+                color=_color(arm.arm, 0),
+                linewidth=1.0,
+                label="per EE: median",
+            )
         ax.plot(
             x,
             table.sum(axis=1, min_count=1).to_numpy(),
@@ -288,14 +348,15 @@ def pools(frame: pd.DataFrame, summary: RunSummary) -> Chart | None:
         ax.set_ylabel("server connections")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=3, loc="upper right")
+        _legend_outside(ax, 7)
     axes[-1].set_xlabel("time (UTC)")
     return Chart(
         "pools",
         "PgBouncer server connections per execution environment",
         "Open server connections (SHOW POOLS sv_active + sv_idle + sv_used + sv_login) per EE, "
-        "local target; the black line is the arm's sum.",
-        _render(fig, summary),
+        f"local target; the black line is the arm's sum; over {MAX_EE_LINES} EEs, a band from"
+        " the least to the most any EE held, and their median.",
+        _render(fig, summary, window),
     )
 
 
@@ -303,8 +364,14 @@ def render_charts(
     frame: pd.DataFrame, history: pd.DataFrame | None, summary: RunSummary
 ) -> list[Chart]:
     """All charts for a run, in report order; the per-EE chart only when pools were sampled."""
-    charts = [timeline(frame, summary), peaks(summary), ratio(summary), latency(history, summary)]
-    pool_chart = pools(frame, summary)
+    window = time_window(frame["time"], None if history is None else history["time"])
+    charts = [
+        timeline(frame, summary, window),
+        peaks(summary),
+        ratio(summary),
+        latency(history, summary, window),
+    ]
+    pool_chart = pools(frame, summary, window)
     if pool_chart is not None:
         charts.append(pool_chart)
     return charts

@@ -52,6 +52,48 @@ def _show(value: Any) -> str:
     return "n/a" if value is None else str(value)
 
 
+# The scenario table for people: what each manifest key means, with its unit, and whether it
+# is per arm or over all arms (users is per arm, spawn_rate is the total Locust starts).
+SCENARIO_LABELS = {
+    "preset": ("preset", ""),
+    "arms": ("arms", ""),
+    "users": ("users per arm", ""),
+    "requests_per_arm": ("requests per arm", ""),
+    "duration_s": ("duration", " s"),
+    "spawn_rate": ("users started per second, all arms", "/s"),
+    "sleep_ms": ("handler sleep per request", " ms"),
+    "queries": ("queries per request", ""),
+    "hold": ("one connection held per request", ""),
+    "processes": ("Locust processes", ""),
+    "ramp_interval_s": ("ramp: users double at most every", " s"),
+    "ramp_start": ("ramp: users per arm at the start", ""),
+    "schedule": ("arm schedule", ""),
+    "query_ms": ("query time (PgBouncer's own)", " ms"),
+}
+
+
+def scenario_rows(scenario: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) pairs: labels with units, values as a person writes them (`yes`, not
+    `True`; `standard, managed`, not a JSON list; unset knobs left out)."""
+    rows = []
+    for key, value in scenario.items():
+        if value is None:
+            continue
+        label, unit = SCENARIO_LABELS.get(key, (key, ""))
+        if isinstance(value, bool):
+            text = "yes" if value else "no"
+        elif isinstance(value, list | tuple):
+            text = ", ".join(str(v) for v in value)
+        elif isinstance(value, float):
+            text = f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
+        elif isinstance(value, int):
+            text = f"{value:,}"
+        else:
+            text = str(value)
+        rows.append((label, f"{text}{unit}"))
+    return rows
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -85,7 +127,7 @@ def render_html(
             summary=summary,
             charts=charts,
             failures=failures[:20],
-            scenario=dict(manifest.get("scenario") or {}),
+            scenario=scenario_rows(dict(manifest.get("scenario") or {})),
             versions=dict(manifest.get("versions") or {}),
             host=dict(manifest.get("host") or {}),
             inits=dict(manifest.get("inits") or {}),

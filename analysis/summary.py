@@ -69,7 +69,8 @@ class ArmSummary:
     # one outcome per fault injected (`run --fault`): kind, at_s, failures, recovery_s, reason
     faults: list[dict[str, Any]] = field(default_factory=list)
     throttles: float | None = None
-    """Lambda's Throttles over the run (CloudWatch, or the local model's)."""
+    """Lambda's Throttles over the run (CloudWatch, or the local model's): 429s that the front
+    answered 500, as API Gateway does; Locust counts them as failures."""
     throttle_reasons: dict[str, float | None] = field(default_factory=dict)
     """Managed Instances: ConcurrencyThrottles, CPUThrottles, MemoryThrottles (None: missing)."""
     errors: float | None = None
@@ -281,6 +282,12 @@ def warnings_for(arms: list[ArmSummary], folder: RunFolder, locust: dict[str, An
             found.append(
                 f"Arm '{arm.arm}' had zero successful requests ({arm.failures} failures): "
                 "its latency and ratios say nothing about pooling."
+            )
+        if arm.throttles:
+            found.append(
+                f"Arm '{arm.arm}' was throttled {arm.throttles:,.0f} times (Lambda's 429, answered"
+                " 500 as API Gateway does, so Locust counts them as failures): give it more"
+                " capacity (--slots-per-ee, --max-ees, --concurrency-limit) or fewer users."
             )
         if arm.peak_db_connections is None:
             found.append(f"No DatabaseConnections samples for arm '{arm.arm}'.")

@@ -107,6 +107,11 @@ class Gateway:
         self.requested_port = port
         self.port = 0
         self._runner: web.AppRunner | None = None
+        # Per arm: Lambda 429s answered 500, and requests cut off by the stack's own stop
+        # (in flight when it began; Locust had already stopped counting them).
+        self.throttled: dict[str, int] = {}
+        self.cut_off: dict[str, int] = {}
+        self.stopping = False
 
     @property
     def url(self) -> str:
@@ -131,9 +136,19 @@ class Gateway:
         self.port = int(self._runner.addresses[0][1])
 
     async def stop(self) -> None:
+        self.stopping = True
         runner, self._runner = self._runner, None
         if runner:
             await runner.cleanup()
+
+    def log_totals(self) -> None:
+        """One line each for throttles and for requests the stop cut off, once all is stopped."""
+        if self.throttled:
+            counts = ", ".join(f"{arm} {n:,}" for arm, n in sorted(self.throttled.items()))
+            logger.warning("throttled requests (answered 500): %s", counts)
+        if self.cut_off:
+            counts = ", ".join(f"{arm} {n:,}" for arm, n in sorted(self.cut_off.items()))
+            logger.warning("requests in flight when the stack stopped, cut off: %s", counts)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return web.json_response(self.latest_metrics())
@@ -149,8 +164,20 @@ class Gateway:
         try:
             payload = await model.invoke(json.dumps(event).encode(), request_id)
         except Throttled:
+            # 500 as API Gateway answers; named here once per arm, counted for the closing line.
+            self.throttled[model.arm] = self.throttled.get(model.arm, 0) + 1
+            if self.throttled[model.arm] == 1:
+                logger.warning(
+                    "%s %s: throttled (Lambda 429: no free slot or concurrency; answered 500 as"
+                    " API Gateway does); further throttles are counted, not logged",
+                    model.arm,
+                    request_id,
+                )
             return error_response(500, request_id)
         except Exception as exc:  # a function or EE failure: API Gateway says 502, we log why
-            logger.warning("%s %s: %s: %s", model.arm, request_id, type(exc).__name__, exc)
+            if self.stopping:  # the stack's own stop cut it off: counted, reported once
+                self.cut_off[model.arm] = self.cut_off.get(model.arm, 0) + 1
+            else:
+                logger.warning("%s %s: %s: %s", model.arm, request_id, type(exc).__name__, exc)
             return error_response(502, request_id)
         return to_http(payload, request_id)

@@ -255,6 +255,8 @@ class LocalStack:
         if self._gateway is not None:
             await self._gateway.stop()
         await asyncio.gather(*(m.stop() for m in self.models.values()), return_exceptions=True)
+        if self._gateway is not None:
+            self._gateway.log_totals()
         if self.zygote is not None:
             await asyncio.to_thread(self.zygote.stop)
         if self.shared_pooler is not None:

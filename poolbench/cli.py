@@ -7,14 +7,36 @@ and exit code 2, never a traceback.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
+import typer.core
 
 # Typer >= 0.20 vendors Click; its exception classes live here (pinned by uv.lock).
 from typer._click import exceptions as click_exc
 
 from poolbench import __version__, cli_aws, cli_local, cli_report, cli_run
 from poolbench.errors import InputError
+
+_display_type = typer.core.TyperOption.display_type_rich
+
+
+def _flag_shows_no_type(self: typer.core.TyperOption, ctx: Any) -> str | None:
+    """Typer labels every option with its type; `--help <bool>` reads as if it took a value."""
+    return None if self.is_flag else _display_type(self, ctx)
+
+
+typer.core.TyperOption.display_type_rich = _flag_shows_no_type  # type: ignore[method-assign]
+_usage_name = typer.core.TyperArgument._usage_display_name
+
+
+def _argument_usage_name(self: typer.core.TyperArgument) -> str:
+    """`poolbench report RUN_DIR`, as the README writes it, not Typer's `{RUN_DIR}`."""
+    name = _usage_name(self)
+    return name[1:-1] if name.startswith("{") and name.endswith("}") else name
+
+
+typer.core.TyperArgument._usage_display_name = _argument_usage_name  # type: ignore[method-assign]
 
 app = typer.Typer(
     name="poolbench",

@@ -17,7 +17,10 @@ from poolbench.errors import InputError
 TARGETS = ("local", "aws")
 
 
-RunDir = Annotated[Path, typer.Argument(help="The run folder, e.g. reports/2026-11-22T10-00-00Z.")]
+RunDir = Annotated[
+    Path,
+    typer.Argument(metavar="RUN_DIR", help="The run folder, e.g. reports/2026-11-22T10-00-00Z."),
+]
 
 
 def collect(

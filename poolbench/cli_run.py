@@ -19,10 +19,11 @@ from poolbench import stack_options as opt
 from poolbench.aws_faults import check_aws_faults
 from poolbench.aws_target import check_aws_run, check_sleep_fits
 from poolbench.errors import InputError
+from poolbench.input_checks import available_memory_kib, check_folder, check_local_scale
 from poolbench.open_files import descriptors_needed, ensure_open_files
 from poolbench.run import DEFAULT_MAX_FAILURE_RATE, RunFailed, RunRequest, execute
 
-console = Console(stderr=True)
+console = Console(stderr=True, highlight=False)  # paths and run ids are not numbers
 _M, _S, _P, _X = ManagedSettings(), StandardSettings(), PoolerSettings(), ProxySettings()
 # Local stack knobs a preset sets unless the user gives them. seed: the source experiment's
 # capacity provider let 64 requests share one EE (its ExecutionEnvironmentConcurrencyLimit); the
@@ -99,12 +100,15 @@ def print_summary_table(run_dir: Path) -> None:
             # no success: the ratio says nothing about pooling
             _fmt(arm.db_connections_per_concurrent_request if arm.successes > 0 else None, 2),
         )
-    out = Console(width=max(Console().width, 110))  # the table is wider than 80 columns
+    out = Console(width=max(Console().width, 110), highlight=False)  # wider than 80 columns
     if summary.failure:
         out.print(f"[red]run failed: {summary.failure}[/]", soft_wrap=True)
     out.print(table)
     if summary.missing_metrics:
         out.print(f"missing from CloudWatch: {', '.join(summary.missing_metrics)}", soft_wrap=True)
+    for warning in summary.warnings:
+        if "was throttled" in warning:
+            out.print(warning, highlight=False)
     out.print(summary.verdict)
 
 
@@ -252,6 +256,13 @@ def run(
                 knobs[name] = preset_knobs.get(name, default)
         # Room for every user's connection on every arm, whatever the knob says.
         knobs["max_connections"] = max(max_connections, 2 * scenario.total_users + 50)
+        check_local_scale(
+            knobs["max_connections"],
+            f"--users {scenario.users:,} x {len(scenario.arms)} arms (2 connections per user + 50)"
+            if knobs["max_connections"] > max_connections
+            else f"--max-connections {max_connections:,}",
+            available_memory_kib(),
+        )
         stack_settings = opt.build_stack_settings(
             run_dir=out,
             arms=",".join(scenario.arms),
@@ -265,6 +276,7 @@ def run(
                 "--fault db-restart needs the output DbClusterIdentifier: the stack predates it;"
                 " redeploy (npx cdk deploy --outputs-file ...)"
             )
+    out = check_folder(out, "--out")
     ensure_open_files(descriptors_needed(stack_settings, scenario.users))
     if aws_target is not None:
         _check_aws_before_load(aws_target, scenario, allow_throttles)

@@ -35,6 +35,7 @@ from poolbench.aws import session as aws_session
 from poolbench.aws_faults import inject_aws
 from poolbench.manifest import Manifest, utc_now
 from poolbench.open_files import watching_open_files
+from poolbench.progress import Ticker
 
 LOCUST_STOP_GRACE_S = 10.0
 DEFAULT_MAX_FAILURE_RATE = 0.01
@@ -202,8 +203,12 @@ def run_locust(
         transient=False,
     )
     started = time.monotonic()
+    done: float = 0
+    plain = Ticker(
+        console, f"load {','.join(scenario.arms)}", lambda: f"{min(done, total):.0f}/{total} {unit}"
+    )
     try:
-        with progress:
+        with progress, plain:
             task = progress.add_task(",".join(scenario.arms), total=total)
             while proc.poll() is None:
                 done = (
@@ -334,7 +339,11 @@ def _run_local(request: RunRequest, run_dir: Path, manifest: Manifest, console: 
     console.print(f"starting the local stack: arms {', '.join(stack_settings.arms)} ...")
     started = time.monotonic()
     try:
-        with running_stack(stack_settings) as runner:
+        with (
+            Ticker(console, "starting the local stack") as starting,
+            running_stack(stack_settings) as runner,
+        ):
+            starting.stop()
             stack = runner.stack
             stack.write_outputs(run_dir / "outputs.json")
             described = stack.describe()

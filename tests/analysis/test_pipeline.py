@@ -103,12 +103,19 @@ def test_report_is_one_self_contained_file_with_charts(run_dir: Path) -> None:
     assert all(src.startswith("data:image/png;base64,") for src in images)
     assert not re.search(r'(src|href)="(https?:)?//', html)
     assert "<script" not in html
-    # The verdict, the reproduce command, versions and the resolution note are there
+    # The verdict, the reproduce command and versions are there; CloudWatch's resolution note
+    # is not, on a local report
     assert "DB connections per concurrent request" in html
     assert "poolbench run --preset seed" in html
     assert "1.18.0" in html
-    assert "CloudWatch Lambda and RDS metrics 1 min" in html
-    assert "Managed Instances metrics 5 min" in html
+    assert "CloudWatch Lambda and RDS metrics" not in html
+    # The scenario table labels per-arm and total figures, with units, in words
+    assert '<th scope="row">users per arm</th><td>40</td>' in html
+    assert '<th scope="row">users started per second, all arms</th><td>100/s</td>' in html
+    assert '<th scope="row">handler sleep per request</th><td>5,000 ms</td>' in html
+    assert '<th scope="row">one connection held per request</th><td>yes</td>' in html
+    assert '<th scope="row">arms</th><td>standard, managed</td>' in html
+    assert "duration" not in html.split('id="scenario"')[1].split("</table>")[0]  # unset
     charts = sorted(p.name for p in (run_dir / "charts").iterdir())
     assert charts == ["latency.png", "peaks.png", "pools.png", "ratio.png", "timeline.png"]
     for chart in (run_dir / "charts").iterdir():
@@ -128,6 +135,12 @@ def _outputs(run_dir: Path) -> dict[str, bytes]:
     page = (run_dir / "report.html").read_text(encoding="utf-8")
     files["report.html"] = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", "<time>", page).encode()
     return files
+
+
+def test_aws_report_carries_the_metric_resolution_note(tmp_path: Path) -> None:
+    html = build_report(make_run_folder(tmp_path, RunSpec(target="aws"))).read_text()
+    assert "CloudWatch Lambda and RDS metrics 1 min" in html
+    assert "Managed Instances metrics 5 min" in html
 
 
 def test_report_is_idempotent(run_dir: Path) -> None:

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +104,9 @@ def test_sigint_during_load_keeps_the_folder_and_leaves_nothing(tmp_path: Path) 
     run_dir = only_run_dir(out)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "interrupted"
+    # Requests the stop cut off are counted in one line, not one error line each.
+    assert "execution environment shut down" not in result.log
+    assert result.log.count("cut off") <= 1
     assert (run_dir / "locust_stats.csv").exists()
     assert (run_dir / "samples.jsonl").stat().st_size > 0
     assert result.left_after == []
@@ -126,6 +133,70 @@ def test_bad_input_exits_2_before_anything_starts(
     assert message in err
     assert err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("F", "--out {tmp}/F is a file; name a folder"),
+        ("F/runs", "--out {tmp}/F/runs cannot be created: {tmp}/F is a file"),
+        ("/proc/poolbench/runs", "--out /proc/poolbench/runs cannot be created"),
+    ],
+)
+def test_bad_out_folder_exits_2_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], out: str, message: str
+) -> None:
+    (tmp_path / "F").write_text("a file where a folder should be")
+
+    code = main(["run", "--preset", "smoke", "--out", str(tmp_path / out)])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message.format(tmp=tmp_path) in err
+    assert err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["F"]
+    assert not Path("/proc/poolbench").exists()
+
+
+def test_users_beyond_postgresql_limit_refused_up_front(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["run", "--users", "100000", "--out", str(tmp_path / "out")])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--users 100,000 x 2 arms" in err
+    assert "max_connections 400,050" in err
+    assert "PostgreSQL's limit of 262,121" in err
+    assert err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--outputs-file", "{tmp}/nodir/outputs.json"], "folder {tmp}/nodir does not exist"),
+        (["--outputs-file", "{tmp}"], "--outputs-file {tmp} is a folder; name a file"),
+        (["--run-dir", "{tmp}/F"], "--run-dir {tmp}/F is a file; name a folder"),
+        (["--run-dir", "{tmp}/F/stack"], "--run-dir {tmp}/F/stack cannot be created"),
+        (["--max-connections", "300000"], "PostgreSQL's limit of 262,121"),
+    ],
+)
+def test_local_up_bad_paths_exit_2_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    (tmp_path / "F").write_text("a file where a folder should be")
+    argv = [a.format(tmp=tmp_path) for a in extra]
+    if "--run-dir" not in argv:
+        argv += ["--run-dir", str(tmp_path / "stack")]
+
+    code = main(["local", "up", *argv])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message.format(tmp=tmp_path) in err
+    assert err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["F"]
 
 
 def test_malformed_outputs_file_is_named(
@@ -225,3 +296,86 @@ def test_sigint_reaches_a_run_started_with_sigint_ignored(tmp_path: Path) -> Non
     assert result.returncode == 130, result.log[-2000:]
     assert result.stopped_in_s <= 10
     assert result.left_after == []
+
+
+def test_throttles_are_counted_in_the_summary_and_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # 3 managed EEs x 4 slots for 30 users: most requests find no free slot.
+    argv = ["run", "--preset", "smoke", "--arms", "managed", "--users", "30", "--requests", "60"]
+    argv += ["--sleep-ms", "500", "--slots-per-ee", "4", "--max-ees", "3"]
+
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+
+    run_dir = only_run_dir(tmp_path)
+    requests, failures = locust_requests(run_dir)["managed"]
+    assert requests == 60 and failures > 0
+    throttles = summary_arms(run_dir)["managed"]["throttles"]
+    assert throttles == failures  # every failure was a throttle, and the summary says so
+    logged = [r.getMessage() for r in caplog.records]
+    assert f"throttled requests (answered 500): managed {failures:,}" in logged
+    assert "was throttled" in capsys.readouterr().out  # under the closing table
+
+
+def test_a_run_without_failures_prints_no_error_line(tmp_path: Path) -> None:
+    # A timed run ends with requests still in flight (9 s each, cut at 4 s): they are the
+    # run's own end, not failures, so one line counts them. Real stderr, not pytest's.
+    argv = ["run", "--preset", "smoke", "--users", "4", "--duration", "4", "--sleep-ms", "9000"]
+    argv += ["--no-report", "--out", str(tmp_path)]
+
+    done = subprocess.run(
+        [sys.executable, "-m", "poolbench.cli", *argv],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert all(failures == 0 for _, failures in locust_requests(only_run_dir(tmp_path)).values())
+    assert "execution environment shut down" not in done.stderr
+    assert "Error" not in done.stderr, done.stderr
+    cut_off = [line for line in done.stderr.splitlines() if "cut off" in line]
+    assert len(cut_off) == 1, done.stderr
+    assert re.search(r"stopped, cut off: .*standard [1-4]\b", cut_off[0]), cut_off
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
+    # 12 managed EEs take several seconds to start on two cores; the load runs 11 s.
+    argv = ["run", "--preset", "smoke", "--arms", "managed", "--min-ees", "12", "--max-ees", "12"]
+    argv += ["--users", "4", "--duration", "11", "--sleep-ms", "500", "--no-report"]
+
+    done = subprocess.run(
+        [sys.executable, "-m", "poolbench.cli", *argv, "--out", str(tmp_path)],
+        check=False,
+        capture_output=True,  # a pipe: not a terminal
+        text=True,
+        timeout=180,
+    )
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stderr.splitlines()
+    starting = [line for line in lines if re.fullmatch(r"starting the local stack: \d+ s", line)]
+    load = [line for line in lines if re.fullmatch(r"load managed: \d+ s, \d+/11 s", line)]
+    assert starting, done.stderr
+    assert len(load) >= 2, done.stderr  # one every 5 s
+    assert lines.index(starting[-1]) < lines.index(load[0])
+
+
+def test_run_folder_is_printed_without_number_colouring(tmp_path: Path) -> None:
+    # FORCE_COLOR: rich colours as on a terminal; the folder's digits must stay plain text.
+    argv = ["run", "--preset", "smoke", "--arms", "managed", "--users", "1", "--requests", "2"]
+    argv += ["--sleep-ms", "0", "--no-report", "--out", str(tmp_path)]
+
+    done = subprocess.run(
+        [sys.executable, "-m", "poolbench.cli", *argv],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "FORCE_COLOR": "1", "COLUMNS": "200"},
+    )
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "\x1b[" in done.stderr  # colour is on (the progress bar)
+    assert f"run folder: {only_run_dir(tmp_path)}\n" in done.stderr

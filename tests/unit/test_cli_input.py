@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from poolbench.cli import main
+from poolbench.errors import InputError
+from poolbench.input_checks import check_local_scale
 
 
 @pytest.mark.parametrize(
@@ -27,3 +29,14 @@ def test_bad_input_is_one_line_and_exit_2(
     assert message in err
     assert err.count("\n") == 1, err
     assert err.startswith("poolbench: error: ")
+
+
+def test_local_scale_refused_when_postgresql_shared_memory_would_not_fit() -> None:
+    # 8 GiB available: half of it holds 4 GiB / 46.5 KiB = 90,200 max_connections slots.
+    eight_gib = 8 * 1024**2
+    check_local_scale(20_050, "--users 5,000 x 2 arms", eight_gib)  # 0.9 GiB: fits
+    with pytest.raises(InputError) as refused:
+        check_local_scale(200_050, "--users 50,000 x 2 arms", eight_gib)
+    assert "8.9 GiB of shared memory" in str(refused.value)
+    assert "over half of the 8.0 GiB available" in str(refused.value)
+    assert "at most 45,075 users in all" in str(refused.value)
