@@ -138,7 +138,12 @@ def _outputs(run_dir: Path) -> dict[str, bytes]:
 
 
 def test_aws_report_carries_the_metric_resolution_note(tmp_path: Path) -> None:
-    html = build_report(make_run_folder(tmp_path, RunSpec(target="aws"))).read_text()
+    from analysis.dataset import write_metrics
+    from analysis.local_source import read_samples
+
+    run = make_run_folder(tmp_path, RunSpec(target="aws"))
+    write_metrics(read_samples(run / "samples.jsonl", source="probe"), run / "metrics.csv")
+    html = build_report(run).read_text()
     assert "CloudWatch Lambda and RDS metrics 1 min" in html
     assert "Managed Instances metrics 5 min" in html
 
