@@ -154,20 +154,23 @@ class Worker:
         )
 
     def run(self, params: RequestParams) -> dict[str, Any]:
-        """Runs the queries with the sleep split evenly between them (after the first if one)."""
-        timings: dict[str, Any] = {"connect_ms": 0.0, "query_ms": []}
+        """Runs the queries with the sleep split evenly between them (after the first if one).
+
+        The timings (connect, each query, the sleep as slept) go into the response, so the
+        load generator can tell where a request's time went."""
+        timings: dict[str, Any] = {"connect_ms": 0.0, "query_ms": [], "slept_ms": 0.0}
         if params.queries == 0:
-            time.sleep(params.sleep_ms / 1000)
+            _timed_sleep(params.sleep_ms / 1000, timings)
             return timings
         pause_s = params.sleep_ms / 1000 / max(params.queries - 1, 1)
         conn = self._timed_connect(timings) if params.hold else None
         try:
             for i in range(params.queries):
                 if i > 0:
-                    time.sleep(pause_s)
+                    _timed_sleep(pause_s, timings)
                 self._query(conn, timings)
             if params.queries == 1:
-                time.sleep(pause_s)
+                _timed_sleep(pause_s, timings)
         finally:
             if conn is not None:
                 conn.close()
@@ -191,6 +194,12 @@ class Worker:
         finally:
             if own:
                 active.close()
+
+
+def _timed_sleep(seconds: float, timings: dict[str, Any]) -> None:
+    start = time.perf_counter()
+    time.sleep(seconds)
+    timings["slept_ms"] = round(timings["slept_ms"] + (time.perf_counter() - start) * 1000, 3)
 
 
 def _response(status: int, body: Mapping[str, Any], request_id: str) -> dict[str, Any]:
