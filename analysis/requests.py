@@ -38,6 +38,7 @@ _DTYPES: dict[str, str] = {
     "ee": "category",
     "worker": "category",
     "cold": "float64",  # 1, 0, or empty when the handler did not say
+    "init_age_ms": "float64",
     "connect_ms": "float64",
     "query_ms": "float64",
     "queries": "float64",
@@ -65,7 +66,7 @@ class LatencyStats:
     mean_all_ms: float | None
     """Mean over every request, failures included: Locust's 'Average Response Time'."""
     cold_starts: int
-    """Requests a worker served first after its init (the handler's `cold_start`)."""
+    """Requests that waited for an init (`cold_starts`)."""
 
 
 def record_files(folder: RunFolder) -> list[Path]:
@@ -93,8 +94,23 @@ def read_records(paths: list[Path]) -> pd.DataFrame:
             frame[column] = frame[column].astype(str).astype("category")
     frame["ok"] = frame["ok"].astype(bool)
     frame["end"] = frame["start"] + frame["latency_ms"] / 1000
+    frame["cold_start"] = cold_starts(frame)
     order = np.argsort(frame["start"].to_numpy(), kind="stable")
     return frame.take(order).reset_index(drop=True)
+
+
+def cold_starts(frame: pd.DataFrame) -> pd.Series:
+    """True for a request that waited for an init: its worker's first (the handler's
+    `cold_start`) whose init ended after the request began (init_age_ms < latency_ms).
+
+    The handler knows when its own worker's init ran, not the EE's: per-worker first invoke
+    is the signal. On Managed Instances workers start with their EE, before any request, so
+    their first requests did not wait and are not counted; on standard Lambda the first
+    request of an EE waits for its init. Without init_age_ms (older handler) every first
+    invoke counts."""
+    first = frame["cold"] == 1
+    age = frame["init_age_ms"]
+    return first & (age.isna() | (age < frame["latency_ms"]))
 
 
 def load_records(folder: RunFolder) -> pd.DataFrame | None:
@@ -120,7 +136,7 @@ def latency_stats(frame: pd.DataFrame, arm: str) -> LatencyStats:
     rows = frame[frame["arm"] == arm]
     everything = rows["latency_ms"].to_numpy(dtype="float64")
     ok = np.sort(rows.loc[rows["ok"], "latency_ms"].to_numpy(dtype="float64"))
-    cold = int((rows["cold"] == 1).sum())
+    cold = int(rows["cold_start"].sum())
     if len(ok) == 0:
         return LatencyStats(
             requests=len(rows),

@@ -41,6 +41,7 @@ COLUMNS = (
     "ee",
     "worker",
     "cold",
+    "init_age_ms",
     "connect_ms",
     "query_ms",
     "queries",
@@ -69,14 +70,14 @@ def _text(value: Any) -> str:
 
 
 def handler_fields(body: bytes | str | None) -> list[str]:
-    """ee, worker, cold, connect_ms, query_ms, queries, sleep_ms, handler_ms from the
-    handler's JSON body (functions/app/handler.py); empty cells when it is not one."""
+    """ee, worker, cold, init_age_ms, connect_ms, query_ms, queries, sleep_ms, handler_ms
+    from the handler's JSON body (functions/app/handler.py); empty cells when it is not one."""
     data: Any = None
     if body:
         with contextlib.suppress(ValueError, UnicodeDecodeError):
             data = json.loads(body)
     if not isinstance(data, Mapping):
-        return [""] * 8
+        return [""] * 9
     queries = data.get("query_ms")
     times = [q for q in queries if isinstance(q, int | float)] if isinstance(queries, list) else []
     cold = data.get("cold_start")
@@ -84,6 +85,7 @@ def handler_fields(body: bytes | str | None) -> list[str]:
         _text(data.get("ee")),
         _text(data.get("worker")),
         "" if not isinstance(cold, bool) else ("1" if cold else "0"),
+        _ms(data.get("init_age_ms")),
         _ms(data.get("connect_ms")),
         _ms(sum(times)) if isinstance(queries, list) else "",
         str(len(times)) if isinstance(queries, list) else "",

@@ -136,6 +136,7 @@ class Worker:
     def __init__(self, settings: FunctionSettings) -> None:
         self.settings = settings
         self.cold = True
+        self.ready_at = time.monotonic()  # init's end: a first request that began before it waited
 
     def connect(self) -> psycopg.Connection[tuple[Any, ...]]:
         """Autocommit, so each query is its own transaction and PgBouncer (transaction mode)
@@ -230,6 +231,8 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         "ee": worker.settings.ee_id,
         "worker": os.getpid(),
         "cold_start": cold,
+        # ms from the end of this worker's init to its first request (null after that)
+        "init_age_ms": round((time.monotonic() - worker.ready_at) * 1000, 1) if cold else None,
     }
     try:
         params = RequestParams.from_event(event)
