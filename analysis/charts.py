@@ -438,11 +438,11 @@ def latency_over_time(records: pd.DataFrame, summary: RunSummary) -> Chart:
     )
 
 
-BREAKDOWN_COLORS = {
-    "sleep_ms": "#c7c7c7",
-    "query_ms": "#9467bd",
-    "connect_ms": "#ff7f0e",
-    "rest_ms": "#8c564b",
+BREAKDOWN_COLORS = {  # outside matplotlib's default cycle, so no other chart has them
+    "sleep_ms": "#d9d9d9",
+    "query_ms": "#756bb1",
+    "connect_ms": "#fd8d3c",
+    "rest_ms": "#636363",
 }
 BREAKDOWN_LABELS = {
     "sleep_ms": "sleep",
