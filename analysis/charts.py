@@ -18,6 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from analysis import dataset
+from analysis import host as host_module
 from analysis import requests as request_records
 from analysis.runfolder import CHARTS, write_bytes_atomic
 from analysis.summary import RunSummary
@@ -313,6 +314,9 @@ def render_charts(
     pool_chart = pools(frame, summary)
     if pool_chart is not None:
         charts.append(pool_chart)
+    cpu_chart = host_cpu(frame, summary)
+    if cpu_chart is not None:
+        charts.append(cpu_chart)
     return charts
 
 
@@ -505,5 +509,45 @@ def time_breakdown(records: pd.DataFrame, summary: RunSummary) -> Chart | None:
         "pooler, or the database for a direct arm), as the handler timed them; the rest is the "
         "latency Locust measured minus those (gateway, runtime, network, the handler's own "
         "code). An arm that pays a connect on every request shows it on the right.",
+        _render(fig, summary),
+    )
+
+
+def host_cpu(frame: pd.DataFrame, summary: RunSummary) -> Chart | None:
+    """The host's CPU per second (local runs): the whole machine, the stack, Locust, with
+    the saturation line; None when the run has no host samples (aws)."""
+    total = dataset.series(frame, dataset.HOST_ARM, "HostCpuPercent", stats=("Average",))
+    if total.empty:
+        return None
+    fig = Figure(figsize=(10, 3.0), layout="constrained")
+    ax = fig.subplots()
+    lines = (
+        ("HostCpuPercent", "whole host", "black", 1.6),
+        ("StackCpuPercent", "the stack's processes", "#17becf", 1.2),
+        ("LoadGeneratorCpuPercent", "Locust", "#bcbd22", 1.2),
+    )
+    for metric, label, color, width in lines:
+        values = dataset.series(frame, dataset.HOST_ARM, metric, stats=("Average",))
+        if not values.empty:
+            ax.plot(_x(values.index), values.to_numpy(), color=color, linewidth=width, label=label)
+    ax.axhline(
+        host_module.SATURATED_PERCENT,
+        color="crimson",
+        linestyle=":",
+        linewidth=1,
+        label=f"saturated ({host_module.SATURATED_PERCENT:g} %)",
+    )
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("% of all cores")
+    ax.set_xlabel("time (UTC)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right", ncol=4)
+    verdict = "saturated" if summary.host_saturated else "not saturated"
+    return Chart(
+        "host_cpu",
+        f"Host CPU ({verdict})",
+        "CPU use per second in % of all the machine's cores (/proc/stat), and of it the local "
+        "stack's processes and Locust's. At or above the dotted line for a tenth of the load, "
+        "the summary marks the host saturated: local latencies then measure the machine.",
         _render(fig, summary),
     )

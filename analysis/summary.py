@@ -18,6 +18,7 @@ from analysis import dataset
 from analysis import requests as request_records
 from analysis.collect import load_dataset, load_or_collect
 from analysis.faults import fault_outcome
+from analysis.host import host_load, saturation_warning
 from analysis.locust_results import LocustArmStats, read_history, read_stats
 from analysis.runfolder import LOCUST_HISTORY, LOCUST_STATS, SUMMARY, RunFolder, write_json_atomic
 from poolbench.errors import InputError
@@ -92,6 +93,10 @@ class RunSummary:
     warnings: list[str] = field(default_factory=list)
     faults: list[dict[str, Any]] = field(default_factory=list)  # as injected (manifest)
     resolution_note: str = RESOLUTION_NOTE
+    # Host CPU over the load (local runs, analysis/host.py); host_saturated marks a run whose
+    # local figures measure the machine.
+    host_cpu: dict[str, Any] | None = None
+    host_saturated: bool | None = None
 
     def arm(self, name: str) -> ArmSummary:
         """The summary of one arm by name."""
@@ -285,6 +290,10 @@ def summarize(
         for a in arm_names
     ]
     arms, latency_warnings = exact_latency(arms, folder, locust)
+    try:
+        host = host_load(data, folder.window())
+    except InputError:
+        host = host_load(data)
     faults = [dict(f) for f in folder.manifest.get("faults") or []]
     history_path = folder.file(LOCUST_HISTORY)
     if faults and history_path.is_file():
@@ -302,8 +311,10 @@ def summarize(
         arms=arms,
         database_peak_connections=dataset.peak(data, dataset.DATABASE_ARM, "DatabaseConnections"),
         verdict=verdict(arms),
-        warnings=warnings_for(arms, folder, locust) + latency_warnings,
+        warnings=warnings_for(arms, folder, locust) + latency_warnings + saturation_warning(host),
         faults=faults,
+        host_cpu=None if host is None else asdict(host),
+        host_saturated=None if host is None else host.saturated,
     )
     if write:
         write_json_atomic(folder.file(SUMMARY), summary.to_json())

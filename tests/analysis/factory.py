@@ -66,6 +66,8 @@ class RunSpec:
     queries: int = 2
     with_pools: bool = True
     with_requests: bool = False
+    with_host: bool = False
+    """Add the recorder's `host` CPU object to each sample: 95 % for the first 20 s, then 40 %."""
     """Write requests/*.csv (per-request records) as Locust's processes do since #15."""
 
 
@@ -229,16 +231,21 @@ def write_samples(run: Path, spec: RunSpec) -> None:
             db = entry["DatabaseConnections"]
             assert isinstance(db, int)
             total += db
-        lines.append(
-            json.dumps(
-                {
-                    "time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "epoch": moment.timestamp(),
-                    "arms": arms,
-                    "database": {"connections_total": total + 2},
-                }
-            )
-        )
+        sample: dict[str, object] = {
+            "time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "epoch": moment.timestamp(),
+            "arms": arms,
+            "database": {"connections_total": total + 2},
+        }
+        if spec.with_host:
+            busy = 95.0 if second < 20 else 40.0
+            sample["host"] = {
+                "cores": 2,
+                "cpu_percent": busy,
+                "stack_cpu_percent": busy - 20,
+                "load_cpu_percent": 10.0,
+            }
+        lines.append(json.dumps(sample))
     (run / "samples.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
