@@ -59,6 +59,8 @@ def test_seed_command_line_is_exact(tmp_path: Path) -> None:
         "--csv",
         str(tmp_path / "run" / "locust"),
         "--csv-full-history",
+        "--requests-dir",
+        str(tmp_path / "run" / "requests"),
         "--only-summary",
         "--exit-code-on-error",
         "0",
@@ -112,7 +114,7 @@ def test_smoke_finishes_in_seconds() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"preset": "fast"}, "unknown preset 'fast' (valid presets: seed, smoke, ramp)"),
+        ({"preset": "fast"}, "unknown preset 'fast' (valid presets: seed, smoke, failover, ramp)"),
         ({"users": 0}, "--users must be at least 1 (got 0)"),
         (
             {"arms": "standard,lmi"},
