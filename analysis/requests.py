@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -120,9 +121,9 @@ def load_records(folder: RunFolder) -> pd.DataFrame | None:
 
 
 def _rank(percent: float, count: int) -> int:
-    """ceil(percent % of count), rounded first so float noise (99.9 / 100 * 1000 =
-    999.0000000000001) does not move the rank up by one."""
-    return math.ceil(round(percent * count / 100, 9))
+    """ceil(percent % of count) in exact arithmetic: in floats 99.9 / 100 * 1000 is
+    999.0000000000001, which would move the rank up by one (numpy's percentile does)."""
+    return math.ceil(Fraction(str(percent)) * count / 100)
 
 
 def nearest_rank(ordered: np.ndarray, percent: float) -> float:
@@ -180,8 +181,9 @@ def per_second(frame: pd.DataFrame, arm: str) -> pd.DataFrame:
     order = np.lexsort((latencies, second))
     second, latencies = second[order], latencies[order]
     seconds, first, counts = np.unique(second, return_index=True, return_counts=True)
-    p50 = latencies[first + np.ceil(np.round(50 * counts / 100, 9)).astype("int64") - 1]
-    p99 = latencies[first + np.ceil(np.round(99 * counts / 100, 9)).astype("int64") - 1]
+    # integer ceil(p * n / 100): exact for whole percents
+    p50 = latencies[first + (50 * counts + 99) // 100 - 1]
+    p99 = latencies[first + (99 * counts + 99) // 100 - 1]
     return pd.DataFrame(
         {
             "time": pd.to_datetime(seconds, unit="s", utc=True),
