@@ -102,16 +102,22 @@ def read_records(paths: list[Path]) -> pd.DataFrame:
 
 def cold_starts(frame: pd.DataFrame) -> pd.Series:
     """True for a request that waited for an init: its worker's first (the handler's
-    `cold_start`) whose init ended after the request began (init_age_ms < latency_ms).
+    `cold_start`) whose init ended after the request was sent.
+
+    The handler reports init_age_ms, from its init's end to the invoke; the request was sent
+    latency_ms - handler_ms before the handler returned, so it waited for the init when
+    init_age_ms < latency_ms - handler_ms (the response's trip back is counted as waiting
+    too; it is milliseconds against an init's hundreds).
 
     The handler knows when its own worker's init ran, not the EE's: per-worker first invoke
-    is the signal. On Managed Instances workers start with their EE, before any request, so
+    is the signal. On Managed Instances workers start with their EE, before the traffic, so
     their first requests did not wait and are not counted; on standard Lambda the first
-    request of an EE waits for its init. Without init_age_ms (older handler) every first
+    request of an EE waits for its init. Without init_age_ms (an older handler) every first
     invoke counts."""
     first = frame["cold"] == 1
     age = frame["init_age_ms"]
-    return first & (age.isna() | (age < frame["latency_ms"]))
+    waited = frame["latency_ms"] - frame["handler_ms"].fillna(0.0)
+    return first & (age.isna() | (age < waited))
 
 
 def load_records(folder: RunFolder) -> pd.DataFrame | None:
