@@ -75,21 +75,29 @@ class ForkedProcess:
             self.returncode = -1
 
     def poll(self) -> int | None:
-        if self.returncode is None and self._pidfd is not None:
-            readable, _, _ = select.select([self._pidfd], [], [], 0)
-            if readable:
-                self.returncode = -1
-                os.close(self._pidfd)
-                self._pidfd = None
+        if self.returncode is None and self._pidfd is not None and _readable(self._pidfd, 0):
+            self.returncode = -1
+            os.close(self._pidfd)
+            self._pidfd = None
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        if self.returncode is None and self._pidfd is not None:
-            readable, _, _ = select.select([self._pidfd], [], [], timeout)
-            if not readable:
-                raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        if (
+            self.returncode is None
+            and self._pidfd is not None
+            and not _readable(self._pidfd, timeout)
+        ):
+            raise subprocess.TimeoutExpired(self.args, timeout or 0)
         self.poll()
         return -1
+
+
+def _readable(fd: int, timeout: float | None) -> bool:
+    """poll(2), not select(2): a stack of a hundred EEs holds more than 1,024 descriptors,
+    and select() refuses any numbered above that ("filedescriptor out of range")."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(None if timeout is None else timeout * 1000))
 
 
 class RuntimeZygote:
