@@ -7,7 +7,8 @@ the handler said about the request, so every percentile is computed from the req
 themselves (analysis/requests.py).
 
 Format: CSV, one file per Locust process (`requests/<role>-<pid>.csv`), appended with a
-1 MiB write buffer and flushed when the process quits.
+1 MiB write buffer, flushed at least once a second (a killed process loses at most its last
+second) and when the process quits.
 
 - One file per process: workers (`--processes N`) write their own rows with no lock and no
   message to the master; readers concatenate the files.
@@ -25,6 +26,7 @@ import contextlib
 import json
 import math
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -53,6 +55,7 @@ COLUMNS = (
 """The record file's columns (docs/contracts.md describes each)."""
 
 BUFFER_BYTES = 1 << 20
+FLUSH_EVERY_S = 1.0
 
 
 def _ms(value: Any) -> str:
@@ -107,6 +110,7 @@ class RecordWriter:
         if self.path.stat().st_size == 0:
             self._file.write(",".join(COLUMNS) + "\n")
         self.rows = 0
+        self._flushed_at = time.monotonic()
 
     def write(
         self,
@@ -134,6 +138,9 @@ class RecordWriter:
         ]
         self._file.write(",".join(cells) + "\n")
         self.rows += 1
+        if (now := time.monotonic()) - self._flushed_at >= FLUSH_EVERY_S:
+            self._file.flush()
+            self._flushed_at = now
 
     def flush(self) -> None:
         """Everything written so far on disk (the end of a test, or of the process)."""
