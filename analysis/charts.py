@@ -332,7 +332,7 @@ def write_charts(charts: list[Chart], run_dir: Path) -> list[Path]:
 
 def latency_cdf(records: pd.DataFrame, summary: RunSummary) -> Chart:
     """Per arm, the share of successful requests at or below each latency, on a log axis;
-    cold-start requests (a worker's first after its init) are marked on their arm's curve."""
+    cold-start requests (sent before their worker's init ended) are marked on their curve."""
     fig = Figure(figsize=(10, 4.2), layout="constrained")
     ax = fig.subplots()
     drawn = False
@@ -345,7 +345,7 @@ def latency_cdf(records: pd.DataFrame, summary: RunSummary) -> Chart:
         share = np.arange(1, len(latency) + 1) / len(latency)
         color = _color(arm.arm, i)
         ax.step(latency, share, where="post", color=color, linewidth=1.5, label=arm.label)
-        cold = rows["cold"].to_numpy()[order] == 1
+        cold = rows["cold_start"].to_numpy(dtype=bool)[order]
         if cold.any():
             ax.scatter(
                 latency[cold],
