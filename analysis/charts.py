@@ -18,6 +18,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from analysis import dataset
+from analysis import host as host_module
+from analysis import requests as request_records
 from analysis.runfolder import CHARTS, write_bytes_atomic
 from analysis.summary import RunSummary
 
@@ -361,19 +363,31 @@ def pools(
 
 
 def render_charts(
-    frame: pd.DataFrame, history: pd.DataFrame | None, summary: RunSummary
+    frame: pd.DataFrame,
+    history: pd.DataFrame | None,
+    summary: RunSummary,
+    records: pd.DataFrame | None = None,
 ) -> list[Chart]:
-    """All charts for a run, in report order; the per-EE chart only when pools were sampled."""
+    """All charts for a run, in report order; the per-EE chart only when pools were sampled.
+
+    With per-request records, latency charts come from them (distribution, per second, the
+    breakdown); a run folder made before them keeps Locust's rolling-window chart. Every time
+    chart shares one time window."""
     window = time_window(frame["time"], None if history is None else history["time"])
-    charts = [
-        timeline(frame, summary, window),
-        peaks(summary),
-        ratio(summary),
-        latency(history, summary, window),
-    ]
+    charts = [timeline(frame, summary, window), peaks(summary), ratio(summary)]
+    if records is None:
+        charts.append(latency(history, summary, window))
+    else:
+        charts += [latency_cdf(records, summary), latency_over_time(records, summary, window)]
+        parts = time_breakdown(records, summary)
+        if parts is not None:
+            charts.append(parts)
     pool_chart = pools(frame, summary, window)
     if pool_chart is not None:
         charts.append(pool_chart)
+    cpu_chart = host_cpu(frame, summary, window)
+    if cpu_chart is not None:
+        charts.append(cpu_chart)
     return charts
 
 
@@ -385,3 +399,230 @@ def write_charts(charts: list[Chart], run_dir: Path) -> list[Path]:
         write_bytes_atomic(path, chart.png)
         paths.append(path)
     return paths
+
+
+def latency_cdf(records: pd.DataFrame, summary: RunSummary) -> Chart:
+    """Per arm, the share of successful requests at or below each latency, on a log axis;
+    cold-start requests (sent before their worker's init ended) are marked on their curve."""
+    fig = Figure(figsize=(10, 4.2), layout="constrained")
+    ax = fig.subplots()
+    drawn = False
+    for i, arm in enumerate(summary.arms):
+        rows = records[(records["arm"] == arm.arm) & records["ok"]]
+        if rows.empty:
+            continue
+        order = np.argsort(rows["latency_ms"].to_numpy(), kind="stable")
+        latency = rows["latency_ms"].to_numpy()[order]
+        share = np.arange(1, len(latency) + 1) / len(latency)
+        color = _color(arm.arm, i)
+        ax.step(latency, share, where="post", color=color, linewidth=1.5, label=arm.label)
+        cold = rows["cold_start"].to_numpy(dtype=bool)[order]
+        if cold.any():
+            ax.scatter(
+                latency[cold],
+                share[cold],
+                marker="x",
+                s=18,
+                color=color,
+                linewidths=1,
+                label=f"{arm.label}: cold start ({int(cold.sum())})",
+            )
+        drawn = True
+    if not drawn:
+        _no_data(ax, "successful request")
+    else:
+        ax.set_xscale("log")
+        ax.legend(fontsize=8, loc="lower right")
+    for level in (0.5, 0.99):
+        ax.axhline(level, color="0.6", linewidth=0.8, linestyle=":")
+    ax.set_xlabel("latency (ms, log scale)")
+    ax.set_ylabel("share of requests at or below")
+    ax.set_ylim(0, 1.01)
+    ax.grid(alpha=0.3, which="both")
+    return Chart(
+        "latency_cdf",
+        "Latency distribution (every successful request)",
+        "The cumulative share of successful requests at or below each latency, exact from the "
+        "per-request records; dotted lines at p50 and p99; x: a request that waited for its "
+        "worker's init (cold start).",
+        _render(fig, summary),
+    )
+
+
+def latency_over_time(
+    records: pd.DataFrame, summary: RunSummary, window: TimeWindow | None = None
+) -> Chart:
+    """p50 and p99 of the requests that ended in each second, per arm, with cold starts
+    marked and failures per second below: the per-request replacement of Locust's history."""
+    fig = Figure(figsize=(10, 5.2), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
+    if records.empty:
+        _no_data(top, "request")
+        _no_data(bottom, "request")
+    for i, arm in enumerate(summary.arms):
+        color = _color(arm.arm, i)
+        seconds = request_records.per_second(records, arm.arm)
+        if not seconds.empty:
+            # each second's figures drawn at its middle, where its requests ended on average
+            x = _x(pd.DatetimeIndex(seconds["time"]) + pd.Timedelta(milliseconds=500))
+            top.plot(x, seconds["p50_ms"].to_numpy(), color=color, label=f"{arm.label} p50")
+            top.plot(
+                x,
+                seconds["p99_ms"].to_numpy(),
+                color=color,
+                linestyle=":",
+                label=f"{arm.label} p99",
+            )
+        rows = records[records["arm"] == arm.arm]
+        cold = rows[rows["cold_start"] & rows["ok"]]
+        if not cold.empty:
+            top.scatter(
+                _x(pd.DatetimeIndex(pd.to_datetime(cold["end"], unit="s", utc=True))),
+                cold["latency_ms"].to_numpy(),
+                marker="x",
+                s=16,
+                color=color,
+                label=f"{arm.label} cold start",
+            )
+        failed = rows[~rows["ok"]]
+        if not failed.empty:
+            per_s = failed.groupby(np.floor(failed["end"]).astype("int64")).size()
+            when = pd.to_datetime(per_s.index.to_numpy(), unit="s", utc=True)
+            bottom.plot(
+                _x(pd.DatetimeIndex(when)),
+                per_s.to_numpy(),
+                color=color,
+                marker=".",
+                label=arm.label,
+            )
+    if not records.empty:
+        top.set_yscale("log")
+        top.legend(fontsize=7, ncol=3)
+        if bottom.get_legend_handles_labels()[0]:
+            bottom.legend(fontsize=7)
+    top.set_ylabel("latency (ms, log scale)")
+    top.grid(alpha=0.3, which="both")
+    bottom.set_ylabel("failures/s")
+    bottom.set_ylim(bottom=0)
+    bottom.set_xlabel("time (UTC)")
+    bottom.grid(alpha=0.3)
+    return Chart(
+        "latency",
+        "Latency percentiles and failures over time",
+        "Per second, p50 (solid) and p99 (dotted) of the successful requests that ended in it, "
+        "exact from the per-request records; x: cold-start requests; below, failures per second.",
+        _render(fig, summary, window),
+    )
+
+
+BREAKDOWN_COLORS = {  # outside matplotlib's default cycle, so no other chart has them
+    "sleep_ms": "#d9d9d9",
+    "query_ms": "#756bb1",
+    "connect_ms": "#fd8d3c",
+    "rest_ms": "#636363",
+}
+BREAKDOWN_LABELS = {
+    "sleep_ms": "sleep",
+    "query_ms": "queries",
+    "connect_ms": "connect (pooler or database)",
+    "rest_ms": "rest (gateway + runtime)",
+}
+
+
+def time_breakdown(records: pd.DataFrame, summary: RunSummary) -> Chart | None:
+    """Where a successful request's time went, per arm, as mean milliseconds: the whole
+    request (left) and everything but the sleep (right), where connect and queries show."""
+    parts = {a.arm: request_records.breakdown(records, a.arm) for a in summary.arms}
+    arms = [a for a in summary.arms if parts[a.arm] is not None]
+    if not arms:
+        return None
+    fig = Figure(figsize=(10, 1.2 + 0.7 * len(arms)), layout="constrained")
+    whole, detail = fig.subplots(1, 2, sharey=True)
+    labels = [a.label for a in arms]
+    y = np.arange(len(arms))
+    for ax, names in (
+        (whole, list(request_records.BREAKDOWN_PARTS)),
+        (detail, [p for p in request_records.BREAKDOWN_PARTS if p != "sleep_ms"]),
+    ):
+        left = np.zeros(len(arms))
+        for name in names:
+            widths = np.array([max((parts[a.arm] or {})[name], 0.0) for a in arms])
+            bars = ax.barh(
+                y,
+                widths,
+                left=left,
+                color=BREAKDOWN_COLORS[name],
+                label=BREAKDOWN_LABELS[name],
+                height=0.6,
+            )
+            if ax is detail:
+                for bar, width in zip(bars, widths, strict=True):
+                    if width > 0:
+                        ax.annotate(
+                            f"{width:.1f}",
+                            (bar.get_x() + width / 2, bar.get_y() + bar.get_height() / 2),
+                            ha="center",
+                            va="center",
+                            fontsize=7,
+                        )
+            left += widths
+    whole.set_yticks(y, labels)
+    whole.invert_yaxis()
+    whole.set_xlabel("mean ms per request")
+    whole.set_title("whole request", loc="left", fontsize=9)
+    detail.set_xlabel("mean ms per request")
+    detail.set_title("without the sleep", loc="left", fontsize=9)
+    detail.legend(fontsize=7, loc="lower right")
+    for ax in (whole, detail):
+        ax.grid(axis="x", alpha=0.3)
+    return Chart(
+        "breakdown",
+        "Where the time goes",
+        "Mean per successful request: the handler's sleep, its queries and its connect (to its "
+        "pooler, or the database for a direct arm), as the handler timed them; the rest is the "
+        "latency Locust measured minus those (gateway, runtime, network, the handler's own "
+        "code). An arm that pays a connect on every request shows it on the right.",
+        _render(fig, summary),
+    )
+
+
+def host_cpu(
+    frame: pd.DataFrame, summary: RunSummary, window: TimeWindow | None = None
+) -> Chart | None:
+    """The host's CPU per second (local runs): the whole machine, the stack, Locust, with
+    the saturation line; None when the run has no host samples (aws)."""
+    total = dataset.series(frame, dataset.HOST_ARM, "HostCpuPercent", stats=("Average",))
+    if total.empty:
+        return None
+    fig = Figure(figsize=(10, 3.0), layout="constrained")
+    ax = fig.subplots()
+    lines = (
+        ("HostCpuPercent", "whole host", "black", 1.6),
+        ("StackCpuPercent", "the stack's processes", "#17becf", 1.2),
+        ("LoadGeneratorCpuPercent", "Locust", "#bcbd22", 1.2),
+    )
+    for metric, label, color, width in lines:
+        values = dataset.series(frame, dataset.HOST_ARM, metric, stats=("Average",))
+        if not values.empty:
+            ax.plot(_x(values.index), values.to_numpy(), color=color, linewidth=width, label=label)
+    ax.axhline(
+        host_module.SATURATED_PERCENT,
+        color="crimson",
+        linestyle=":",
+        linewidth=1,
+        label=f"saturated ({host_module.SATURATED_PERCENT:g} %)",
+    )
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("% of all cores")
+    ax.set_xlabel("time (UTC)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right", ncol=4)
+    verdict = "saturated" if summary.host_saturated else "not saturated"
+    return Chart(
+        "host_cpu",
+        f"Host CPU ({verdict})",
+        "CPU use per second in % of all the machine's cores (/proc/stat), and of it the local "
+        "stack's processes and Locust's. At or above the dotted line for a tenth of the load, "
+        "the summary marks the host saturated: local latencies then measure the machine.",
+        _render(fig, summary, window),
+    )

@@ -26,6 +26,7 @@ TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 # Pseudo-arms for values that belong to the whole run, not one arm.
 DATABASE_ARM = "database"
 API_ARM = "api"
+HOST_ARM = "host"  # the machine a local run ran on: CPU use per second (local/cpu.py)
 
 # Sources that describe an arm as a whole; per-EE rows carry `<kind>:<ee_id>`.
 ARM_LEVEL_SOURCES = frozenset({"local", "probe", "cloudwatch", "responses"})

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.dataset import COLUMNS, DATABASE_ARM, TIME_FORMAT, RowBuffer, combine
+from analysis.dataset import COLUMNS, DATABASE_ARM, HOST_ARM, TIME_FORMAT, RowBuffer, combine
 from analysis.runfolder import parse_time
 from poolbench.errors import InputError
 
@@ -39,6 +39,13 @@ POOL_METRICS = {
     "sv_used": "PoolServerUsed",
     "sv_login": "PoolServerLogin",
     "maxwait": "PoolMaxWait",
+}
+# The recorder's `host` object (local/cpu.py) -> metrics of the `host` pseudo-arm, each the
+# average over the second, in % of the whole machine.
+HOST_METRICS = {
+    "cpu_percent": "HostCpuPercent",
+    "stack_cpu_percent": "StackCpuPercent",
+    "load_cpu_percent": "LoadGeneratorCpuPercent",
 }
 EE_CONCURRENCY = "ExecutionEnvironmentConcurrency"
 # One block = the EE's concurrency, then its pool columns in POOL_METRICS order.
@@ -229,6 +236,12 @@ def read_samples(path: Path, source: str = "local") -> pd.DataFrame:
                 rows.add(
                     time, DATABASE_ARM, "DatabaseConnections", "Sample", total, "Count", source
                 )
+        host = sample.get("host")
+        if isinstance(host, dict):
+            for key, metric in HOST_METRICS.items():
+                value = _number(host.get(key))
+                if value is not None:
+                    rows.add(time, HOST_ARM, metric, "Average", value, "Percent", source)
     parts = [pd.DataFrame(rows.columns, columns=list(COLUMNS))]
     parts.extend(shape.to_frame() for shape in blocks if shape.ees)
     return combine(parts)

@@ -21,6 +21,7 @@ from analysis import charts as chart_module
 from analysis import dataset
 from analysis.collect import load_dataset
 from analysis.locust_results import LocustFailure, read_failures, read_history
+from analysis.requests import load_records
 from analysis.runfolder import (
     LOCUST_FAILURES,
     LOCUST_HISTORY,
@@ -156,7 +157,8 @@ def build_report(run_dir: Path) -> Path:
         )
         failures_path = folder.file(LOCUST_FAILURES)
         failures = read_failures(failures_path) if failures_path.is_file() else []
-        charts = chart_module.render_charts(frame, history, summary)
+        records = load_records(folder)
+        charts = chart_module.render_charts(frame, history, summary, records)
         if writing is not None:
             writing.result()
     chart_module.write_charts(charts, folder.path)

@@ -15,8 +15,10 @@ from typing import Any, cast
 import pandas as pd
 
 from analysis import dataset
+from analysis import requests as request_records
 from analysis.collect import load_dataset, load_or_collect
 from analysis.faults import fault_outcome
+from analysis.host import host_load, saturation_warning
 from analysis.locust_results import LocustArmStats, read_history, read_stats
 from analysis.runfolder import LOCUST_HISTORY, LOCUST_STATS, SUMMARY, RunFolder, write_json_atomic
 from poolbench.errors import InputError
@@ -78,6 +80,15 @@ class ArmSummary:
     """Largest per-minute p50 of Lambda's Duration."""
     duration_p99_ms: float | None = None
     """Largest per-minute p99 of Lambda's Duration."""
+    # Exact latency from the per-request records (analysis/requests.py), over successful
+    # requests; p50/p95/p99 above come from them too. latency_source says where they came from.
+    p90_ms: float | None = None
+    p999_ms: float | None = None
+    min_ms: float | None = None
+    max_ms: float | None = None
+    mean_ms: float | None = None
+    latency_source: str = "locust buckets"
+    cold_starts: int | None = None
 
 
 THROTTLE_REASONS = ("ConcurrencyThrottles", "CPUThrottles", "MemoryThrottles")
@@ -110,6 +121,10 @@ class RunSummary:
     """aws: the DB-connection probe's samples, failures and first error."""
     missing_metrics: list[str] = field(default_factory=list)
     """CloudWatch series asked for and not found (or without a datapoint): missing, not 0."""
+    # Host CPU over the load (local runs, analysis/host.py); host_saturated marks a run whose
+    # local figures measure the machine.
+    host_cpu: dict[str, Any] | None = None
+    host_saturated: bool | None = None
 
     def arm(self, name: str) -> ArmSummary:
         """The summary of one arm by name."""
@@ -301,6 +316,45 @@ def warnings_for(arms: list[ArmSummary], folder: RunFolder, locust: dict[str, An
     return found
 
 
+def exact_latency(
+    arms: list[ArmSummary], folder: RunFolder, locust: dict[str, LocustArmStats]
+) -> tuple[list[ArmSummary], list[str]]:
+    """Every arm's percentiles from the run's per-request records instead of Locust's
+    rounded buckets; a warning when there are none, or when they miss a request Locust saw."""
+    records = request_records.load_records(folder)
+    if records is None:
+        return arms, [
+            "No per-request records (requests/): latency percentiles are Locust's, rounded to "
+            "100 ms above 1 s; re-run with this poolbench for exact ones."
+        ]
+    found: list[str] = []
+    exact = []
+    for arm in arms:
+        stats = request_records.latency_stats(records, arm.arm)
+        counted = locust[arm.arm].requests if arm.arm in locust else 0
+        if stats.requests != counted:
+            found.append(
+                f"Arm '{arm.arm}' has {stats.requests} request records but Locust counted "
+                f"{counted}: its percentiles miss requests."
+            )
+        exact.append(
+            replace(
+                arm,
+                p50_ms=stats.p50_ms,
+                p90_ms=stats.p90_ms,
+                p95_ms=stats.p95_ms,
+                p99_ms=stats.p99_ms,
+                p999_ms=stats.p999_ms,
+                min_ms=stats.min_ms,
+                max_ms=stats.max_ms,
+                mean_ms=stats.mean_ms,
+                latency_source="requests (exact, successful requests)",
+                cold_starts=stats.cold_starts,
+            )
+        )
+    return exact, found
+
+
 def summarize(
     run_dir: Path, *, frame: pd.DataFrame | None = None, write: bool = True
 ) -> RunSummary:
@@ -337,6 +391,11 @@ def summarize(
         )
         for a in arm_names
     ]
+    arms, latency_warnings = exact_latency(arms, folder, locust)
+    try:
+        host = host_load(data, folder.window())
+    except InputError:
+        host = host_load(data)
     faults = [dict(f) for f in folder.manifest.get("faults") or []]
     history_path = folder.file(LOCUST_HISTORY)
     if faults and history_path.is_file():
@@ -360,7 +419,7 @@ def summarize(
         arms=arms,
         database_peak_connections=dataset.peak(data, dataset.DATABASE_ARM, "DatabaseConnections"),
         verdict=verdict(arms, probe),
-        warnings=warnings_for(arms, folder, locust),
+        warnings=warnings_for(arms, folder, locust) + latency_warnings + saturation_warning(host),
         failure=failure,
         api={
             "requests": total(data, dataset.API_ARM, "Count"),
@@ -378,6 +437,8 @@ def summarize(
         probe=probe or {},
         missing_metrics=missing_metrics(data),
         faults=faults,
+        host_cpu=None if host is None else asdict(host),
+        host_saturated=None if host is None else host.saturated,
     )
     if write:
         write_json_atomic(folder.file(SUMMARY), summary.to_json())

@@ -12,6 +12,8 @@ Run it plainly against any target (the outputs file names the API and its arms):
   anything but 2xx is a failure (Locust's default).
 - `--requests-per-arm N` stops each arm after exactly N requests, then ends the run. With
   `--processes`/workers the master splits N per arm over the workers by the users each runs.
+- `--requests-dir D` writes one CSV row per request into D, a file per Locust process
+  (workers too): the exact latencies every percentile is computed from (loadtest/records.py).
 - `--ramp-interval S` swaps the constant load for a ramp (users double at most every S seconds).
 
 Everything Locust-specific lives here; the checks and arithmetic are in locust-free modules
@@ -37,6 +39,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from loadtest.budget import ArmBudget, split_budget
 from loadtest.plan import LoadPlan, make_plan, ramp_users_per_arm
+from loadtest.records import RecordWriter
 from poolbench.errors import InputError
 
 logger = logging.getLogger("poolbench.loadtest")
@@ -59,6 +62,7 @@ class _RunState:
         self.budget_ready = Event()
         self.workers_pending: set[str] = set()
         self.budget_sent = False
+        self.records: RecordWriter | None = None
 
 
 _STATE = _RunState()
@@ -149,6 +153,11 @@ def _add_arguments(parser: Any) -> None:
         help="ramp: double the users at most every this many seconds (0 = all at once)",
     )
     group.add_argument("--ramp-start", type=int, default=1, help="ramp: users per arm at start")
+    group.add_argument(
+        "--requests-dir",
+        default=None,
+        help="write one CSV row per request into this folder, a file per Locust process",
+    )
 
 
 class RampShape(LoadTestShape):
@@ -268,11 +277,15 @@ def _on_init(environment: Any, runner: Any, **_kwargs: Any) -> None:
     """Resolve the plan (master/local), choose the users and the shape, wire the budget."""
     _STATE.runner = runner
     environment.events.test_start.add_listener(_on_test_start)
+    # Recorded before the budget sees it: the last request's row is written before "done".
+    environment.events.request.add_listener(_record_request)
     environment.events.request.add_listener(_on_request)
     prefix = environment.parsed_options.ees_prefix or environment.parsed_options.csv_prefix
     if prefix and not isinstance(runner, MasterRunner):
         environment.events.request.add_listener(_EES.on_request)
         environment.events.quitting.add_listener(lambda **_kw: _EES.write(prefix))
+    environment.events.test_stop.add_listener(_flush_records)
+    environment.events.quitting.add_listener(_close_records)
     if isinstance(runner, WorkerRunner):
         # Everything comes from the master: host and custom options with the spawn message,
         # the budget share with BUDGET_MESSAGE.
@@ -330,6 +343,45 @@ def _on_test_start(environment: Any, **_kwargs: Any) -> None:
         return  # a worker (no plan), no budget, or a master that hands out shares later
     _STATE.budget.assign(dict.fromkeys(plan.arms, plan.requests_per_arm))
     _STATE.budget_ready.set()
+
+
+def _record_request(
+    name: str,
+    response_time: float,
+    start_time: float | None = None,
+    response: Any = None,
+    exception: Any = None,
+    **_kwargs: Any,
+) -> None:
+    """One row per finished request (success or failure) in this process's record file."""
+    records = _STATE.records
+    if records is None:
+        directory = getattr(_STATE.runner.environment.parsed_options, "requests_dir", None)
+        if not directory:
+            return
+        role = "worker" if isinstance(_STATE.runner, WorkerRunner) else "local"
+        records = _STATE.records = RecordWriter(Path(directory), role)
+    status = getattr(response, "status_code", None)
+    records.write(
+        start=float(start_time or 0.0),
+        arm=name,
+        latency_ms=float(response_time),
+        ok=exception is None,
+        status=int(status) if isinstance(status, int) else None,
+        body=getattr(response, "content", None),
+        error=exception,
+    )
+
+
+def _flush_records(**_kwargs: Any) -> None:
+    if _STATE.records is not None:
+        _STATE.records.flush()
+
+
+def _close_records(**_kwargs: Any) -> None:
+    """Every process closes its own file when it quits (Locust fires `quitting` in each)."""
+    if _STATE.records is not None:
+        _STATE.records.close()
 
 
 def _on_request(name: str, **_kwargs: Any) -> None:

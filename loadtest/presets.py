@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from loadtest.records import REQUESTS_DIR
 from loadtest.target import select_arms
 from poolbench.errors import InputError
 
@@ -252,6 +253,8 @@ def locust_command(
     - `--exit-code-on-error 0`: failed requests are a result (the seed expects some on LMI), so
       a non-zero exit means Locust itself failed (2 = bad input from the locustfile).
     - `--processes N` (N > 1) also pins the master port (a free one unless `master_port`).
+    - `--requests-dir <run>/requests`: every process writes a row per request there
+      (loadtest/records.py), the source of every percentile.
     """
     run = Path(run_dir)
     argv = [
@@ -280,6 +283,8 @@ def locust_command(
         "--ees-prefix",
         str(run / CSV_PREFIX),
         "--csv-full-history",
+        "--requests-dir",
+        str(run / REQUESTS_DIR),
         "--only-summary",
         "--exit-code-on-error",
         "0",

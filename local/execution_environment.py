@@ -200,6 +200,10 @@ class ExecutionEnvironment:
         self.extension_procs: list[subprocess.Popen[bytes]] = []
         self.runtime_proc: ChildProcess | None = None
         self.init_ms = 0.0
+        # Cold-start phases (scripts/bench_cold_start.py): epoch times, and ms per phase
+        self.created_at = time.time()
+        self.started_at: float | None = None
+        self.phase_ms: dict[str, float] = {}
         self.invocations = 0
         # None is the shutdown sentinel: it releases one long-polling worker request.
         self._queue: asyncio.Queue[PendingInvocation | None] = asyncio.Queue()
@@ -225,6 +229,7 @@ class ExecutionEnvironment:
     async def start(self) -> None:
         """Extensions init, then runtime init; raises EEInitError (and cleans up) on failure."""
         started = time.perf_counter()
+        self.started_at = time.time()
         self.settings.work_dir.mkdir(parents=True, exist_ok=True)
         files, link = self.settings.pooler_files, self.settings.pooler_dir
         files.mkdir(parents=True, exist_ok=True)
@@ -234,7 +239,10 @@ class ExecutionEnvironment:
         await self._serve_api()
         try:
             await self._start_extensions()
+            between = time.perf_counter()
+            self.phase_ms["extensions"] = (between - started) * 1000
             await self._start_runtime()
+            self.phase_ms["runtime"] = (time.perf_counter() - between) * 1000
         except BaseException:
             await self.shutdown()
             raise

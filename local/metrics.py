@@ -1,5 +1,6 @@
 """The local stand-in for CloudWatch, at 1 s: gauges from the function models, connections
-from PostgreSQL itself (pg_stat_activity by each arm's role) and each pooler's SHOW POOLS.
+from PostgreSQL itself (pg_stat_activity by each arm's role), each pooler's SHOW POOLS, and
+the host's CPU use (local/cpu.py).
 
 Each sample is appended to samples.jsonl (docs/contracts.md) and kept as `latest` for the
 gateway's /_poolbench/metrics endpoint.
@@ -21,6 +22,7 @@ from typing import Any
 
 import psycopg
 
+from local.cpu import CpuSampler
 from local.function_models import FunctionModel
 from local.postgres import PostgresServer, Role, count_connections_by_role
 
@@ -114,6 +116,7 @@ class MetricsRecorder:
         *,
         interval_s: float = 1.0,
         shared_poolers: Mapping[str, PoolerEndpoint] | None = None,
+        cpu: CpuSampler | None = None,
     ) -> None:
         self.models = models
         self.database = database
@@ -121,6 +124,7 @@ class MetricsRecorder:
         self.out_file = out_file
         self.interval_s = interval_s
         self.shared_poolers = dict(shared_poolers or {})
+        self.cpu = cpu
         self.latest: dict[str, Any] = {}
         self.peaks: dict[str, dict[str, int]] = {}
         self._pools = PoolReader(database.settings.dbname)
@@ -158,6 +162,7 @@ class MetricsRecorder:
         epoch = time.time()
         arms = {arm: model.sample() for arm, model in self.models.items()}
         endpoints = self._pool_endpoints()
+        host = await asyncio.to_thread(self.cpu.sample) if self.cpu is not None else None
         by_role, total, pools = await asyncio.to_thread(self._read_database, endpoints)
         for arm, sample in arms.items():
             sample["DatabaseConnections"] = by_role.get(self.roles[arm].name, 0)
@@ -175,6 +180,8 @@ class MetricsRecorder:
             "arms": arms,
             "database": {"connections_total": total},
         }
+        if host is not None:  # host CPU over the last second (local/cpu.py)
+            record["host"] = host
         with self.out_file.open("a") as fh:
             fh.write(json.dumps(record) + "\n")
         self.latest = record

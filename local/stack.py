@@ -27,6 +27,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
+from local.cpu import CpuSampler
 from local.execution_environment import DEFAULT_LAYER_DIR, REPO_ROOT, EESettings
 from local.function_models import FunctionModel, ManagedModel, StandardModel
 from local.gateway import STAGE, Gateway
@@ -119,6 +120,7 @@ class LocalStack:
                 self.settings.samples_file or self.run_dir / "samples.jsonl",
                 interval_s=self.settings.sample_interval_s,
                 shared_poolers=shared,
+                cpu=CpuSampler(tag=self.tag),
             )
             self._gateway = Gateway(
                 self.models,

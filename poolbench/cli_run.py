@@ -71,6 +71,12 @@ def _fmt(value: float | None, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _latency_source(arms: list[Any]) -> str:
+    """'exact per-request records' or Locust's buckets (a run folder made before records)."""
+    exact = all(a.latency_source.startswith("requests") for a in arms)
+    return "exact per-request records" if exact else "Locust's 100 ms buckets"
+
+
 def print_summary_table(run_dir: Path) -> None:
     """The closing table per arm, from the same numbers as summary.json; a failed run's
     reason comes first, so nobody reads the table without it."""
@@ -80,19 +86,35 @@ def print_summary_table(run_dir: Path) -> None:
     table = Table(
         title=f"poolbench {summary.run_id} ({summary.target}); latency in ms, peaks per arm",
         caption="EEs: most EEs serving in one second (from the responses); thr: Lambda "
-        "throttles; DB/conc: peak DB connections per peak concurrent request",
+        "throttles; DB/conc: peak DB connections per peak concurrent request; latency over "
+        f"successful requests, from {_latency_source(summary.arms)}",
     )
     table.add_column("arm", no_wrap=True)
-    for column in ("reqs", "fail", "p50", "p95", "p99", "conc", "EEs", "thr", "DB", "DB/conc"):
+    for column in (
+        "reqs",
+        "fail",
+        "min",
+        "p50",
+        "p95",
+        "p99",
+        "max",
+        "conc",
+        "EEs",
+        "thr",
+        "DB",
+        "DB/conc",
+    ):
         table.add_column(column, justify="right", no_wrap=True)
     for arm in summary.arms:
         table.add_row(
             arm.arm,
             _fmt(arm.requests),
             _fmt(arm.failures),
+            _fmt(arm.min_ms),
             _fmt(arm.p50_ms),
             _fmt(arm.p95_ms),
             _fmt(arm.p99_ms),
+            _fmt(arm.max_ms),
             _fmt(arm.peak_concurrency),
             _fmt(arm.peak_execution_environments_serving),
             _fmt(arm.throttles),

@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from loadtest.presets import Scenario, locust_command
+from loadtest.records import REQUESTS_DIR
 from loadtest.target import Target
 from local.faults import Fault, inject
 from local.processes import OrphanWatcher, kill_tagged, spawn, stop_group
@@ -329,6 +330,11 @@ def merge_locust_csvs(parts: list[Path], run_dir: Path) -> None:
             writer = csv.DictWriter(fh, fieldnames=header)
             writer.writeheader()
             writer.writerows(rows)
+    # The per-request records stay one file per Locust process, all in <run>/requests/.
+    (run_dir / REQUESTS_DIR).mkdir(exist_ok=True)
+    for part in parts:
+        for path in sorted((part / REQUESTS_DIR).glob("*.csv")):
+            path.rename(run_dir / REQUESTS_DIR / f"{part.name}-{path.name}")
 
 
 def _run_local(request: RunRequest, run_dir: Path, manifest: Manifest, console: Console) -> None:

@@ -166,6 +166,7 @@ class Worker:
     def __init__(self, settings: FunctionSettings) -> None:
         self.settings = settings
         self.cold = True
+        self.ready_at = time.monotonic()  # init's end: a first request that began before it waited
 
     def connect(self) -> psycopg.Connection[tuple[Any, ...]]:
         """Autocommit, so each query is its own transaction and PgBouncer (transaction mode)
@@ -184,20 +185,23 @@ class Worker:
         )
 
     def run(self, params: RequestParams) -> dict[str, Any]:
-        """Runs the queries with the sleep split evenly between them (after the first if one)."""
-        timings: dict[str, Any] = {"connect_ms": 0.0, "query_ms": []}
+        """Runs the queries with the sleep split evenly between them (after the first if one).
+
+        The timings (connect, each query, the sleep as slept) go into the response, so the
+        load generator can tell where a request's time went."""
+        timings: dict[str, Any] = {"connect_ms": 0.0, "query_ms": [], "slept_ms": 0.0}
         if params.queries == 0:
-            time.sleep(params.sleep_ms / 1000)
+            _timed_sleep(params.sleep_ms / 1000, timings)
             return timings
         pause_s = params.sleep_ms / 1000 / max(params.queries - 1, 1)
         conn = self._timed_connect(timings) if params.hold else None
         try:
             for i in range(params.queries):
                 if i > 0:
-                    time.sleep(pause_s)
+                    _timed_sleep(pause_s, timings)
                 self._query(conn, timings)
             if params.queries == 1:
-                time.sleep(pause_s)
+                _timed_sleep(pause_s, timings)
         finally:
             if conn is not None:
                 conn.close()
@@ -221,6 +225,12 @@ class Worker:
         finally:
             if own:
                 active.close()
+
+
+def _timed_sleep(seconds: float, timings: dict[str, Any]) -> None:
+    start = time.perf_counter()
+    time.sleep(seconds)
+    timings["slept_ms"] = round(timings["slept_ms"] + (time.perf_counter() - start) * 1000, 3)
 
 
 def _response(status: int, body: Mapping[str, Any], request_id: str) -> dict[str, Any]:
@@ -251,6 +261,8 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         "ee": worker.settings.ee_id,
         "worker": os.getpid(),
         "cold_start": cold,
+        # ms from the end of this worker's init to its first request (null after that)
+        "init_age_ms": round((time.monotonic() - worker.ready_at) * 1000, 1) if cold else None,
     }
     try:
         params = RequestParams.from_event(event)

@@ -65,6 +65,10 @@ class RunSpec:
     status: str = "completed"
     queries: int = 2
     with_pools: bool = True
+    with_requests: bool = False
+    with_host: bool = False
+    """Add the recorder's `host` CPU object to each sample: 95 % for the first 20 s, then 40 %."""
+    """Write requests/*.csv (per-request records) as Locust's processes do since #15."""
 
 
 def concurrency_at(spec: RunSpec, second: int) -> int:
@@ -172,6 +176,46 @@ def write_locust(run: Path, spec: RunSpec) -> None:
     _write_csv(run / "locust_exceptions.csv", EXCEPTIONS_HEADER, [])
 
 
+REQUEST_COLUMNS = [
+    "start", "arm", "latency_ms", "ok", "status", "ee", "worker", "cold", "init_age_ms",
+    "connect_ms", "query_ms", "queries", "sleep_ms", "handler_ms", "process", "error",
+]  # fmt: skip
+
+
+def request_rows(spec: RunSpec, arm: str, profile: ArmProfile) -> list[list[object]]:
+    """Deterministic records of one arm: latencies spread around the profile's p50, a slow
+    cold-start first request per EE, every k-th request failing; standard connects each time
+    through its own pooler (1.5 ms), managed's pool is warm (0.2 ms)."""
+    rows: list[list[object]] = []
+    t0 = spec.start.timestamp()
+    ees = profile.ees or spec.users
+    every = profile.requests // profile.failures if profile.failures else 0
+    for i in range(profile.requests):
+        ee = i % ees
+        cold = i < ees
+        start = t0 + (spec.seconds - 6) * i / profile.requests
+        failed = bool(every) and (i + 1) % every == 0 and (i + 1) // every <= profile.failures
+        connect = 1.5 if profile.ees is None else 0.2
+        query = 0.8 + (i % 5) * 0.1
+        sleep = 5000.0 + (i % 3) * 0.05
+        latency = sleep + connect + query + 4.0 + (i * 37 % 101) * 0.9 + (900.0 if cold else 0)
+        rows.append([
+            f"{start:.6f}", arm, f"{latency:.4f}", 0 if failed else 1, 500 if failed else 200,
+            f"{arm}-{ee + 1}", 100 + ee, 1 if cold else 0, 3.0 if cold else "", connect,
+            f"{query:.3f}", spec.queries, sleep, f"{latency - 4.0 - (900.0 if cold else 0.0):.3f}",
+            "local", "HTTPError(500)" if failed else "",
+        ])  # fmt: skip
+    return rows
+
+
+def write_requests(run: Path, spec: RunSpec) -> None:
+    """requests/local-1.csv: every arm's records in one file, as one Locust process writes."""
+    rows = [row for arm, p in spec.arms.items() for row in request_rows(spec, arm, p)]
+    rows.sort(key=lambda row: float(str(row[0])))
+    (run / "requests").mkdir()
+    _write_csv(run / "requests" / "local-1.csv", REQUEST_COLUMNS, rows)
+
+
 def write_samples(run: Path, spec: RunSpec) -> None:
     """samples.jsonl: one line per second, as the local recorder (or the aws probe) writes."""
     lines = []
@@ -187,16 +231,21 @@ def write_samples(run: Path, spec: RunSpec) -> None:
             db = entry["DatabaseConnections"]
             assert isinstance(db, int)
             total += db
-        lines.append(
-            json.dumps(
-                {
-                    "time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "epoch": moment.timestamp(),
-                    "arms": arms,
-                    "database": {"connections_total": total + 2},
-                }
-            )
-        )
+        sample: dict[str, object] = {
+            "time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "epoch": moment.timestamp(),
+            "arms": arms,
+            "database": {"connections_total": total + 2},
+        }
+        if spec.with_host:
+            busy = 95.0 if second < 20 else 40.0
+            sample["host"] = {
+                "cores": 2,
+                "cpu_percent": busy,
+                "stack_cpu_percent": busy - 20,
+                "load_cpu_percent": 10.0,
+            }
+        lines.append(json.dumps(sample))
     (run / "samples.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -270,4 +319,6 @@ def make_run_folder(
     (run / "outputs.json").write_text(json.dumps(outputs_for(spec)), encoding="utf-8")
     write_locust(run, spec)
     write_samples(run, spec)
+    if spec.with_requests:
+        write_requests(run, spec)
     return run

@@ -6,12 +6,16 @@ server's count of what actually arrived.
 
 from __future__ import annotations
 
+import csv
+import math
+import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from analysis.requests import latency_stats, read_records
 from loadtest.presets import LOCUSTFILE, locust_command, resolve_scenario
 from loadtest.target import load_target
 from tests.loadtest.harness import ArmServer, Arrival, LocustRun, run_locust, write_outputs
@@ -118,6 +122,12 @@ def test_processes_keep_the_budget_exact(arm_server: ArmServer, tmp_path: Path) 
         assert run.requests(arm) == 20, arm
         assert arm_server.peak(arm) == 3, arm
     assert arm_server.counts() == {"standard": 20, "managed": 20, "proxy": 20}
+    # And every worker wrote its own records, which together hold every request once
+    files = sorted((tmp_path / "requests").glob("*.csv"))
+    assert [f.name.split("-")[0] for f in files] == ["worker", "worker"]
+    rows = _records(tmp_path)
+    for arm in ("standard", "managed", "proxy"):
+        assert sum(r["arm"] == arm for r in rows) == run.requests(arm) == 20, arm
 
 
 def test_ramp_doubles_users_at_most_once_per_interval(
@@ -172,3 +182,37 @@ def test_bad_input_on_the_plain_command_is_one_line_and_exit_2(tmp_path: Path) -
     errors = [line for line in run.stderr.splitlines() if "error" in line.lower()]
     assert run.returncode == 2
     assert errors == [f"poolbench: error: outputs file {missing}: not found"]
+
+
+def _records(run_dir: Path) -> list[dict[str, str]]:
+    """Every row of every per-process record file, read with the csv module (not pandas)."""
+    rows: list[dict[str, str]] = []
+    for path in sorted((run_dir / "requests").glob("*.csv")):
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows += list(csv.DictReader(handle))
+    return rows
+
+
+def test_every_request_is_recorded_and_agrees_with_locust(budget_run: BudgetRun) -> None:
+    # Given the records of a real run with failures (every 5th managed request is a 500)
+    run_dir = budget_run.locust.run_dir
+    rows = _records(run_dir)
+    stats = budget_run.locust.stats()
+    for arm in ("standard", "managed"):
+        mine = [r for r in rows if r["arm"] == arm]
+        # Then the count, the failures and the mean are Locust's own
+        assert len(mine) == int(stats[arm]["Request Count"]) == 30
+        assert sum(r["ok"] == "0" for r in mine) == int(stats[arm]["Failure Count"])
+        mean = statistics.fmean(float(r["latency_ms"]) for r in mine)
+        assert mean == pytest.approx(float(stats[arm]["Average Response Time"]), abs=0.001)
+        # And the exact percentiles of the analysis are the nearest-rank ones computed here
+        ok = sorted(float(r["latency_ms"]) for r in mine if r["ok"] == "1")
+        exact = latency_stats(read_records(sorted((run_dir / "requests").glob("*.csv"))), arm)
+        assert exact.p50_ms == ok[math.ceil(0.5 * len(ok)) - 1]
+        assert exact.p99_ms == ok[math.ceil(0.99 * len(ok)) - 1]
+        assert exact.min_ms == ok[0] <= exact.p50_ms
+        assert exact.max_ms == ok[-1]
+        # And what the server said about each request is kept (EE, worker, status)
+        assert {r["ee"] for r in mine if r["ok"] == "1"} == {f"{arm}-1"}
+        assert {r["status"] for r in mine} == ({"200", "500"} if arm == "managed" else {"200"})
+    assert [p.name.split("-")[0] for p in (run_dir / "requests").glob("*.csv")] == ["local"]

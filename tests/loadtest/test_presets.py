@@ -61,6 +61,8 @@ def test_seed_command_line_is_exact(tmp_path: Path) -> None:
         "--ees-prefix",
         str(tmp_path / "run" / "locust"),
         "--csv-full-history",
+        "--requests-dir",
+        str(tmp_path / "run" / "requests"),
         "--only-summary",
         "--exit-code-on-error",
         "0",

@@ -38,6 +38,14 @@ def locust_requests(run_dir: Path) -> dict[str, tuple[int, int]]:
         }
 
 
+def request_records(run_dir: Path) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = []
+    for path in sorted((run_dir / "requests").glob("*.csv")):
+        with path.open(newline="") as fh:
+            rows += list(csv.DictReader(fh))
+    return rows
+
+
 def summary_arms(run_dir: Path) -> dict[str, dict[str, Any]]:
     summary = json.loads((run_dir / "summary.json").read_text())
     return {arm["arm"]: arm for arm in summary["arms"]}
@@ -67,8 +75,30 @@ def test_smoke_run_has_the_seed_shape_and_an_exact_budget(tmp_path: Path) -> Non
     arms = summary_arms(run_dir)
     assert arms["standard"]["peak_db_connections"] == 8  # one EE, one connection per user
     assert 1 <= arms["managed"]["peak_db_connections"] <= 6  # 3 EEs share 2-connection pools
+    # And every request has an exact record: p50 is a latency a request had (not below the
+    # minimum, not one of Locust's 10 ms bucket edges), with the handler's own timings
+    records = request_records(run_dir)
+    for arm in ("standard", "managed"):
+        mine = [r for r in records if r["arm"] == arm]
+        assert len(mine) == 24, arm
+        latencies = sorted(float(r["latency_ms"]) for r in mine)
+        assert arms[arm]["min_ms"] == latencies[0] <= arms[arm]["p50_ms"]
+        assert arms[arm]["p50_ms"] == latencies[11]  # nearest rank: the 12th of 24
+        assert arms[arm]["p50_ms"] % 10 != 0
+        assert all(float(r["sleep_ms"]) >= 300 and float(r["connect_ms"]) > 0 for r in mine)
+        assert all(float(r["handler_ms"]) < float(r["latency_ms"]) for r in mine)
+    assert len({r["ee"] for r in records if r["arm"] == "standard"}) == 8
+    assert arms["standard"]["cold_starts"] == 8  # each EE's first request waited for its init
+    assert arms["managed"]["cold_starts"] == 0  # its EEs were ready before the load
     report = (run_dir / "report.html").read_text()
     assert "execution environment inits" in report
+    assert 'id="chart-latency_cdf"' in report and 'id="chart-breakdown"' in report
+    # And the host's CPU was sampled every second of the load, into metrics.csv and the report
+    with (run_dir / "metrics.csv").open(newline="") as fh:
+        cpu = [float(r["value"]) for r in csv.DictReader(fh) if r["metric"] == "HostCpuPercent"]
+    assert len(cpu) >= 3 and all(0 <= v <= 100 for v in cpu) and max(cpu) > 0
+    assert json.loads((run_dir / "summary.json").read_text())["host_saturated"] in (True, False)
+    assert 'id="chart-host_cpu"' in report
     assert not (run_dir / "stack" / "postgres" / "data").exists()
 
 
@@ -80,6 +110,12 @@ def test_processes_and_sequential_schedule_keep_the_budget(tmp_path: Path) -> No
 
     for out in (tmp_path / "p", tmp_path / "s"):
         assert locust_requests(only_run_dir(out)) == {"standard": (10, 0), "managed": (10, 0)}
+        # every Locust process's records end up in <run>/requests, each request once
+        records = request_records(only_run_dir(out))
+        assert sorted(r["arm"] for r in records) == ["managed"] * 10 + ["standard"] * 10
+    processes = {
+        p.name.split("-")[0] for p in (only_run_dir(tmp_path / "p") / "requests").iterdir()
+    }
     # Every Locust process wrote the EEs that served it (workers lose --csv: --ees-prefix),
     # and a sequential run keeps each arm's file
     assert len(list(only_run_dir(tmp_path / "p").glob("locust_ees-*.jsonl"))) == 2
@@ -88,6 +124,7 @@ def test_processes_and_sequential_schedule_keep_the_budget(tmp_path: Path) -> No
         "managed.jsonl",
         "standard.jsonl",
     ]
+    assert processes == {"worker"}
 
 
 def test_sigint_during_load_keeps_the_folder_and_leaves_nothing(tmp_path: Path) -> None:
