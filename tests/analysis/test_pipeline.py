@@ -280,3 +280,19 @@ def test_no_db_samples_verdict_names_the_probe_and_its_first_error(tmp_path: Pat
         "that it can reach the cluster."
     )
     assert summary.probe["failures"] == 12
+
+
+def test_littles_law_floor_uses_the_query_time_the_poolers_measured(run_dir: Path) -> None:
+    # Given a run whose poolers measured 0.84 ms per query (manifest scenario.query_ms)
+    manifest_path = run_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest["scenario"]["query_ms"] = 0.84
+    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+
+    arm = summarize(run_dir, write=False).arm("standard")
+
+    # Then the floor is queries/s x 0.84 ms, not the assumed 1 ms
+    qps = expected_arm(run_dir, "standard")["queries_per_s"]
+    assert arm.seconds_per_query == pytest.approx(0.00084)
+    assert arm.seconds_per_query_source == "manifest scenario.query_ms"
+    assert arm.littles_law_floor == pytest.approx(qps * 0.00084)
