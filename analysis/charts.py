@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -103,6 +104,13 @@ def _mark_faults(ax: Axes, summary: RunSummary | None) -> None:
 def _x(index: pd.Index) -> np.ndarray:
     """UTC times as naive datetime64 for matplotlib's date axis."""
     return np.asarray(pd.DatetimeIndex(index).tz_convert(None))
+
+
+def _legend(ax: Axes, **options: Any) -> None:
+    """A legend only where something is labelled (a run with no successful request draws no
+    latency line; matplotlib warns about an empty legend)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**options)
 
 
 def _legend_outside(ax: Axes, fontsize: int = 8) -> None:
@@ -202,7 +210,7 @@ def peaks(summary: RunSummary) -> Chart:
     ax.set_xticks(positions, [a.label for a in summary.arms])
     ax.set_ylabel("count")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend(ax, fontsize=8)
     return Chart(
         "peaks",
         "Peaks per arm",
@@ -228,7 +236,7 @@ def ratio(summary: RunSummary) -> Chart:
     ax.set_ylabel("DB connections / concurrent request")
     ax.set_ylim(0, max([1.1, *[h * 1.15 for h in heights]]))
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend(ax, fontsize=8)
     return Chart(
         "ratio",
         "DB connections per concurrent request",
@@ -432,7 +440,7 @@ def latency_cdf(records: pd.DataFrame, summary: RunSummary) -> Chart:
         _no_data(ax, "successful request")
     else:
         ax.set_xscale("log")
-        ax.legend(fontsize=8, loc="lower right")
+        _legend(ax, fontsize=8, loc="lower right")
     for level in (0.5, 0.99):
         ax.axhline(level, color="0.6", linewidth=0.8, linestyle=":")
     ax.set_xlabel("latency (ms, log scale)")
@@ -497,9 +505,9 @@ def latency_over_time(
             )
     if not records.empty:
         top.set_yscale("log")
-        top.legend(fontsize=7, ncol=3)
+        _legend(top, fontsize=7, ncol=3)
         if bottom.get_legend_handles_labels()[0]:
-            bottom.legend(fontsize=7)
+            _legend(bottom, fontsize=7)
     top.set_ylabel("latency (ms, log scale)")
     top.grid(alpha=0.3, which="both")
     bottom.set_ylabel("failures/s")
@@ -572,7 +580,7 @@ def time_breakdown(records: pd.DataFrame, summary: RunSummary) -> Chart | None:
     whole.set_title("whole request", loc="left", fontsize=9)
     detail.set_xlabel("mean ms per request")
     detail.set_title("without the sleep", loc="left", fontsize=9)
-    detail.legend(fontsize=7, loc="lower right")
+    _legend(detail, fontsize=7, loc="lower right")
     for ax in (whole, detail):
         ax.grid(axis="x", alpha=0.3)
     return Chart(
@@ -616,7 +624,7 @@ def host_cpu(
     ax.set_ylabel("% of all cores")
     ax.set_xlabel("time (UTC)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right", ncol=4)
+    _legend(ax, fontsize=7, loc="lower right", ncol=4)
     verdict = "saturated" if summary.host_saturated else "not saturated"
     return Chart(
         "host_cpu",

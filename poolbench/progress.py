@@ -27,9 +27,10 @@ class Ticker:
         console: Console,
         label: str,
         detail: Callable[[], str] | None = None,
-        every_s: float = PLAIN_EVERY_S,
+        every_s: float | None = None,
     ) -> None:
-        self.console, self.label, self.detail, self.every_s = console, label, detail, every_s
+        self.console, self.label, self.detail = console, label, detail
+        self.every_s = PLAIN_EVERY_S if every_s is None else every_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._started = 0.0

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
+from moto.server import ThreadedMotoServer
 
-from local.postgres import PostgresServer, PostgresSettings, Role
+from local.postgres import PostgresServer, PostgresSettings, Role, free_port
 
 
 class Database:
@@ -49,5 +53,46 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
     server.start()
     try:
         yield Database(server, {})
+    finally:
+        server.stop()
+
+
+class SecretsManager(dict[str, str]):
+    """moto's server as Secrets Manager (AWS is not reachable here). The mapping is the
+    environment an EE or a client needs to reach it; create() stores a secret."""
+
+    def client(self) -> Any:
+        return boto3.client(
+            "secretsmanager",
+            endpoint_url=self["AWS_ENDPOINT_URL"],
+            region_name=self["AWS_REGION"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def create(self, name: str, value: dict[str, str]) -> str:
+        """The new secret's ARN."""
+        return str(self.client().create_secret(Name=name, SecretString=json.dumps(value))["ARN"])
+
+    def for_role(self, role: Role) -> str:
+        """An RDS-style secret holding the role's credentials."""
+        return self.create(f"pb/{role.name}", {"username": role.name, "password": role.password})
+
+
+@pytest.fixture(scope="module")
+def secrets_manager() -> Iterator[SecretsManager]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield SecretsManager(
+            {
+                "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_REGION": "eu-west-1",
+                "AWS_DEFAULT_REGION": "eu-west-1",
+            }
+        )
     finally:
         server.stop()

@@ -20,9 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from local.execution_environment import (
     EESettings,
@@ -30,9 +28,9 @@ from local.execution_environment import (
     FunctionError,
     State,
 )
-from local.postgres import Role, free_port
+from local.postgres import Role
 from local.processes import tagged_pids
-from tests.local.conftest import Database
+from tests.local.conftest import Database, SecretsManager
 
 pytestmark = pytest.mark.local
 T = TypeVar("T")
@@ -231,48 +229,24 @@ def test_an_ee_whose_pooler_dies_is_marked_unhealthy(database: Database, tmp_pat
 
 
 def test_password_from_secrets_manager_reaches_pooler_and_handler(
-    database: Database, tmp_path: Path
+    database: Database, secrets_manager: SecretsManager, tmp_path: Path
 ) -> None:
     """The AWS credential path, with moto's server as Secrets Manager (AWS is not reachable
     here): no DB_PASSWORD anywhere in the EE, yet PgBouncer and the handler both log in."""
     role = database.fresh_role("managed")
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        aws = {
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_REGION": "eu-west-1",
-            "AWS_DEFAULT_REGION": "eu-west-1",
-        }
-        client = boto3.client(
-            "secretsmanager",
-            endpoint_url=aws["AWS_ENDPOINT_URL"],
-            region_name="eu-west-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        arn = client.create_secret(
-            Name=f"poolbench/{role.name}",
-            SecretString=json.dumps({"username": role.name, "password": role.password}),
-        )["ARN"]
-        env = {k: v for k, v in database.function_env(role).items() if k != "DB_PASSWORD"}
-        env.update(aws, DB_SECRET_ARN=arn)
-        ee_settings = settings(tmp_path, env, "secret-1", max_concurrency=2)
+    env = {k: v for k, v in database.function_env(role).items() if k != "DB_PASSWORD"}
+    env.update(secrets_manager, DB_SECRET_ARN=secrets_manager.for_role(role))
+    ee_settings = settings(tmp_path, env, "secret-1", max_concurrency=2)
 
-        async def scenario(ees: list[ExecutionEnvironment]) -> tuple[dict[str, Any], list[bytes]]:
-            served = body(await ees[0].invoke(event(sleep_ms=0)))
-            # every process of the EE: launcher, PgBouncer, runtime and its workers
-            environs = [
-                Path(f"/proc/{pid}/environ").read_bytes() for pid in tagged_pids(ee_settings.tag)
-            ]
-            return served, environs
+    async def scenario(ees: list[ExecutionEnvironment]) -> tuple[dict[str, Any], list[bytes]]:
+        served = body(await ees[0].invoke(event(sleep_ms=0)))
+        # every process of the EE: launcher, PgBouncer, runtime and its workers
+        environs = [
+            Path(f"/proc/{pid}/environ").read_bytes() for pid in tagged_pids(ee_settings.tag)
+        ]
+        return served, environs
 
-        served, environs = run(with_ees([ee_settings], scenario))
-    finally:
-        server.stop()
+    served, environs = run(with_ees([ee_settings], scenario))
 
     assert served["query_ms"] and served["ee"] == "secret-1"
     assert len(environs) >= 4

@@ -20,15 +20,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 from psycopg import sql
 
 from local.execution_environment import EEInitError, EESettings, ExecutionEnvironment
 from local.postgres import PostgresServer, PostgresSettings, Role, free_port
 from local.processes import tagged_pids
-from tests.local.conftest import Database
+from tests.local.conftest import Database, SecretsManager
 
 pytestmark = pytest.mark.local
 
@@ -161,24 +159,6 @@ def test_a_run_dir_another_pgbouncer_already_serves_fails_init_without_touching_
 # --- init failures -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def secrets_manager() -> Iterator[dict[str, str]]:
-    """moto's server as Secrets Manager (AWS is not reachable here): the env an EE needs."""
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield {
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_REGION": "eu-west-1",
-            "AWS_DEFAULT_REGION": "eu-west-1",
-        }
-    finally:
-        server.stop()
-
-
 @pytest.mark.parametrize(
     ("secret", "text"),
     [
@@ -189,7 +169,7 @@ def secrets_manager() -> Iterator[dict[str, str]]:
 )
 def test_unreadable_secret_fails_init_as_secret_unreadable(
     database: Database,
-    secrets_manager: dict[str, str],
+    secrets_manager: SecretsManager,
     tmp_path: Path,
     secret: dict[str, str] | None,
     text: str,
@@ -197,14 +177,7 @@ def test_unreadable_secret_fails_init_as_secret_unreadable(
     role = database.fresh_role("standard")
     arn = f"arn:aws:secretsmanager:eu-west-1:123456789012:secret:poolbench/{role.name}-AbCdEf"
     if secret is not None:
-        client = boto3.client(
-            "secretsmanager",
-            endpoint_url=secrets_manager["AWS_ENDPOINT_URL"],
-            region_name="eu-west-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        arn = client.create_secret(Name=f"pb/{role.name}", SecretString=json.dumps(secret))["ARN"]
+        arn = secrets_manager.create(f"pb/{role.name}", secret)
     env = {k: v for k, v in database.function_env(role).items() if k != "DB_PASSWORD"}
     env.update(secrets_manager, DB_SECRET_ARN=arn)
 
@@ -216,7 +189,7 @@ def test_unreadable_secret_fails_init_as_secret_unreadable(
 
 
 def test_secrets_manager_that_never_answers_fails_init_in_seconds(
-    database: Database, secrets_manager: dict[str, str], tmp_path: Path
+    database: Database, secrets_manager: SecretsManager, tmp_path: Path
 ) -> None:
     """An endpoint that accepts the connection and then says nothing (a security group or
     endpoint policy that drops): SecretUnreadable within the init limit, not a timeout."""

@@ -14,7 +14,7 @@ import pytest
 
 from local.execution_environment import EEInitError, EESettings, ExecutionEnvironment
 from local.postgres import PostgresServer, PostgresSettings, Role
-from tests.local.conftest import Database
+from tests.local.conftest import Database, SecretsManager
 
 pytestmark = pytest.mark.local
 
@@ -81,18 +81,15 @@ def test_init_fails_when_the_database_refuses_tls(database: Database, tmp_path: 
 
 
 def test_the_probe_counts_each_arms_sessions_as_postgresql_does(
-    tls_database: Database, tmp_path: Path
+    tls_database: Database, secrets_manager: SecretsManager, tmp_path: Path
 ) -> None:
     """The AWS probe (the only per-arm connection count on AWS) run for real: its handler in a
     real EE under awslambdaric, its secret from moto's Secrets Manager (AWS cannot be reached
     here), TLS to a real PostgreSQL, as on Aurora."""
-    import boto3
     import psycopg
-    from moto.server import ThreadedMotoServer
 
     from functions.probe.dbsecret import DbSecret
     from functions.probe.roles import apply_roles
-    from local.postgres import free_port
 
     # the probe's role made by the stack's own role step (pg_monitor: it sees every session)
     probe_role = Role(f"probe_{uuid.uuid4().hex[:6]}", "probe-" + uuid.uuid4().hex)
@@ -104,28 +101,9 @@ def test_the_probe_counts_each_arms_sessions_as_postgresql_does(
             {"arn:probe": DbSecret(probe_role.name, probe_role.password)},
         )
     a, b = tls_database.fresh_role("std"), tls_database.fresh_role("mgd")
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
     held: list[psycopg.Connection[tuple[object, ...]]] = []
     try:
-        aws = {
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_REGION": "eu-west-1",
-            "AWS_DEFAULT_REGION": "eu-west-1",
-        }
-        arn = boto3.client(
-            "secretsmanager",
-            endpoint_url=aws["AWS_ENDPOINT_URL"],
-            region_name="eu-west-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        ).create_secret(
-            Name="poolbench/probe",
-            SecretString=json.dumps({"username": probe_role.name, "password": probe_role.password}),
-        )["ARN"]
+        arn = secrets_manager.for_role(probe_role)
         # Given 3 sessions of one arm's role and 1 of the other's
         for role, n in ((a, 3), (b, 1)):
             for _ in range(n):
@@ -140,7 +118,7 @@ def test_the_probe_counts_each_arms_sessions_as_postgresql_does(
                     )
                 )
         env = {
-            **aws,
+            **secrets_manager,
             "DB_HOST": "127.0.0.1",
             "DB_PORT": str(tls_database.server.port),
             "DB_NAME": tls_database.server.settings.dbname,
@@ -169,7 +147,6 @@ def test_the_probe_counts_each_arms_sessions_as_postgresql_does(
     finally:
         for conn in held:
             conn.close()
-        server.stop()
 
     # Then its counts are PostgreSQL's, per arm, and its own session is counted apart
     assert sample["arms"] == {

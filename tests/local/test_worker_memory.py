@@ -16,17 +16,13 @@ import asyncio
 import json
 import statistics
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from local.execution_environment import EESettings, ExecutionEnvironment
-from local.postgres import free_port
-from tests.local.conftest import Database
+from tests.local.conftest import Database, SecretsManager
 
 pytestmark = pytest.mark.local
 
@@ -71,38 +67,11 @@ def measure(settings: EESettings) -> dict[str, Any]:
     return asyncio.run(scenario())
 
 
-@pytest.fixture(scope="module")
-def secrets_manager() -> Iterator[dict[str, str]]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield {
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_REGION": "eu-west-1",
-            "AWS_DEFAULT_REGION": "eu-west-1",
-        }
-    finally:
-        server.stop()
-
-
 def test_a_worker_that_skips_boto3_is_smaller(
-    database: Database, secrets_manager: dict[str, str], tmp_path: Path
+    database: Database, secrets_manager: SecretsManager, tmp_path: Path
 ) -> None:
     role = database.fresh_role("managed")
-    client = boto3.client(
-        "secretsmanager",
-        endpoint_url=secrets_manager["AWS_ENDPOINT_URL"],
-        region_name="eu-west-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    arn = client.create_secret(
-        Name=f"pb/{role.name}",
-        SecretString=json.dumps({"username": role.name, "password": role.password}),
-    )["ARN"]
+    arn = secrets_manager.for_role(role)
     # Both EEs read the secret in the extension (boto3 there, as on AWS); only the second's
     # workers read it too, connecting with the password (CONNECT_DIRECT, straight to the DB).
     env = {k: v for k, v in database.function_env(role).items() if k != "DB_PASSWORD"}

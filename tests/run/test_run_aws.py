@@ -264,6 +264,7 @@ def test_unreachable_api_fails_the_run_and_says_why(
     assert "ConnectionRefused" in manifest["error"]
     # The CLI says it above the table; no verdict for arms without a success
     out = printed.out
+    assert "p50" in out, printed.err[-3000:]
     assert out.index("run failed: arm standard: no successful request") < out.index("p50")
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["verdict"] == "No arm had a successful request, so none can be compared."

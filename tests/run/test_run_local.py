@@ -341,6 +341,7 @@ def test_throttles_are_counted_in_the_summary_and_named(
     # 3 managed EEs x 4 slots for 30 users: most requests find no free slot.
     argv = ["run", "--preset", "smoke", "--arms", "managed", "--users", "30", "--requests", "60"]
     argv += ["--sleep-ms", "500", "--slots-per-ee", "4", "--max-ees", "3"]
+    argv += ["--max-failure-rate", "1"]  # the throttles are what this run is for
 
     assert main([*argv, "--out", str(tmp_path)]) == 0
 
@@ -356,7 +357,8 @@ def test_throttles_are_counted_in_the_summary_and_named(
 
 def test_a_run_without_failures_prints_no_error_line(tmp_path: Path) -> None:
     # A timed run ends with requests still in flight (9 s each, cut at 4 s): they are the
-    # run's own end, not failures, so one line counts them. Real stderr, not pytest's.
+    # run's own end, not failures, so one line counts them, not one error line each. Real
+    # stderr, not pytest's. (No request finished, so the run itself is failed: exit 1.)
     argv = ["run", "--preset", "smoke", "--users", "4", "--duration", "4", "--sleep-ms", "9000"]
     argv += ["--no-report", "--out", str(tmp_path)]
 
@@ -368,7 +370,8 @@ def test_a_run_without_failures_prints_no_error_line(tmp_path: Path) -> None:
         timeout=120,
     )
 
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "no successful request" in done.stderr
     assert all(failures == 0 for _, failures in locust_requests(only_run_dir(tmp_path)).values())
     assert "execution environment shut down" not in done.stderr
     assert "Error" not in done.stderr, done.stderr
@@ -378,12 +381,17 @@ def test_a_run_without_failures_prints_no_error_line(tmp_path: Path) -> None:
 
 
 def test_progress_lines_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
-    # 12 managed EEs take several seconds to start on two cores; the load runs 11 s.
+    # Lines every second (the 5 s default shortened, so the stack's start of 12 managed EEs
+    # gets some however fast the machine); the load runs 11 s.
     argv = ["run", "--preset", "smoke", "--arms", "managed", "--min-ees", "12", "--max-ees", "12"]
     argv += ["--users", "4", "--duration", "11", "--sleep-ms", "500", "--no-report"]
 
+    every_second = (
+        "import sys; import poolbench.progress as p; p.PLAIN_EVERY_S = 1.0;"
+        " from poolbench.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
     done = subprocess.run(
-        [sys.executable, "-m", "poolbench.cli", *argv, "--out", str(tmp_path)],
+        [sys.executable, "-c", every_second, *argv, "--out", str(tmp_path)],
         check=False,
         capture_output=True,  # a pipe: not a terminal
         text=True,
@@ -395,7 +403,7 @@ def test_progress_lines_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
     starting = [line for line in lines if re.fullmatch(r"starting the local stack: \d+ s", line)]
     load = [line for line in lines if re.fullmatch(r"load managed: \d+ s, \d+/11 s", line)]
     assert starting, done.stderr
-    assert len(load) >= 2, done.stderr  # one every 5 s
+    assert len(load) >= 8, done.stderr  # one a second over 11 s
     assert lines.index(starting[-1]) < lines.index(load[0])
 
 
