@@ -61,28 +61,6 @@ class RowBuffer:
         cols["unit"].append(unit)
         cols["source"].append(source)
 
-    def add_many(
-        self,
-        time: str,
-        arm: str,
-        metrics: list[str],
-        stat: str,
-        values: list[float | None],
-        unit: str,
-        source: str,
-    ) -> None:
-        """Appends one row per metric sharing time, arm, stat, unit and source: list extends
-        instead of per-row appends, for the per-EE pool rows that dominate long runs."""
-        count = len(metrics)
-        cols = self.columns
-        cols["time"].extend([time] * count)
-        cols["arm"].extend([arm] * count)
-        cols["metric"].extend(metrics)
-        cols["stat"].extend([stat] * count)
-        cols["value"].extend(float("nan") if v is None else float(v) for v in values)
-        cols["unit"].extend([unit] * count)
-        cols["source"].extend([source] * count)
-
     def __len__(self) -> int:
         return len(self.columns["time"])
 

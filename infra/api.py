@@ -74,7 +74,6 @@ class Api(Construct):
         validator = self.rest_api.add_request_validator(
             "Validator", validate_request_parameters=True, validate_request_body=True
         )
-        self.resources: dict[str, apigw.Resource] = {}
         for arm, fn in functions.items():
             resource = self.rest_api.root.add_resource(arm)
             # The unqualified function ARN: for the managed arm Lambda routes it to
@@ -82,7 +81,6 @@ class Api(Construct):
             resource.add_method(
                 "ANY", apigw.LambdaIntegration(fn, proxy=True), request_validator=validator
             )
-            self.resources[arm] = resource
 
     @property
     def url(self) -> str:

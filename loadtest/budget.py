@@ -81,10 +81,6 @@ class ArmBudget:
         if arm in self._completed:
             self._completed[arm] += 1
 
-    def completed(self, arm: str) -> int:
-        """Requests of `arm` finished so far under this budget."""
-        return self._completed.get(arm, 0)
-
     @property
     def done(self) -> bool:
         """Every arm finished its share (an empty or all-zero budget is done at once)."""

@@ -204,7 +204,6 @@ class ExecutionEnvironment:
         self.created_at = time.time()
         self.started_at: float | None = None
         self.phase_ms: dict[str, float] = {}
-        self.invocations = 0
         # None is the shutdown sentinel: it releases one long-polling worker request.
         self._queue: asyncio.Queue[PendingInvocation | None] = asyncio.Queue()
         self._pending: dict[str, PendingInvocation] = {}
@@ -437,7 +436,6 @@ class ExecutionEnvironment:
         inv = PendingInvocation(request_id, payload, loop.create_future(), deadline_ms)
         self._pending[request_id] = inv
         self.in_flight.add(1)
-        self.invocations += 1
         try:
             self._queue.put_nowait(inv)
             return await asyncio.wait_for(inv.future, self.settings.invoke_timeout_s)
