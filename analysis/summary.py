@@ -16,6 +16,7 @@ import pandas as pd
 
 from analysis import dataset
 from analysis.collect import load_dataset, load_or_collect
+from analysis.cost import mean_ms, price_summary
 from analysis.faults import fault_outcome
 from analysis.locust_results import LocustArmStats, read_history, read_stats
 from analysis.runfolder import LOCUST_HISTORY, LOCUST_STATS, SUMMARY, RunFolder, write_json_atomic
@@ -77,6 +78,8 @@ class ArmSummary:
     """Largest per-minute p50 of Lambda's Duration."""
     duration_p99_ms: float | None = None
     """Largest per-minute p99 of Lambda's Duration."""
+    cost: dict[str, Any] = field(default_factory=dict)
+    """analysis.cost: usd_per_million_requests, usd_per_hour_at_this_load, assumptions."""
 
 
 THROTTLE_REASONS = ("ConcurrencyThrottles", "CPUThrottles", "MemoryThrottles")
@@ -109,6 +112,8 @@ class RunSummary:
     """aws: the DB-connection probe's samples, failures and first error."""
     missing_metrics: list[str] = field(default_factory=list)
     """CloudWatch series asked for and not found (or without a datapoint): missing, not 0."""
+    database_cost: dict[str, Any] = field(default_factory=dict)
+    """analysis.cost: Aurora per hour, apart from the arms (they share it)."""
 
     def arm(self, name: str) -> ArmSummary:
         """The summary of one arm by name."""
@@ -372,6 +377,7 @@ def summarize(
         missing_metrics=missing_metrics(data),
         faults=faults,
     )
+    summary = price_summary(summary, folder.path, folder.manifest, mean_ms(locust))
     if write:
         write_json_atomic(folder.file(SUMMARY), summary.to_json())
     return summary
