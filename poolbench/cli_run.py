@@ -14,7 +14,13 @@ from loadtest.presets import PRESETS, Scenario, get_preset, resolve_scenario
 from loadtest.target import Target, load_target, parse_arms
 from local.execution_environment import EESettings
 from local.faults import parse_fault
-from local.settings import ManagedSettings, PoolerSettings, ProxySettings, StandardSettings
+from local.settings import (
+    ManagedSettings,
+    PoolerSettings,
+    ProxySettings,
+    StackSettings,
+    StandardSettings,
+)
 from poolbench import stack_options as opt
 from poolbench.aws_faults import check_aws_faults
 from poolbench.aws_target import check_aws_run, check_sleep_fits
@@ -106,6 +112,28 @@ def print_summary_table(run_dir: Path) -> None:
     if summary.missing_metrics:
         out.print(f"missing from CloudWatch: {', '.join(summary.missing_metrics)}", soft_wrap=True)
     out.print(summary.verdict)
+
+
+def local_stack_settings(
+    scenario: Scenario, preset: str, out: Path, knobs: dict[str, Any]
+) -> StackSettings:
+    """The local stack for a scenario: the preset's stack knobs where the user gave none (None),
+    and room in max_connections for every user's connection on every arm. `poolbench sweep`
+    builds each point's stack here too."""
+    knobs = dict(knobs)
+    preset_knobs = PRESET_STACK_KNOBS.get(preset, {})
+    for name, default in (
+        ("slots_per_ee", _M.slots_per_ee),
+        ("target_utilisation", _M.target_utilisation),
+    ):
+        if knobs[name] is None:
+            knobs[name] = preset_knobs.get(name, default)
+    knobs["max_connections"] = max(knobs["max_connections"], 2 * scenario.total_users + 50)
+    return opt.build_stack_settings(
+        run_dir=out,
+        arms=",".join(scenario.arms),
+        **knobs,  # the run places it in its folder
+    )
 
 
 def run(
@@ -242,21 +270,7 @@ def run(
             "the local stack",
             "use --target aws with a longer -c timeoutSeconds",
         )
-        knobs = opt.knob_values(locals())
-        preset_knobs = PRESET_STACK_KNOBS.get(preset, {})
-        for name, default in (
-            ("slots_per_ee", _M.slots_per_ee),
-            ("target_utilisation", _M.target_utilisation),
-        ):
-            if knobs[name] is None:
-                knobs[name] = preset_knobs.get(name, default)
-        # Room for every user's connection on every arm, whatever the knob says.
-        knobs["max_connections"] = max(max_connections, 2 * scenario.total_users + 50)
-        stack_settings = opt.build_stack_settings(
-            run_dir=out,
-            arms=",".join(scenario.arms),
-            **knobs,  # the run places it in its folder
-        )
+        stack_settings = local_stack_settings(scenario, preset, out, opt.knob_values(locals()))
     faults = tuple(parse_fault(f) for f in (fault or get_preset(preset).faults))
     if faults and aws_target is not None:
         check_aws_faults([f.kind for f in faults])
