@@ -259,15 +259,22 @@ def _chart(
         limits = {r["_max_connections"] for r in table if r["_max_connections"]}
         for limit in sorted(limits):
             ax.axhline(limit, color="black", linestyle="--", label=f"max_connections {limit:,}")
+        # log-log, so the measured points, the limit and where a fitted line meets it all show
+        start = min(_x(r) for r in table)
         for crossing in crossings(table):
-            ends = [0.0, max(_x(r) for r in table)]
+            end = max(crossing.concurrency or 0.0, *(_x(r) for r in table))
+            ends = np.geomspace(max(start, 1e-3), max(end, start * 1.01), 50)
             ax.plot(
                 ends,
-                [crossing.slope * e + crossing.intercept for e in ends],
+                np.clip(crossing.slope * ends + crossing.intercept, 1e-3, None),
                 color="grey",
                 linewidth=0.8,
+                linestyle="-.",
+                label=f"{crossing.series} fitted line",
             )
-    ax.set_xlabel("peak concurrent requests (per arm)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    ax.set_xlabel("peak concurrent requests (per arm)" + (", log scale" if db else ""))
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -301,9 +308,12 @@ def render_html(sweep: dict[str, Any], table: list[dict[str, Any]]) -> str:
             "Cost per million requests vs concurrency (model: analysis/cost.py)",
         ),
     ]
-    words = [c.sentence() for c in crossings(table)] or [
-        "No per-EE-pool arm has two concurrencies with DB samples: no fitted line."
-    ]
+    largest = max((_x(r) for r in table), default=0.0)
+    words = [
+        f"{c.sentence()} (A straight line through the measured points: beyond the largest "
+        f"concurrency measured, {largest:,.0f}, it is an extrapolation.)"
+        for c in crossings(table)
+    ] or ["No per-EE-pool arm has two concurrencies with DB samples: no fitted line."]
     esc = html.escape
     status = str(sweep.get("status"))
     head = "".join(f"<th>{esc(c)}</th>" for c in CSV_COLUMNS)
