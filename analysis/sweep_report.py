@@ -278,7 +278,10 @@ def _chart(
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no point measured this", transform=ax.transAxes, ha="center")
     return _png(fig)
 
 
