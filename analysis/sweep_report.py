@@ -135,6 +135,7 @@ def rows(sweep_dir: Path, sweep: dict[str, Any]) -> list[dict[str, Any]]:
                     "_floor": arm.get("littles_law_floor"),
                     "_max_connections": _max_connections(manifest),
                     "_status": point.get("status"),
+                    "_run_dir": point["run_dir"],
                 }
             )
     return found
@@ -324,9 +325,16 @@ def render_html(sweep: dict[str, Any], table: list[dict[str, Any]]) -> str:
         "<tr>" + "".join(f"<td>{esc(_csv_value(r[c]))}</td>" for c in CSV_COLUMNS) + "</tr>"
         for r in table
     )
+    ran = {r["_run_dir"]: r for r in table}
+
+    def knob(point: dict[str, Any], name: str) -> str:
+        row = ran.get(point.get("run_dir"))
+        value = row[name] if row is not None else point.get(name)
+        return "default" if value is None else str(value)
+
     points = "".join(
-        f"<li>users {p['users']}, slots_per_ee {p.get('slots_per_ee') or 'default'}, pool_size "
-        f"{p.get('pool_size') or 'default'}: <b>{esc(str(p.get('status')))}</b>"
+        f"<li>users {p['users']}, slots_per_ee {knob(p, 'slots_per_ee')}, pool_size "
+        f"{knob(p, 'pool_size')}: <b>{esc(str(p.get('status')))}</b>"
         f"{' (' + esc(str(p['run_dir'])) + '/report.html)' if p.get('run_dir') else ''}"
         f"{' - ' + esc(str(p['failure'])) if p.get('failure') else ''}</li>"
         for p in sweep["points"]
