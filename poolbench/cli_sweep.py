@@ -72,19 +72,20 @@ def sweep(
         typer.Option(help="Price table (TOML/JSON, shape of analysis/prices/aws.toml)."),
     ] = None,
 ) -> int:
-    """Run the cross product of users x slots per EE x pool size, one point at a time: one run
-    folder per point under <OUT>/sweep-<UTC>/, then sweep.json, sweep.csv and sweep.html.
+    """Run the cross product of users x slots per EE x pool size, point by point.
 
-    Ctrl-C keeps the finished points and marks the sweep interrupted; `poolbench report
-    <SWEEP_DIR>` rebuilds sweep.csv and sweep.html.
+    Each point is an ordinary run folder under <OUT>/sweep-<UTC>/; then
+    sweep.json, sweep.csv and sweep.html. Ctrl-C keeps finished points and
+    marks the sweep interrupted; `poolbench report <SWEEP_DIR>` rebuilds it.
 
-    On AWS each point should last at least one 5-minute period (--duration 300 or more), or the
-    Managed Instances metrics (published every 5 minutes) mean little; slots per EE and pool
-    size are deploy-time settings there (-c perEnvironmentMaxConcurrency=N, -c defaultPoolSize=N):
-    deploy, sweep users, redeploy.
+    AWS: each point should last at least one 5-minute period (--duration 300
+    or more): the Managed Instances metrics are published every 5 minutes.
+
+    AWS: slots per EE and pool size need a redeploy (-c
+    perEnvironmentMaxConcurrency=N, -c defaultPoolSize=N).
 
     Example: poolbench sweep --users 5,20 --arms standard,managed --requests 40 --sleep-ms 200
-    Example: poolbench sweep --users 10,25,50,100,200 --slots-per-ee 16,64 --preset seed
+    Example: poolbench sweep --users 10,25,50 --slots-per-ee 16,64
     """
     if target not in TARGETS:
         raise InputError(f"--target must be local or aws, not {target!r}")
