@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
+from analysis.cost import DEFAULT_PRICES
 from analysis.sweep_report import CSV_COLUMNS, crossings
 from poolbench.cli import main
 from poolbench.errors import InputError
@@ -50,8 +51,17 @@ def same(cell: str, value: Any) -> bool:
 @pytest.fixture(scope="module")
 def small_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("sweep")
+    # --prices: the shipped table with requests at $1/M from a named sheet
+    prices = out / "my-prices.toml"
+    prices.write_text(
+        DEFAULT_PRICES.read_text().replace(
+            'lambda_requests_per_million = { usd = 0.20, source = "https://aws.amazon.com/lambda/pricing/"',
+            'lambda_requests_per_million = { usd = 1.0, source = "test price sheet"',
+        )
+    )
+    assert "test price sheet" in prices.read_text()
     argv = ["sweep", "--users", "2,4", *SMALL, "--slots-per-ee", "4", "--pool-size", "3"]
-    assert main([*argv, "--out", str(out)]) == 0
+    assert main([*argv, "--prices", str(prices), "--out", str(out)]) == 0
     return only_sweep(out)
 
 
@@ -92,6 +102,8 @@ def test_small_sweep_rows_are_the_points_summaries(small_sweep: Path) -> None:
                 assert same(row[column], arm[column]), column
             assert same(row["usd_per_million_requests"], arm["cost"]["usd_per_million_requests"])
             assert "estimated from a local run, priced as if on AWS" in arm["cost"]["assumptions"]
+            assert any("$1.0/M (test price sheet" in a for a in arm["cost"]["assumptions"])
+        assert (run_dir / "prices.toml").is_file()  # `poolbench report` prices it the same
         # standard Lambda: one EE and one connection per user
         standard = next(a for a in summary["arms"] if a["arm"] == "standard")
         assert standard["peak_db_connections"] == point["users"]
