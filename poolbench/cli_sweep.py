@@ -27,10 +27,10 @@ _M, _S, _P, _X = ManagedSettings(), StandardSettings(), PoolerSettings(), ProxyS
 AWS_PERIOD_S = 300
 
 
-def _report_point(run_dir: Path, log: Console, target: str) -> None:
+def _report_point(run_dir: Path, log: Console, target: str, wait: bool) -> None:
     from poolbench.run import _report  # the same collect + report step `run` ends with
 
-    _report(run_dir, log, wait=True, target=target)
+    _report(run_dir, log, wait=wait, target=target)
 
 
 def sweep(
@@ -71,6 +71,13 @@ def sweep(
         Path | None,
         typer.Option(help="Price table (TOML/JSON, shape of analysis/prices/aws.toml)."),
     ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait",
+            help="aws: wait after each point until CloudWatch has published its last period.",
+        ),
+    ] = True,
 ) -> int:
     """Run the cross product of users x slots per EE x pool size, point by point.
 
@@ -203,7 +210,7 @@ def sweep(
         plan,
         out,
         console,
-        lambda run_dir, log: _report_point(run_dir, log, target),
+        lambda run_dir, log: _report_point(run_dir, log, target, wait),
     )
     console.print(f"sweep: {sweep_dir / 'sweep.html'}")
     if code == 130:
