@@ -17,6 +17,7 @@ import pandas as pd
 from analysis import dataset
 from analysis import requests as request_records
 from analysis.collect import load_dataset, load_or_collect
+from analysis.cost import mean_ms, price_summary
 from analysis.faults import fault_outcome
 from analysis.host import host_load, saturation_warning
 from analysis.locust_results import LocustArmStats, read_history, read_stats
@@ -89,6 +90,8 @@ class ArmSummary:
     mean_ms: float | None = None
     latency_source: str = "locust buckets"
     cold_starts: int | None = None
+    cost: dict[str, Any] = field(default_factory=dict)
+    """analysis.cost: usd_per_million_requests, usd_per_hour_at_this_load, assumptions."""
 
 
 THROTTLE_REASONS = ("ConcurrencyThrottles", "CPUThrottles", "MemoryThrottles")
@@ -125,6 +128,8 @@ class RunSummary:
     # local figures measure the machine.
     host_cpu: dict[str, Any] | None = None
     host_saturated: bool | None = None
+    database_cost: dict[str, Any] = field(default_factory=dict)
+    """analysis.cost: Aurora per hour, apart from the arms (they share it)."""
 
     def arm(self, name: str) -> ArmSummary:
         """The summary of one arm by name."""
@@ -440,6 +445,7 @@ def summarize(
         host_cpu=None if host is None else asdict(host),
         host_saturated=None if host is None else host.saturated,
     )
+    summary = price_summary(summary, folder.path, folder.manifest, mean_ms(locust))
     if write:
         write_json_atomic(folder.file(SUMMARY), summary.to_json())
     return summary

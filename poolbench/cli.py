@@ -15,7 +15,7 @@ import typer.core
 # Typer >= 0.20 vendors Click; its exception classes live here (pinned by uv.lock).
 from typer._click import exceptions as click_exc
 
-from poolbench import __version__, cli_aws, cli_local, cli_report, cli_run
+from poolbench import __version__, cli_aws, cli_local, cli_report, cli_run, cli_sweep
 from poolbench.errors import InputError
 
 _display_type = typer.core.TyperOption.display_type_rich
@@ -75,6 +75,7 @@ def _root(
 
 app.command("collect")(cli_report.collect)
 app.command("report")(cli_report.report)
+app.command("sweep")(cli_sweep.sweep)
 
 
 def main(argv: list[str] | None = None) -> int:

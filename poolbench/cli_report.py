@@ -67,4 +67,9 @@ def report(run_dir: RunDir) -> None:
     """
     from analysis.report import build_report
 
+    if (run_dir / "sweep.json").is_file():  # a `poolbench sweep` folder: sweep.csv + sweep.html
+        from analysis.sweep_report import build_sweep_report
+
+        typer.echo(str(build_sweep_report(run_dir)))
+        return
     typer.echo(str(build_report(run_dir)))

@@ -14,7 +14,13 @@ from loadtest.presets import PRESETS, Scenario, get_preset, resolve_scenario
 from loadtest.target import Target, load_target, parse_arms
 from local.execution_environment import EESettings
 from local.faults import parse_fault
-from local.settings import ManagedSettings, PoolerSettings, ProxySettings, StandardSettings
+from local.settings import (
+    ManagedSettings,
+    PoolerSettings,
+    ProxySettings,
+    StackSettings,
+    StandardSettings,
+)
 from poolbench import stack_options as opt
 from poolbench.aws_faults import check_aws_faults
 from poolbench.aws_target import check_aws_run, check_sleep_fits
@@ -132,6 +138,36 @@ def print_summary_table(run_dir: Path) -> None:
         if "was throttled" in warning:
             out.print(warning, highlight=False)
     out.print(summary.verdict)
+
+
+def local_stack_settings(
+    scenario: Scenario, preset: str, out: Path, knobs: dict[str, Any]
+) -> StackSettings:
+    """The local stack for a scenario: the preset's stack knobs where the user gave none (None),
+    and room in max_connections for every user's connection on every arm. `poolbench sweep`
+    builds each point's stack here too."""
+    knobs = dict(knobs)
+    preset_knobs = PRESET_STACK_KNOBS.get(preset, {})
+    for name, default in (
+        ("slots_per_ee", _M.slots_per_ee),
+        ("target_utilisation", _M.target_utilisation),
+    ):
+        if knobs[name] is None:
+            knobs[name] = preset_knobs.get(name, default)
+    asked = knobs["max_connections"]
+    knobs["max_connections"] = max(asked, 2 * scenario.total_users + 50)
+    check_local_scale(
+        knobs["max_connections"],
+        f"--users {scenario.users:,} x {len(scenario.arms)} arms (2 connections per user + 50)"
+        if knobs["max_connections"] > asked
+        else f"--max-connections {asked:,}",
+        available_memory_kib(),
+    )
+    return opt.build_stack_settings(
+        run_dir=out,
+        arms=",".join(scenario.arms),
+        **knobs,  # the run places it in its folder
+    )
 
 
 def run(
@@ -268,28 +304,7 @@ def run(
             "the local stack",
             "use --target aws with a longer -c timeoutSeconds",
         )
-        knobs = opt.knob_values(locals())
-        preset_knobs = PRESET_STACK_KNOBS.get(preset, {})
-        for name, default in (
-            ("slots_per_ee", _M.slots_per_ee),
-            ("target_utilisation", _M.target_utilisation),
-        ):
-            if knobs[name] is None:
-                knobs[name] = preset_knobs.get(name, default)
-        # Room for every user's connection on every arm, whatever the knob says.
-        knobs["max_connections"] = max(max_connections, 2 * scenario.total_users + 50)
-        check_local_scale(
-            knobs["max_connections"],
-            f"--users {scenario.users:,} x {len(scenario.arms)} arms (2 connections per user + 50)"
-            if knobs["max_connections"] > max_connections
-            else f"--max-connections {max_connections:,}",
-            available_memory_kib(),
-        )
-        stack_settings = opt.build_stack_settings(
-            run_dir=out,
-            arms=",".join(scenario.arms),
-            **knobs,  # the run places it in its folder
-        )
+        stack_settings = local_stack_settings(scenario, preset, out, opt.knob_values(locals()))
     faults = tuple(parse_fault(f) for f in (fault or get_preset(preset).faults))
     if faults and aws_target is not None:
         check_aws_faults([f.kind for f in faults])
