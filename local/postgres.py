@@ -61,13 +61,6 @@ def free_port() -> int:
     return claim_for_process()
 
 
-def free_listen_port(taken: set[int]) -> int:
-    """As free_port, and joins `taken`."""
-    port = claim_for_process()
-    taken.add(port)
-    return port
-
-
 def count_connections_by_role(conn: psycopg.Connection[tuple[Any, ...]]) -> dict[str, int]:
     """Client backends per login role, the asking connection left out: what Aurora's
     DatabaseConnections counts."""

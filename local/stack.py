@@ -145,11 +145,8 @@ class LocalStack:
             pool_size=self.settings.proxy.pool_size,
             pgbouncer_bin=self._pgbouncer,
             tag=self.tag,
-            port=self._free_port(),
+            port=self._ports.claim(),
         )
-
-    def _free_port(self) -> int:
-        return self._ports.claim()
 
     def _function_env(self, arm: str) -> dict[str, str]:
         role = self.roles[arm]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +24,7 @@ from poolbench.input_checks import (
 )
 from poolbench.open_files import raise_soft_limit
 from poolbench.progress import Ticker
+from poolbench.run import stamped_name
 
 app = typer.Typer(
     help="The local stack: real PostgreSQL, PgBouncer and Lambda runtimes.\n\n"
@@ -34,11 +34,6 @@ app = typer.Typer(
 console = Console(stderr=True, highlight=False)  # paths and run ids are not numbers
 
 _M, _S, _P, _X = ManagedSettings(), StandardSettings(), PoolerSettings(), ProxySettings()
-
-
-def new_run_dir(root: Path, prefix: str = "") -> Path:
-    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
-    return root / f"{prefix}{stamp}"
 
 
 @app.command("up")
@@ -105,7 +100,7 @@ def up(
         if knobs[name] is None:
             knobs[name] = PRESET_STACK_KNOBS.get(preset, {}).get(name, default)
     settings = opt.build_stack_settings(
-        run_dir=run_dir or new_run_dir(Path("reports"), "local-"),
+        run_dir=run_dir or Path("reports") / stamped_name("local-"),
         arms=arms,
         gateway_port=port,
         **knobs,

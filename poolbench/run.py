@@ -115,10 +115,15 @@ def load_failure(run_dir: Path, arms: tuple[str, ...], max_rate: float) -> str |
     return "; ".join(reasons) or None
 
 
-def new_run_dir(out_root: Path) -> Path:
-    """reports/<UTC time>/, never an existing folder: old results are never mixed in."""
+def stamped_name(prefix: str = "") -> str:
+    """A run folder's name: <prefix><UTC time to the second>."""
+    return prefix + datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
+
+
+def new_run_dir(out_root: Path, prefix: str = "") -> Path:
+    """reports/<prefix><UTC time>/, never an existing folder: old results are never mixed in."""
     out_root.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
+    stamp = stamped_name(prefix)
     for n in range(1, 1000):
         candidate = out_root / (stamp if n == 1 else f"{stamp}-{n}")
         try:

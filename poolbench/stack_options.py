@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from loadtest.target import parse_arms
 from local.settings import (
     ManagedSettings,
     PoolerSettings,
@@ -88,10 +89,6 @@ def knob_values(command_args: dict[str, Any]) -> dict[str, Any]:
     return {name: command_args[name] for name in KNOBS}
 
 
-def parse_arms(arms: str) -> tuple[str, ...]:
-    return tuple(a.strip() for a in arms.split(",") if a.strip())
-
-
 def build_stack_settings(
     *,
     run_dir: Path,
@@ -110,7 +107,7 @@ def build_stack_settings(
 ) -> StackSettings:
     return StackSettings(
         run_dir=run_dir,
-        arms=parse_arms(arms),
+        arms=parse_arms(arms, where="--arms"),
         standard=StandardSettings(concurrency_limit=concurrency_limit, idle_timeout_s=idle_timeout),
         managed=ManagedSettings(
             slots_per_ee=slots_per_ee,

@@ -12,7 +12,6 @@ import itertools
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from analysis.runfolder import write_json_atomic
 from poolbench.errors import InputError
 from poolbench.manifest import utc_now
-from poolbench.run import RunFailed, RunRequest, execute
+from poolbench.run import RunFailed, RunRequest, execute, new_run_dir
 
 
 @dataclass(frozen=True)
@@ -75,16 +74,7 @@ def cross_product(users: Sequence[int], slots: Sequence[int], pools: Sequence[in
 
 def new_sweep_dir(out_root: Path) -> Path:
     """reports/sweep-<UTC time>/, never an existing folder."""
-    out_root.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
-    for n in range(1, 1000):
-        candidate = out_root / (f"sweep-{stamp}" if n == 1 else f"sweep-{stamp}-{n}")
-        try:
-            candidate.mkdir()
-        except FileExistsError:
-            continue
-        return candidate
-    raise RuntimeError(f"cannot create a sweep folder in {out_root}")
+    return new_run_dir(out_root, "sweep-")
 
 
 @dataclass(frozen=True)

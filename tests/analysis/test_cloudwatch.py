@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import math
-import socket
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from analysis.collect import collect
 from analysis.dataset import read_metrics
 from analysis.report import build_report
 from analysis.summary import summarize
+from local.postgres import free_port
 from tests.analysis.factory import RunSpec, make_run_folder, outputs_for
 
 if TYPE_CHECKING:
@@ -46,13 +46,6 @@ if TYPE_CHECKING:
 REGION = "eu-west-1"
 LOAD_START = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
 LOAD_END = LOAD_START + timedelta(seconds=90)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _nearest_rank(values: list[float], pct: float) -> float:
@@ -71,7 +64,7 @@ def endpoint() -> Iterator[str]:
         return original(self, stat)
 
     cw_models.Statistics.get_statistics_for_type = with_percentiles  # type: ignore[method-assign]
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import socket
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from local.postgres import free_port
 from local.settings import StackSettings
 from local.stack import StackRunner, running_stack
 from poolbench.cli import main
@@ -37,12 +37,6 @@ STACK_REGION = "eu-west-1"
 SHELL_REGION = "us-east-1"
 FUNCTIONS = {"standard": "PoolbenchStack-Standard", "managed": "PoolbenchStack-Managed"}
 PROBE_DB = {"standard": 4, "managed": 2}  # what the probe's queued samples say
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _post(url: str, body: dict[str, Any]) -> None:
@@ -56,7 +50,7 @@ def _post(url: str, body: dict[str, Any]) -> None:
 
 @pytest.fixture(scope="module")
 def moto_server() -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
@@ -246,7 +240,7 @@ def test_good_run_in_another_region_with_two_stacks_reads_the_stacks_figures(
 def test_unreachable_api_fails_the_run_and_says_why(
     aws: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    closed = f"http://127.0.0.1:{_free_port()}/prod/"
+    closed = f"http://127.0.0.1:{free_port()}/prod/"
     outputs = write(tmp_path / "o.json", {"PoolbenchStack": cdk_outputs(closed)})
 
     started = time.monotonic()
@@ -376,7 +370,7 @@ def test_allow_throttles_lets_an_underprovisioned_run_through_the_checks(
 ) -> None:
     # The capacity check is skipped; the run then stops at the next check (credentials here
     # are fine), so the unreachable API fails it with exit 1, not 2
-    closed = f"http://127.0.0.1:{_free_port()}/prod/"
+    closed = f"http://127.0.0.1:{free_port()}/prod/"
     outputs = write(tmp_path / "o.json", {"PoolbenchStack": cdk_outputs(closed)})
     code = run_aws(outputs, tmp_path / "out", "--users", "100", "--allow-throttles")
     assert code == 1, capsys.readouterr().err
