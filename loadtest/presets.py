@@ -47,19 +47,21 @@ class Preset:
     """`run --fault` specs the preset injects (KIND@SECONDS), unless --fault is given."""
 
 
+SEED = Preset(
+    name="seed",
+    description="the article's `ab -c 100 -n 1000` per arm: 5 s requests, two queries",
+    users=100,
+    requests_per_arm=1000,
+    duration_s=None,
+    sleep_ms=5000,
+    queries=2,
+    hold=True,
+)
+
 PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
-        Preset(
-            name="seed",
-            description="the article's `ab -c 100 -n 1000` per arm: 5 s requests, two queries",
-            users=100,
-            requests_per_arm=1000,
-            duration_s=None,
-            sleep_ms=5000,
-            queries=2,
-            hold=True,
-        ),
+        SEED,
         Preset(
             name="smoke",
             description="a few short requests per arm; finishes in seconds (tests, checks)",
@@ -70,15 +72,10 @@ PRESETS: dict[str, Preset] = {
             queries=2,
             hold=True,
         ),
-        Preset(
+        replace(
+            SEED,
             name="failover",
             description="the seed load with a database fast restart 20 s in (db-restart@20)",
-            users=100,
-            requests_per_arm=1000,
-            duration_s=None,
-            sleep_ms=5000,
-            queries=2,
-            hold=True,
             faults=("db-restart@20",),
         ),
         Preset(

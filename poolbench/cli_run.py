@@ -198,6 +198,7 @@ def run(
     fault: Annotated[
         list[str] | None,
         typer.Option(
+            metavar="KIND@SECONDS",
             help="Break something this many seconds into the load, KIND@SECONDS (repeatable):"
             " db-restart (local: PostgreSQL fast restart; aws: reboot of the writer instance),"
             " pooler-kill, runtime-kill (local only). Example: db-restart@20.",
