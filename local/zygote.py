@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -87,6 +88,11 @@ class ForkedProcess:
             os.close(self._pidfd)
             self._pidfd = None
         return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        """Through the pidfd: a pid the kernel recycled cannot get it."""
+        if self.poll() is None and self._pidfd is not None:
+            signal.pidfd_send_signal(self._pidfd, sig)
 
     def wait(self, timeout: float | None = None) -> int:
         waiting = self.returncode is None and self._pidfd is not None

@@ -27,7 +27,14 @@ from poolbench.aws_target import check_aws_run, check_sleep_fits
 from poolbench.errors import InputError
 from poolbench.input_checks import available_memory_kib, check_folder, check_local_scale
 from poolbench.open_files import descriptors_needed, ensure_open_files
-from poolbench.run import DEFAULT_MAX_FAILURE_RATE, RunFailed, RunRequest, execute
+from poolbench.run import (
+    DEFAULT_MAX_FAILURE_RATE,
+    SLOWABLE_PHASES,
+    RunFailed,
+    RunRequest,
+    SlowPhase,
+    execute,
+)
 
 console = Console(stderr=True, highlight=False)  # paths and run ids are not numbers
 _M, _S, _P, _X = ManagedSettings(), StandardSettings(), PoolerSettings(), ProxySettings()
@@ -258,6 +265,10 @@ def run(
     pool_size: opt.PoolSize = _P.default_pool_size,
     proxy_pool_size: opt.ProxyPoolSize = _X.pool_size,
     max_connections: opt.MaxConnections = 2000,
+    slow_phase: Annotated[
+        str | None,
+        typer.Option(hidden=True, help="Tests only: hold PHASE (collect, report) SECONDS."),
+    ] = None,
 ) -> int:
     """Run the experiment: start the target, drive every arm with equal load, collect, report.
 
@@ -331,6 +342,7 @@ def run(
         probe_interval_s=probe_interval,
         max_failure_rate=max_failure_rate,
         faults=faults,
+        slow=parse_slow_phase(slow_phase),
     )
     try:
         outcome = execute(request, console)
@@ -348,6 +360,23 @@ def run(
     else:
         console.print(f"run folder: {outcome.run_dir}")
     return 1 if outcome.failure is not None else 0
+
+
+def parse_slow_phase(text: str | None) -> SlowPhase:
+    """--slow-phase PHASE:SECONDS (hidden, for tests) -> the SlowPhase the run holds."""
+    if text is None:
+        return SlowPhase()
+    phase, _, seconds = text.partition(":")
+    try:
+        held = float(seconds)
+    except ValueError:
+        held = -1.0
+    if phase not in SLOWABLE_PHASES or held <= 0:
+        raise InputError(
+            f"--slow-phase must be PHASE:SECONDS with PHASE one of {', '.join(SLOWABLE_PHASES)}"
+            f" and SECONDS above 0, not {text!r}"
+        )
+    return SlowPhase(phase, held)
 
 
 def _check_aws_before_load(target: Target, scenario: Scenario, allow_throttles: bool) -> None:
