@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import ClassVar
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -69,23 +70,41 @@ class SlowPhase:
             time.sleep(self.seconds)
 
 
-@dataclass(frozen=True)
-class RunRequest:
-    """A checked request: the scenario, and either a local stack or an AWS target."""
+@dataclass(frozen=True, kw_only=True)
+class _Run:
+    """What every checked run has: the scenario and what to do around its load."""
 
-    target: str
     scenario: Scenario
     out_root: Path
     argv: list[str]
-    stack: StackSettings | None = None
-    aws_target: Target | None = None
     schedule: str = "parallel"
     report: bool = True
-    wait_for_metrics: bool = True
-    probe_interval_s: float = 5.0
     max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE
     faults: tuple[Fault, ...] = ()
     slow: SlowPhase = SlowPhase()
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalRun(_Run):
+    """A run against a local stack this command starts, and stops."""
+
+    stack: StackSettings
+    target: ClassVar[str] = "local"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AwsRun(_Run):
+    """A run against a deployed stack; the probe samples its database during the load, and
+    collect waits (unless told not to) for CloudWatch's last period."""
+
+    aws: Target
+    wait_for_metrics: bool = True
+    probe_interval_s: float = 5.0
+    target: ClassVar[str] = "aws"
+
+
+RunRequest = LocalRun | AwsRun
+"""A checked request: a local stack or a deployed one, never half of each."""
 
 
 @dataclass(frozen=True)
@@ -285,7 +304,7 @@ def execute(request: RunRequest, console: Console) -> RunOutcome:
     with sigterm_as_interrupt():
         try:
             with watching_open_files() as open_files:
-                if request.target == "local":
+                if isinstance(request, LocalRun):
                     _run_local(request, run_dir, manifest, console)
                 else:
                     _run_aws(request, run_dir, manifest, console)
@@ -310,7 +329,8 @@ def execute(request: RunRequest, console: Console) -> RunOutcome:
             manifest.finish("failed", failure)
         # No request succeeded anywhere (API unreachable, all refused): CloudWatch will never
         # publish the periods the wait looks for, so collect what there is without waiting.
-        wait = request.wait_for_metrics and not no_success_anywhere(run_dir, request.scenario.arms)
+        wait = isinstance(request, AwsRun) and request.wait_for_metrics
+        wait = wait and not no_success_anywhere(run_dir, request.scenario.arms)
         report = None
         if request.report:
             try:
@@ -330,7 +350,7 @@ def _load(request: RunRequest, run_dir: Path, manifest: Manifest, console: Conso
     machine, their CSVs merged into the contract's files afterwards."""
     manifest.update(load_started_at=utc_now(), phase="load")
     scenario = request.scenario
-    stack = request.aws_target.stack if request.aws_target else None
+    stack = request.aws.stack if isinstance(request, AwsRun) else None
     if request.schedule == "sequential" and len(scenario.arms) > 1:
         parts = []
         for arm in scenario.arms:
@@ -384,8 +404,7 @@ def merge_locust_csvs(parts: list[Path], run_dir: Path) -> None:
             path.rename(run_dir / REQUESTS_DIR / f"{part.name}-{path.name}")
 
 
-def _run_local(request: RunRequest, run_dir: Path, manifest: Manifest, console: Console) -> None:
-    assert request.stack is not None
+def _run_local(request: LocalRun, run_dir: Path, manifest: Manifest, console: Console) -> None:
     stack_settings = replace(
         request.stack, run_dir=run_dir / "stack", samples_file=run_dir / "samples.jsonl"
     )
@@ -475,12 +494,11 @@ async def _init_summaries(stack: LocalStack) -> dict[str, dict[str, float | int 
     return {arm: model.init_summary() for arm, model in stack.models.items()}
 
 
-def _run_aws(request: RunRequest, run_dir: Path, manifest: Manifest, console: Console) -> None:
+def _run_aws(request: AwsRun, run_dir: Path, manifest: Manifest, console: Console) -> None:
     """The chosen stack alone goes into the run folder's outputs.json (Locust, collect and
     report then read one stack, whichever --stack picked); the probe samples during the load
     and its counts and first error go to the manifest."""
-    assert request.aws_target is not None
-    target = request.aws_target
+    target = request.aws
     (run_dir / "outputs.json").write_text(
         json.dumps({target.stack: dict(target.outputs)}, indent=2) + "\n"
     )
