@@ -2,10 +2,11 @@
 command exits within the bound (10 s), keeps its run folder (the manifest says where it was
 interrupted) and leaves no process of its stack running.
 
-Stack start, load and a serving `local up` are covered next to the commands' other tests
-(tests/run/test_run_local.py, tests/local/test_stack.py); these are the phases in between and
-after: EE scale-out, collect and report. Each waits for the phase in the command's own output
-(its run folder, its log), never for a guessed number of seconds.
+`run`'s stack start and load and a serving `local up` are covered next to the commands' other
+tests (tests/run/test_run_local.py, tests/local/test_stack.py); these are the rest: EE
+scale-out (both commands), `local up`'s stack start, collect and report. Each waits for the
+phase in the command's own output (its run folder, its log), never for a guessed number of
+seconds.
 """
 
 from __future__ import annotations
@@ -118,6 +119,29 @@ def test_sigint_during_ee_scale_out_of_local_up_stops_within_the_bound(tmp_path:
     # scale-out was over (local up stops its stack at once: no EE got further after it)
     assert result.returncode == 0, result.log[-2000:]
     assert not all(initialised(ee) for ee in ee_folders(stack_dir, "standard"))
+    assert_bounded_and_clean(result)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupt_during_the_stack_start_of_local_up_stops_within_the_bound(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    # Given `local up` starting 3 managed EEs of 32 workers each (seconds on 2 cores)
+    log = tmp_path / "up.log"
+    stack_dir = tmp_path / "stack"
+    args = ["local", "up", "--arms", "managed", "--slots-per-ee", "32"]
+    args += ["--run-dir", str(stack_dir), "--outputs-file", str(tmp_path / "outputs.json")]
+
+    def starting() -> bool:
+        return bool(ee_folders(stack_dir, "managed"))  # its EEs have begun their init
+
+    # When the signal comes while they start
+    result = interrupt_poolbench(args, log, ready=starting, sig=sig)
+
+    # Then it never got to serve, stopped within the bound and left nothing
+    assert result.returncode == 0, result.log[-2000:]
+    assert "serving" not in result.log
+    assert not (tmp_path / "outputs.json").exists()
     assert_bounded_and_clean(result)
 
 
