@@ -23,12 +23,19 @@ from analysis import host as host_module
 from analysis import requests as request_records
 from analysis.runfolder import CHARTS, write_bytes_atomic
 from analysis.summary import RunSummary
+from functions import contract
 
 DPI = 100
 MAX_EE_LINES = 8
 SERVER_METRICS = ["PoolServerActive", "PoolServerIdle", "PoolServerUsed", "PoolServerLogin"]
 TIME_FORMAT = mdates.DateFormatter("%H:%M:%S")  # type: ignore[no-untyped-call]  # untyped in mpl
-COLORS = {"standard": "#d62728", "managed": "#1f77b4", "proxy": "#2ca02c"}
+COLORS = {
+    "standard": "#d62728",
+    "managed": "#1f77b4",
+    "proxy": "#2ca02c",
+    "direct": "#ff7f0e",
+    "managed-direct": "#9467bd",
+}
 
 
 @dataclass(frozen=True)
@@ -129,8 +136,8 @@ def timeline(frame: pd.DataFrame, summary: RunSummary, window: TimeWindow | None
     fig = Figure(figsize=(10, 2.6 * max(len(arms), 1)), layout="constrained")
     axes = fig.subplots(max(len(arms), 1), 1, sharex=True, squeeze=False)[:, 0]
     for ax, arm in zip(axes, arms, strict=False):
-        concurrency = dataset.series(frame, arm.arm, "ConcurrentExecutions")
-        connections = dataset.series(frame, arm.arm, "DatabaseConnections")
+        concurrency = dataset.series(frame, arm.arm, contract.CONCURRENT_EXECUTIONS)
+        connections = dataset.series(frame, arm.arm, contract.DATABASE_CONNECTIONS)
         if concurrency.empty and connections.empty:
             _no_data(ax, "concurrency or DB connection samples")
         if not concurrency.empty:

@@ -18,7 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from poolbench.errors import InputError
+from functions import contract
+from input_errors import InputError
 
 if TYPE_CHECKING:
     from analysis.locust_results import LocustArmStats
@@ -250,11 +251,16 @@ def proxy_cost(load: ArmLoad, dep: Deployment, prices: PriceTable) -> Cost:
 
 def arm_cost(load: ArmLoad, dep: Deployment, prices: PriceTable) -> Cost:
     """The arm's model by name; an unknown arm gets no figure."""
-    models = {"standard": standard_cost, "managed": managed_cost, "proxy": proxy_cost}
-    model = models.get(load.arm)
-    if model is None:
+    if load.arm not in contract.ARMS:
         return Cost(None, None, [f"no cost model for arm {load.arm!r}"])
-    return model(load, dep, prices)
+    spec = contract.arm(load.arm)
+    # The in-EE pooler costs nothing beyond the function's own memory and time: an arm
+    # without it is priced as its execution model; a shared pooler adds RDS Proxy's ACU-hours.
+    if spec.managed:
+        return managed_cost(load, dep, prices)
+    if spec.pooler is contract.Pooler.SHARED:
+        return proxy_cost(load, dep, prices)
+    return standard_cost(load, dep, prices)
 
 
 def aurora_cost(dep: Deployment, prices: PriceTable) -> Cost:

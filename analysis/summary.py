@@ -22,17 +22,14 @@ from analysis.faults import fault_outcome
 from analysis.host import host_load, saturation_warning
 from analysis.locust_results import LocustArmStats, read_history, read_stats
 from analysis.runfolder import LOCUST_HISTORY, LOCUST_STATS, SUMMARY, RunFolder, write_json_atomic
-from poolbench.errors import InputError
+from functions import contract
+from input_errors import InputError
 
 # `select now()` through a local pooler takes well under a millisecond; 1 ms is used when the
 # manifest gives no measured figure (`scenario.query_ms`), and the summary says so.
 ASSUMED_QUERY_SECONDS = 0.001
 
-ARM_LABELS = {
-    "standard": "standard Lambda",
-    "managed": "Managed Instances",
-    "proxy": "standard Lambda + shared pooler",
-}
+ARM_LABELS = {a.name: a.label for a in contract.ARM_SPECS}
 
 RESOLUTION_NOTE = (
     "Metric resolution: CloudWatch Lambda and RDS metrics 1 min, Lambda Managed Instances "
@@ -206,8 +203,8 @@ def summarize_arm(
     requests = locust.requests if locust else 0
     failures = locust.failures if locust else 0
     successes = requests - failures
-    peak_concurrency = dataset.peak(frame, arm, "ConcurrentExecutions")
-    peak_db = dataset.peak(frame, arm, "DatabaseConnections")
+    peak_concurrency = dataset.peak(frame, arm, contract.CONCURRENT_EXECUTIONS)
+    peak_db = dataset.peak(frame, arm, contract.DATABASE_CONNECTIONS)
     qps = (
         successes * queries_per_request / load_seconds
         if load_seconds and locust and queries_per_request is not None
@@ -225,7 +222,7 @@ def summarize_arm(
         p95_ms=locust.p95_ms if locust else None,
         p99_ms=locust.p99_ms if locust else None,
         peak_concurrency=peak_concurrency,
-        peak_execution_environments=dataset.peak(frame, arm, "ExecutionEnvironments"),
+        peak_execution_environments=dataset.peak(frame, arm, contract.EXECUTION_ENVIRONMENTS),
         peak_execution_environments_serving=dataset.peak(
             frame, arm, "ExecutionEnvironmentsServing"
         ),
@@ -235,15 +232,15 @@ def summarize_arm(
         seconds_per_query=seconds,
         seconds_per_query_source=seconds_source,
         littles_law_floor=None if qps is None else qps * seconds,
-        throttles=total(frame, arm, "Throttles"),
+        throttles=total(frame, arm, contract.THROTTLES),
         throttle_reasons={
             reason: total(frame, arm, reason)
             for reason in THROTTLE_REASONS
             if _asked(frame, arm, reason)
         },
-        errors=total(frame, arm, "Errors"),
-        duration_p50_ms=peak_of(frame, arm, "Duration", "p50"),
-        duration_p99_ms=peak_of(frame, arm, "Duration", "p99"),
+        errors=total(frame, arm, contract.ERRORS),
+        duration_p50_ms=peak_of(frame, arm, contract.DURATION, "p50"),
+        duration_p99_ms=peak_of(frame, arm, contract.DURATION, "p99"),
     )
 
 
@@ -273,7 +270,26 @@ def verdict(arms: list[ArmSummary], probe: dict[str, Any] | None = None) -> str:
     )
     for other in rest:
         sentence += f"; {other.label} used {other.db_connections_per_concurrent_request:.2f}"
-    return sentence + "."
+    return sentence + "." + _pooler_share(measured)
+
+
+def _pooler_share(measured: list[ArmSummary]) -> str:
+    """What the in-EE pooler itself did: each no-pooler arm against its twin with the pooler
+    (direct vs standard, managed-direct vs managed), as sentences after the ranking."""
+    by_arm = {a.arm: a for a in measured}
+    said = ""
+    for bare in measured:
+        twin_name = contract.arm(bare.arm).twin if bare.arm in contract.ARMS else None
+        twin = by_arm.get(twin_name or "")
+        if twin is None:
+            continue
+        said += (
+            f" The in-EE PgBouncer took {twin.label} from "
+            f"{bare.db_connections_per_concurrent_request:.2f} ({bare.arm}) to "
+            f"{twin.db_connections_per_concurrent_request:.2f} ({twin.arm}) DB connections per "
+            "concurrent request."
+        )
+    return said
 
 
 def _no_db_why(probe: dict[str, Any] | None) -> str:
@@ -422,7 +438,9 @@ def summarize(
         command=str(folder.manifest.get("command") or ""),
         load_seconds=load_seconds,
         arms=arms,
-        database_peak_connections=dataset.peak(data, dataset.DATABASE_ARM, "DatabaseConnections"),
+        database_peak_connections=dataset.peak(
+            data, dataset.DATABASE_ARM, contract.DATABASE_CONNECTIONS
+        ),
         verdict=verdict(arms, probe),
         warnings=warnings_for(arms, folder, locust) + latency_warnings + saturation_warning(host),
         failure=failure,

@@ -14,6 +14,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra import nag
 from infra.assets import ARCHITECTURE, RUNTIME
 from infra.database import DB_PORT, Database, arm_role
 from infra.network import Network, retention
@@ -63,3 +64,4 @@ class Probe(Construct):
             },
         )
         database.probe_secret.grant_read(self.function)
+        nag.acknowledge(self, nag.RUNTIME_PIN, nag.BASIC, nag.VPC)

@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from functions import contract
 from local.ports import PortClaims, claim_for_process
 from local.processes import give_to, spawn, stop_group, unprivileged_account
 
@@ -214,7 +215,10 @@ class PostgresServer:
 
     def create_roles(self, names: Iterable[str]) -> dict[str, Role]:
         """One login role per arm, with a fresh random password each run."""
-        roles = {name: Role(f"pb_{name}", secrets.token_urlsafe(18)) for name in names}
+        roles = {
+            name: Role(contract.db_role(name, prefix="pb_"), secrets.token_urlsafe(18))
+            for name in names
+        }
         with self.admin_connect() as conn:
             for role in roles.values():
                 conn.execute(

@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 
+from functions import contract
 from functions.probe.dbsecret import read_secret
 
 COUNT_SQL = (
@@ -42,7 +43,8 @@ def build_sample(
         "time": stamp,
         "epoch": epoch,
         "arms": {
-            arm: {"DatabaseConnections": by_role.get(role, 0)} for arm, role in arm_roles.items()
+            arm: {contract.DATABASE_CONNECTIONS: by_role.get(role, 0)}
+            for arm, role in arm_roles.items()
         },
         "database": {"connections_total": sum(by_role.values()), "by_role": by_role},
     }

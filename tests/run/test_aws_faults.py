@@ -11,9 +11,9 @@ import pytest
 from botocore.stub import Stubber
 from moto.server import ThreadedMotoServer
 
+from input_errors import InputError
 from local.postgres import free_port
 from poolbench.aws_faults import check_aws_faults, inject_aws
-from poolbench.errors import InputError
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from matplotlib import image as mpimg
 
 from analysis.cost import DEFAULT_PRICES
 from analysis.sweep_report import CSV_COLUMNS, crossings
+from input_errors import InputError
 from poolbench.cli import main
-from poolbench.errors import InputError
 from poolbench.sweep import parse_list
 from tests.analysis.test_browser import (
     CHROMIUM,
