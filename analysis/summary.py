@@ -283,11 +283,19 @@ def _pooler_share(measured: list[ArmSummary]) -> str:
         twin = by_arm.get(twin_name or "")
         if twin is None:
             continue
+        with_pool = twin.db_connections_per_concurrent_request or 0.0
+        without = bare.db_connections_per_concurrent_request or 0.0
+        cut = 1 - with_pool / without if without > 0 else 0.0
+        effect = (
+            "the pooler changes nothing there"
+            if abs(cut) < 0.05
+            else f"the pooler cuts it by {cut:.0%}"
+            if cut > 0
+            else f"the pooler raises it by {-cut:.0%}"
+        )
         said += (
-            f" The in-EE PgBouncer took {twin.label} from "
-            f"{bare.db_connections_per_concurrent_request:.2f} ({bare.arm}) to "
-            f"{twin.db_connections_per_concurrent_request:.2f} ({twin.arm}) DB connections per "
-            "concurrent request."
+            f" {twin.label[:1].upper()}{twin.label[1:]} used {with_pool:.2f} with its in-EE "
+            f"PgBouncer ({twin.arm}) and {without:.2f} without ({bare.arm}): {effect}."
         )
     return said
 

@@ -217,7 +217,7 @@ class Database(Construct):
             description="poolbench: creates the per-arm database roles at deploy time",
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
-            handler="functions.probe.roles.on_event",
+            handler="functions.probe.setup_roles.on_event",
             code=code,
             memory_size=256,
             timeout=Duration.minutes(2),

@@ -498,3 +498,19 @@ def test_direct_arms_connect_to_the_writer_with_their_own_secret_and_no_pooler(
             if any(a.startswith("secretsmanager:") for a in actions):
                 read.add(json.dumps(statement["Resource"]))
     assert read == {json.dumps({"Ref": own_secret})}
+
+
+def test_every_handler_of_ours_names_a_function_that_exists(any_synth: Synth) -> None:
+    # The role setup (functions.probe.setup_roles.on_event), the probe and the arms: a renamed
+    # module would otherwise surface only as a failed deploy.
+    import importlib
+
+    handlers = {
+        fn["Properties"]["Handler"]
+        for fn in any_synth.resources("AWS::Lambda::Function").values()
+        if str(fn["Properties"].get("Handler", "")).startswith("functions.")
+    }
+    assert "functions.probe.setup_roles.on_event" in handlers
+    for handler in handlers:
+        module, _, name = handler.rpartition(".")
+        assert callable(getattr(importlib.import_module(module), name)), handler

@@ -31,7 +31,7 @@ from local.settings import StackSettings
 from local.stack import StackRunner, running_stack
 from poolbench.cli import main
 
-pytestmark = pytest.mark.local
+pytestmark = [pytest.mark.local, pytest.mark.slow]  # `poolbench run` end to end, or a long bench
 
 STACK_REGION = "eu-west-1"
 SHELL_REGION = "us-east-1"
