@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 
 from functions import contract
-from local.ports import PortClaims, claim_for_process
+from local.ports import PortClaims
 from local.processes import give_to, spawn, stop_group, unprivileged_account
 
 SUPERUSER = "poolbench_admin"
@@ -55,11 +55,6 @@ def find_bin_dir() -> Path:
     if not candidates:
         raise RuntimeError("PostgreSQL server not found: run scripts/bootstrap")
     return candidates[0].parent
-
-
-def free_port() -> int:
-    """A port claimed for the rest of this process (local/ports.py), for tests' one-off servers."""
-    return claim_for_process()
 
 
 def count_connections_by_role(conn: psycopg.Connection[tuple[Any, ...]]) -> dict[str, int]:

@@ -12,7 +12,8 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from local.postgres import PostgresServer, PostgresSettings, Role, free_port
+from local.ports import claim_for_process
+from local.postgres import PostgresServer, PostgresSettings, Role
 from local.stack import find_pgbouncer, function_environment
 
 
@@ -81,7 +82,7 @@ class SecretsManager(dict[str, str]):
 
 @pytest.fixture(scope="module")
 def secrets_manager() -> Iterator[SecretsManager]:
-    port = free_port()
+    port = claim_for_process()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:

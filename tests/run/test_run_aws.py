@@ -26,7 +26,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from local.postgres import free_port
+from local.ports import claim_for_process
 from local.settings import StackSettings
 from local.stack import StackRunner, running_stack
 from poolbench.cli import main
@@ -50,7 +50,7 @@ def _post(url: str, body: dict[str, Any]) -> None:
 
 @pytest.fixture(scope="module")
 def moto_server() -> Iterator[str]:
-    port = free_port()
+    port = claim_for_process()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
@@ -240,7 +240,7 @@ def test_good_run_in_another_region_with_two_stacks_reads_the_stacks_figures(
 def test_unreachable_api_fails_the_run_and_says_why(
     aws: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    closed = f"http://127.0.0.1:{free_port()}/prod/"
+    closed = f"http://127.0.0.1:{claim_for_process()}/prod/"
     outputs = write(tmp_path / "o.json", {"PoolbenchStack": cdk_outputs(closed)})
 
     started = time.monotonic()
@@ -370,7 +370,7 @@ def test_allow_throttles_lets_an_underprovisioned_run_through_the_checks(
 ) -> None:
     # The capacity check is skipped; the run then stops at the next check (credentials here
     # are fine), so the unreachable API fails it with exit 1, not 2
-    closed = f"http://127.0.0.1:{free_port()}/prod/"
+    closed = f"http://127.0.0.1:{claim_for_process()}/prod/"
     outputs = write(tmp_path / "o.json", {"PoolbenchStack": cdk_outputs(closed)})
     code = run_aws(outputs, tmp_path / "out", "--users", "100", "--allow-throttles")
     assert code == 1, capsys.readouterr().err
