@@ -27,7 +27,7 @@ from infra.settings import Settings
 
 ADMIN_USER = "poolbench_admin"
 PROBE_ROLE = "poolbench_probe"
-DB_PORT = 5432
+DB_PORT = contract.DB_PORT_DEFAULT
 
 
 RDS_NAME_MAX = 63
