@@ -94,7 +94,7 @@ class CloudWatchSettings:
     api_name: str | None = None
     api_stage: str | None = None
     region: str | None = None
-    managed_arms: tuple[str, ...] = ("managed",)
+    managed_arms: tuple[str, ...] = tuple(a.name for a in contract.ARM_SPECS if a.managed)
 
     @classmethod
     def from_outputs(

@@ -69,3 +69,17 @@ def test_every_arm_parses_and_gets_the_cost_model_of_its_execution_model() -> No
     assert cost("direct") == cost("standard") is not None
     assert cost("managed-direct") == cost("managed") is not None
     assert cost("proxy") is not None and cost("proxy") != cost("standard")
+
+
+def test_cloudwatch_asks_for_managed_instances_metrics_of_every_managed_arm() -> None:
+    from analysis.cloudwatch_source import CloudWatchSettings, build_queries
+
+    outputs = {
+        "Arms": ",".join(contract.ARMS),
+        "CapacityProviderName": "cp",
+        **{contract.function_name_output(a): f"fn-{a}" for a in contract.ARMS},
+    }
+    queries = build_queries(CloudWatchSettings.from_outputs(outputs))
+    with_ee_concurrency = {q.arm for q in queries if q.metric == contract.EE_CONCURRENCY}
+    assert with_ee_concurrency == {"managed", "managed-direct"}
+    assert {q.arm for q in queries if q.metric == contract.INVOCATIONS} == set(contract.ARMS)
