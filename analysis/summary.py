@@ -17,7 +17,16 @@ import pandas as pd
 from analysis import dataset
 from analysis import requests as request_records
 from analysis.collect import load_dataset, load_or_collect
-from analysis.cost import mean_ms, price_summary
+from analysis.cost import (
+    LOCAL_LABEL,
+    ArmLoad,
+    arm_cost,
+    aurora_cost,
+    deployment_of,
+    load_prices,
+    mean_ms,
+    run_prices_file,
+)
 from analysis.faults import fault_outcome
 from analysis.host import host_load, saturation_warning
 from analysis.locust_results import LocustArmStats, read_history, read_stats
@@ -471,7 +480,33 @@ def summarize(
         host_cpu=None if host is None else asdict(host),
         host_saturated=None if host is None else host.saturated,
     )
-    summary = price_summary(summary, folder.path, folder.manifest, mean_ms(locust))
+    summary = _priced(summary, folder.path, folder.manifest, mean_ms(locust))
     if write:
         write_json_atomic(folder.file(SUMMARY), summary.to_json())
     return summary
+
+
+def _priced(
+    summary: RunSummary, run_dir: Path, manifest: dict[str, Any], mean_ms: dict[str, float | None]
+) -> RunSummary:
+    """The summary with `cost` on every arm and `database_cost` (Aurora, apart). Here, not in
+    analysis/cost.py, so that the cost model never imports the summary that uses it."""
+    dep = deployment_of(manifest, summary.database_capacity_acu)
+    prices = load_prices(dep.region, run_prices_file(run_dir))
+    label = [LOCAL_LABEL] if summary.target == "local" else []
+    arms = []
+    for arm in summary.arms:
+        ees = arm.peak_execution_environments or arm.peak_execution_environments_serving
+        load = ArmLoad(
+            arm.arm, arm.requests, summary.load_seconds or 0.0, mean_ms.get(arm.arm), ees
+        )
+        cost = arm_cost(load, dep, prices)
+        arms.append(
+            replace(arm, cost=replace(cost, assumptions=label + cost.assumptions).to_json())
+        )
+    aurora = aurora_cost(dep, prices)
+    return replace(
+        summary,
+        arms=arms,
+        database_cost=replace(aurora, assumptions=label + aurora.assumptions).to_json(),
+    )

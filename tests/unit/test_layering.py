@@ -77,3 +77,51 @@ def test_a_lower_layer_importing_the_cli_package_is_caught(package: str, tmp_pat
         assert violations(bad) == [f"{bad}: {package}/ may not import poolbench.run"]
     finally:
         bad.unlink()
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Each module of ours -> the modules of ours it imports, type-checking imports included
+    (a cycle hidden behind TYPE_CHECKING is still two modules that need each other)."""
+    modules: dict[str, Path] = {}
+    for path in sources():
+        name = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+        modules[name] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        deps: set[str] = set()
+        for name_imported in imports_of(path):
+            module = name_imported
+            while module and module not in modules:  # `a.b.C` -> the module `a.b`
+                module = module.rpartition(".")[0]
+            if module and module != name:
+                deps.add(module)
+        graph[name] = deps
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every cycle a depth-first walk meets, each as the modules along it."""
+    found: list[list[str]] = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        path.append(node)
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                found.append([*path[path.index(dep) :], dep])
+            elif dep not in state:
+                visit(dep)
+        path.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    return found
+
+
+def test_the_import_graph_has_no_cycle() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]  # the check
+    assert cycles(module_graph()) == []
