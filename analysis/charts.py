@@ -7,6 +7,7 @@ Charts are returned as PNG bytes so the report can embed them without reading fi
 from __future__ import annotations
 
 import io
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,12 @@ class Chart:
     title: str
     caption: str
     png: bytes
+
+
+def _tick(label: str) -> str:
+    """An arm's label on two lines when long ("Managed Instances without a pooler"), so four
+    arms' labels do not run into each other under their bars."""
+    return textwrap.fill(label, 20)
 
 
 def _color(arm: str, index: int) -> str:
@@ -214,7 +221,7 @@ def peaks(summary: RunSummary) -> Chart:
                 linestyles=":",
                 label="Little's-law floor" if pos == 0 else "_nolegend_",
             )
-    ax.set_xticks(positions, [a.label for a in summary.arms])
+    ax.set_xticks(positions, [_tick(a.label) for a in summary.arms])
     ax.set_ylabel("count")
     ax.grid(axis="y", alpha=0.3)
     _legend(ax, fontsize=8)
@@ -233,7 +240,7 @@ def ratio(summary: RunSummary) -> Chart:
     values = [a.db_connections_per_concurrent_request for a in summary.arms]
     heights = [v if v is not None else 0.0 for v in values]
     colors = [_color(a.arm, i) for i, a in enumerate(summary.arms)]
-    bars = ax.bar([a.label for a in summary.arms], heights, color=colors)
+    bars = ax.bar([_tick(a.label) for a in summary.arms], heights, color=colors)
     for bar, value in zip(bars, values, strict=True):
         text = "n/a" if value is None else f"{value:.2f}"
         ax.annotate(
