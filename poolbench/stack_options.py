@@ -10,6 +10,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
+from functions import contract
 from loadtest.presets import PRESETS, SEED, Preset
 from loadtest.target import parse_arms
 from local.settings import (
@@ -31,7 +32,7 @@ PROXY_DEFAULTS = ProxySettings()
 DEFAULT_MAX_CONNECTIONS = StackSettings.max_connections
 
 Arms = Annotated[
-    str, typer.Option("--arms", help="Comma-separated arms: standard, managed, proxy.")
+    str, typer.Option("--arms", help=f"Comma-separated arms: {', '.join(contract.ARMS)}.")
 ]
 PresetSlotsPerEE = Annotated[
     int | None,
