@@ -204,6 +204,8 @@ class ExecutionEnvironment:
         self.created_at = time.time()
         self.started_at: float | None = None
         self.phase_ms: dict[str, float] = {}
+        # ...and when each step began or ended (time.time()): spawned, registered, ready, ...
+        self.marks: dict[str, float] = {}
         # None is the shutdown sentinel: it releases one long-polling worker request.
         self._queue: asyncio.Queue[PendingInvocation | None] = asyncio.Queue()
         self._pending: dict[str, PendingInvocation] = {}
@@ -278,6 +280,7 @@ class ExecutionEnvironment:
         layer = self.settings.layer_dir
         paths = sorted((layer / "extensions").iterdir()) if layer else []
         executables = [p for p in paths if p.is_file() and os.access(p, os.X_OK)]
+        self.marks["extensions_spawned"] = time.time()
         for path in executables:
             self._refuse_if_shutting_down()
             proc = spawn(
@@ -305,6 +308,7 @@ class ExecutionEnvironment:
         log_file = self.settings.work_dir.resolve() / "runtime.log"
         runtime: ChildProcess
         self._refuse_if_shutting_down()
+        self.marks["runtime_spawned"] = time.time()
         if self.settings.zygote is not None and not self.settings.max_concurrency:
             runtime = await asyncio.to_thread(
                 self.settings.zygote.fork_runtime,
@@ -527,6 +531,7 @@ class ExecutionEnvironment:
                 status=400,
             )
         ext = Extension(name=name, extension_id=str(uuid.uuid4()), events=events)
+        self.marks.setdefault("registered", time.time())
         self.extensions[ext.extension_id] = ext
         return web.json_response(
             {"functionName": self.settings.function_name, "functionVersion": "$LATEST"},

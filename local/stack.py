@@ -189,6 +189,10 @@ class LocalStack:
 
     # --- what others see -----------------------------------------------------------------------
 
+    def zygotes(self) -> list[int]:
+        """The pids of the warm parents that fork EEs' processes (for CPU accounting)."""
+        return [pid for z in (self.zygote,) if z is not None and (pid := z.pid) is not None]
+
     @property
     def api_url(self) -> str:
         """Under the stage path, as API Gateway's ApiUrl (`.../prod/`)."""

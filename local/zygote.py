@@ -31,6 +31,8 @@ for name in sys.argv[1].split(","):
     if name:
         __import__(name)
 signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children
+sys.stdout.write(json.dumps({"ready": True}) + "\n")
+sys.stdout.flush()
 for line in sys.stdin:
     request = json.loads(line)
     sys.stdout.flush()
@@ -116,6 +118,10 @@ class RuntimeZygote:
         self._proc: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
         env.update({TAG_ENV: self.tag, "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13"})
@@ -132,6 +138,11 @@ class RuntimeZygote:
                 text=True,
                 start_new_session=True,
             )
+        # Warm before the first EE asks: its cold start must not wait for the imports.
+        assert self._proc.stdout is not None
+        if not self._proc.stdout.readline():
+            self._proc.wait()
+            raise RuntimeError(f"the runtime zygote did not start; see {self.log_file}")
 
     def fork_runtime(
         self, *, env: Mapping[str, str], cwd: Path, log_file: Path, handler: str
