@@ -40,7 +40,7 @@ from local.processes import (
     spawn,
     wait_group_gone,
 )
-from local.zygote import RuntimeZygote
+from local.zygote import Zygote, runs_with_python
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,10 @@ class EESettings:
     init_timeout_s: float = 10.0  # Lambda's init limit; managed EEs add 0.25 s per worker here
     preload: tuple[str, ...] = RUNTIME_PRELOAD
     # Standard EEs: fork the runtime from this warm parent instead of starting a fresh Python.
-    zygote: RuntimeZygote | None = None
+    zygote: Zygote | None = None
+    # Every EE: fork a python3 extension launcher from this warm parent, which has imported
+    # what the layer's launcher imports (used only for the layer it preloaded from).
+    extension_zygote: Zygote | None = None
     shutdown_grace_s: float = 2.0
     # The function's timeout, as the stack deploys it on AWS (infra timeoutSeconds, 29 s: API
     # Gateway's integration limit). Also given to the function as FUNCTION_TIMEOUT_MS.
@@ -197,7 +200,7 @@ class ExecutionEnvironment:
         self.on_unhealthy = on_unhealthy
         self.in_flight = WindowMax()
         self.extensions: dict[str, Extension] = {}
-        self.extension_procs: list[subprocess.Popen[bytes]] = []
+        self.extension_procs: list[ChildProcess] = []
         self.runtime_proc: ChildProcess | None = None
         self.init_ms = 0.0
         # Cold-start phases (scripts/bench_cold_start.py): epoch times, and ms per phase
@@ -280,17 +283,36 @@ class ExecutionEnvironment:
         layer = self.settings.layer_dir
         paths = sorted((layer / "extensions").iterdir()) if layer else []
         executables = [p for p in paths if p.is_file() and os.access(p, os.X_OK)]
+        work_dir = self.settings.work_dir.resolve()
+        zygote = self.settings.extension_zygote
+        if layer is None or zygote is None or layer.resolve() not in zygote.path:
+            zygote = None  # its preloaded modules are another layer's
         self.marks["extensions_spawned"] = time.time()
         for path in executables:
             self._refuse_if_shutting_down()
-            proc = spawn(
-                [str(path.resolve())],  # its cwd is the EE folder: no relative path
-                tag=self.settings.tag,
-                env=self._base_env(),
-                cwd=self.settings.work_dir.resolve(),
-                log_file=self.settings.work_dir.resolve() / "extensions.log",
-            )
+            proc: ChildProcess
+            if zygote is not None and runs_with_python(path):
+                proc = await asyncio.to_thread(
+                    zygote.fork_script,
+                    script=path.resolve(),
+                    env={**self._base_env(), TAG_ENV: self.settings.tag},
+                    cwd=work_dir,
+                    log_file=work_dir / "extensions.log",
+                )
+            else:
+                proc = spawn(
+                    [str(path.resolve())],  # its cwd is the EE folder: no relative path
+                    tag=self.settings.tag,
+                    env=self._base_env(),
+                    cwd=work_dir,
+                    log_file=work_dir / "extensions.log",
+                )
             self.extension_procs.append(proc)
+        if self.shutting_down:  # it began while the zygote forked: these are ours to end
+            for proc in self.extension_procs:
+                signal_group(proc, signal.SIGKILL)
+                await asyncio.to_thread(wait_group_gone, proc)
+            self._refuse_if_shutting_down()
         await self._wait_for(
             lambda: (
                 len(self.extensions) == len(executables)

@@ -37,7 +37,7 @@ from local.postgres import PostgresServer, PostgresSettings, Role
 from local.processes import OrphanWatcher, kill_tagged
 from local.settings import StackSettings
 from local.shared_pooler import SharedPooler
-from local.zygote import RuntimeZygote
+from local.zygote import Zygote
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -80,7 +80,8 @@ class LocalStack:
         self._recorder_task: asyncio.Task[None] | None = None
         self._ports = PortClaims()  # held until stop(), so no other stack takes them
         self._pgbouncer = find_pgbouncer()
-        self.zygote: RuntimeZygote | None = None
+        self.zygote: Zygote | None = None  # standard EEs' runtimes
+        self.extension_zygote: Zygote | None = None  # every EE's extension launcher
         self.leftovers: list[int] = []  # what the final sweep had to kill: a teardown bug
         self._stop_task: asyncio.Future[None] | None = None
         self._watcher: OrphanWatcher | None = None
@@ -102,13 +103,25 @@ class LocalStack:
                     "proxy-pooler", "127.0.0.1", self.shared_pooler.port, self.roles["proxy"]
                 )
             if self.settings.zygote and any(a != "managed" for a in self.settings.arms):
-                self.zygote = RuntimeZygote(
+                self.zygote = Zygote(
                     tag=self.tag,
                     python=sys.executable,
                     code_dir=REPO_ROOT,
                     log_file=self.run_dir / "zygote.log",
                 )
                 await asyncio.to_thread(self.zygote.start)
+            if self.settings.zygote and any(a != "proxy" for a in self.settings.arms):
+                # What the layer's launcher imports, imported once: each EE's launcher is then
+                # a fork, not a fresh python3 that starts up and imports ssl, urllib, ...
+                self.extension_zygote = Zygote(
+                    tag=self.tag,
+                    python=sys.executable,
+                    code_dir=REPO_ROOT,
+                    log_file=self.run_dir / "zygote.log",
+                    preload=("pgbouncer_extension",),
+                    path=(DEFAULT_LAYER_DIR.resolve(),),
+                )
+                await asyncio.to_thread(self.extension_zygote.start)
             init_slots = asyncio.Semaphore(2 * (os.cpu_count() or 1))  # shared: one machine
             for arm in self.settings.arms:
                 self.models[arm] = self._make_model(arm, init_slots)
@@ -181,6 +194,7 @@ class LocalStack:
                 layer_dir=None if proxied else DEFAULT_LAYER_DIR,
                 function_name=function_name(arm),
                 zygote=self.zygote,
+                extension_zygote=self.extension_zygote,
             )
 
         if arm == "managed":
@@ -191,7 +205,8 @@ class LocalStack:
 
     def zygotes(self) -> list[int]:
         """The pids of the warm parents that fork EEs' processes (for CPU accounting)."""
-        return [pid for z in (self.zygote,) if z is not None and (pid := z.pid) is not None]
+        zygotes = (self.zygote, self.extension_zygote)
+        return [pid for z in zygotes if z is not None and (pid := z.pid) is not None]
 
     @property
     def api_url(self) -> str:
@@ -260,8 +275,9 @@ class LocalStack:
         await asyncio.gather(*(m.stop() for m in self.models.values()), return_exceptions=True)
         if self._gateway is not None:
             self._gateway.log_totals()
-        if self.zygote is not None:
-            await asyncio.to_thread(self.zygote.stop)
+        for zygote in (self.zygote, self.extension_zygote):
+            if zygote is not None:
+                await asyncio.to_thread(zygote.stop)
         if self.shared_pooler is not None:
             await asyncio.to_thread(self.shared_pooler.stop)
         await asyncio.to_thread(self.database.stop)
