@@ -108,6 +108,9 @@ class LocalStack:
                     python=sys.executable,
                     code_dir=REPO_ROOT,
                     log_file=self.run_dir / "zygote.log",
+                    # the handler's psycopg, and what awslambdaric imports that reads no
+                    # environment at import (awslambdaric itself does: it is the child's)
+                    preload=("psycopg", "http.client", "simplejson"),
                 )
                 await asyncio.to_thread(self.zygote.start)
             if self.settings.zygote and any(a != "proxy" for a in self.settings.arms):

@@ -31,6 +31,9 @@ setup = json.loads(sys.argv[1])
 sys.path[:0] = setup["path"]
 for name in setup["preload"]:
     __import__(name)
+import gc
+gc.freeze()  # what is loaded now is never collected: the children's collector leaves its pages
+# unwritten, so they stay shared (copy-on-write) instead of copied into every child
 wake_r, wake_w = os.pipe()
 os.set_blocking(wake_r, False)
 os.set_blocking(wake_w, False)

@@ -7,8 +7,8 @@ a burst of cold starts on AWS. Per phase, p50 and max wall time over the N envir
 - queued: waiting for an init slot (local/function_models.py `init_slots`), not on AWS;
 - launcher: the extension's process starts until it registers with the Extensions API;
 - the extension's own init steps, from its "init steps:" log line: `pgbouncer --version`,
-  the init credential check (a login to the database), PgBouncer's start until it listens,
-  the login to PgBouncer's console;
+  PgBouncer's start until it listens, the init credential check (a login to the database:
+  through PgBouncer now, straight to it before, which also logged in to PgBouncer's console);
 - runtime start: the runtime process until its workers poll /next (the handler's init);
 - first invoke: the request's latency minus everything before the invoke.
 
@@ -50,9 +50,9 @@ TICK_NS = 1e9 / os.sysconf("SC_CLK_TCK")
 # The extension's steps as its log names them, and how this benchmark prints them.
 EXTENSION_STEPS = {
     "version": "pgbouncer --version",
-    "database login": "init credential check",
     "pgbouncer start": "PgBouncer start",
-    "console login": "PgBouncer console login",
+    "database login": "init credential check",
+    "console login": "PgBouncer console login",  # until the check went through PgBouncer
 }
 
 
@@ -108,13 +108,11 @@ def process_kinds(stack: LocalStack, ees: Iterable[ExecutionEnvironment]) -> dic
                 kinds[child] = "runtimes"
     for zygote in stack.zygotes():
         kinds[zygote] = "zygotes"
-    for pid in tagged(stack.tag):
-        try:
-            exe = Path(f"/proc/{pid}/exe").resolve().name
-        except OSError:
-            continue
-        if exe.startswith("postgres"):
-            kinds.setdefault(pid, "PostgreSQL")
+    # PostgreSQL writes its process titles over its environment: its backends are found as
+    # the postmaster's children, not by the stack's tag
+    if stack.database.proc is not None:
+        for pid in [stack.database.proc.pid, *child_pids(stack.database.proc.pid)]:
+            kinds[pid] = "PostgreSQL"
     return kinds
 
 
@@ -126,6 +124,8 @@ class CpuSnapshot:
     @classmethod
     def take(cls, stack: LocalStack) -> CpuSnapshot:
         pids = {os.getpid(), *tagged(stack.tag)}
+        if stack.database.proc is not None:
+            pids |= {stack.database.proc.pid, *child_pids(stack.database.proc.pid)}
         return cls({pid: cpu_ns(pid) for pid in pids}, read_host_jiffies()[0])
 
 

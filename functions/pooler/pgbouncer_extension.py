@@ -6,10 +6,11 @@ the same file runs in the layer on AWS and in the local execution environments.
 
 Lifecycle, as Lambda expects of an external extension:
 register for SHUTDOWN only (Managed Instances refuse INVOKE) -> check that PgBouncer loads
-(`--version`) -> read the credentials -> one login straight to the database -> write
-pgbouncer.ini and the auth file -> start PgBouncer on a Unix socket in POOLER_RUN_DIR (the EE's
-own /tmp: EEs that share a network namespace cannot collide on it, as on a TCP port) -> one
-login to its console -> block on event/next -> on SHUTDOWN or SIGTERM stop PgBouncer and exit 0.
+(`--version`) -> read the credentials -> write pgbouncer.ini and the auth file -> start
+PgBouncer on a Unix socket in POOLER_RUN_DIR (the EE's own /tmp: EEs that share a network
+namespace cannot collide on it, as on a TCP port) -> one login to the database through it (the
+init credential check; the server connection it opens stays in the pool for the first
+request) -> block on event/next -> on SHUTDOWN or SIGTERM stop PgBouncer and exit 0.
 
 Any failure before event/next is logged and reported to /extension/init/error with an error
 type naming its cause (the constants below; docs/contracts.md lists them), and ends the process
@@ -452,10 +453,11 @@ def _open(host: str, port: int, timeout_s: float) -> socket.socket:
     return socket.create_connection((host, port), timeout=timeout_s)
 
 
-def connect_within(host: str, port: int, timeout_s: float) -> socket.socket:
+def connect_within(host: str, port: int, timeout_s: float, waited_s: float = 0.0) -> socket.socket:
     """A connection to the database, retried until timeout_s: a cluster that is starting or
     a route that is not there yet answers with a refusal or silence, not with an error we
-    could read. Failing that: DatabaseUnreachable, with the last reason."""
+    could read. Failing that: DatabaseUnreachable, with the last reason and the whole time
+    waited for it (waited_s: how long others waited before this call)."""
     deadline = time.monotonic() + timeout_s
     while True:
         left = deadline - time.monotonic()
@@ -464,8 +466,9 @@ def connect_within(host: str, port: int, timeout_s: float) -> socket.socket:
         except OSError as exc:
             if time.monotonic() + 0.2 >= deadline:
                 reason = exc.strerror or str(exc) or type(exc).__name__
+                total = round(waited_s + timeout_s, 1)
                 raise PoolerError(
-                    f"cannot reach the database at {host}:{port} within {timeout_s:g} s: {reason}",
+                    f"cannot reach the database at {host}:{port} within {total:g} s: {reason}",
                     DATABASE_UNREACHABLE,
                 ) from exc
             time.sleep(0.2)
@@ -481,13 +484,13 @@ def check_login(
     *,
     who: str,
     tls: bool = False,
+    waited_s: float = 0.0,
 ) -> None:
-    """One real login (startup, authentication, ReadyForQuery), then Terminate. Run twice at
-    init: straight to the database, so a wrong password or an unreachable cluster fails init
-    rather than the first request; and to PgBouncer's own console, which proves the pooler's
-    auth file and socket without opening a server connection that would sit idle in its pool.
-    Errors are PoolerErrors typed by cause (unreachable, authentication, other refusal)."""
-    sock: socket.socket = connect_within(host, port, timeout_s)
+    """One real login (startup, authentication, ReadyForQuery), then Terminate: the init
+    credential check (check_database). Errors are PoolerErrors typed by cause (unreachable,
+    authentication, other refusal); a reply that does not come within timeout_s is
+    DatabaseUnreachable."""
+    sock: socket.socket = connect_within(host, port, timeout_s, waited_s)
     try:
         if tls:
             sock = _start_tls(sock, host)
@@ -629,6 +632,46 @@ def _socket_answers(path: Path) -> bool:
         return True
 
 
+def check_database(cfg: PoolerConfig, user: str, password: str) -> None:
+    """The init credential check: one login to the database through the PgBouncer just
+    started, so a wrong password or an unreachable cluster fails init rather than the first
+    request. PgBouncer logs in to the server for it, and keeps that server connection in the
+    pool, where the first request finds it: the check costs no login of its own (it used to be
+    a login straight to the database, then one more to PgBouncer's console).
+
+    Only when that fails does the extension log in straight to the database, for the
+    database's own words and the error type they mean (PgBouncer's refusal is always its own
+    08P01, and to a server it cannot reach it says nothing: it keeps the client waiting). If
+    the straight login works, the fault is PgBouncer's: PgBouncerStartFailed."""
+    host = cfg.listen_addr or str(cfg.run_dir)
+    timeout_s = cfg.db_connect_timeout_s
+    # PgBouncer keeps silent about a server it cannot reach: leave the last second (or half)
+    # of the timeout for the database to say why, so init still fails within DB_CONNECT_TIMEOUT.
+    through_s = max(timeout_s - 1.0, timeout_s / 2)
+    started = time.monotonic()
+    try:
+        check_login(host, cfg.pooler_port, cfg.db_name, user, password, through_s, who="PgBouncer")
+        return
+    except PoolerError as exc:
+        through = exc
+    waited = time.monotonic() - started
+    silent = waited >= through_s * 0.9
+    check_login(
+        cfg.db_host,
+        cfg.db_port,
+        cfg.db_name,
+        user,
+        password,
+        max(timeout_s - waited, 0.5) if silent else timeout_s,  # a refusal: the whole timeout
+        who="the database",
+        tls=cfg.tls,
+        waited_s=waited if silent else 0.0,
+    )
+    raise PoolerError(
+        f"the database takes the login, PgBouncer does not: {through}", PGBOUNCER_START_FAILED
+    )
+
+
 class Steps:
     """How long each init step took, logged as one line ("init steps: version 3.1 ms, ..."):
     where a cold start's time goes, in CloudWatch on AWS and for scripts/bench_cold_start.py
@@ -651,23 +694,14 @@ def init_pooler(
     cfg: PoolerConfig, steps: Steps | None = None
 ) -> tuple[subprocess.Popen[bytes], Path]:
     """Everything between register and event/next; a PoolerError says what failed. Nothing
-    is started until the binary, the secret and the database have each been proved."""
+    is started until the binary and the secret have been proved; the database is proved
+    through the PgBouncer started (check_database), which is stopped, and its auth file
+    removed, if it is not."""
     steps = steps or Steps()
     version = check_pgbouncer_runs(cfg.pgbouncer_bin)
     steps.done("version")
     user, password = resolve_credentials(cfg)
     steps.done("credentials")
-    check_login(
-        cfg.db_host,
-        cfg.db_port,
-        cfg.db_name,
-        user,
-        password,
-        cfg.db_connect_timeout_s,
-        who="the database",
-        tls=cfg.tls,
-    )
-    steps.done("database login")
     if not cfg.listen_addr and _socket_answers(cfg.socket_path):
         # Only if EEs shared /tmp, which Lambda does not document either way: say so, rather
         # than overwrite the other EE's files and fail on its socket.
@@ -686,14 +720,16 @@ def init_pooler(
     steps.done("files")
     proc = start_pgbouncer(cfg, ini)
     try:
-        wait_listening(proc, cfg, READY_TIMEOUT_S)
+        try:
+            wait_listening(proc, cfg, READY_TIMEOUT_S)
+        except PoolerError as exc:
+            raise PoolerError(str(exc), PGBOUNCER_START_FAILED) from exc
         steps.done("pgbouncer start")
-        host = cfg.listen_addr or str(cfg.run_dir)
-        check_login(host, cfg.pooler_port, "pgbouncer", user, password, 2.0, who="PgBouncer")
-        steps.done("console login")
-    except PoolerError as exc:
+        check_database(cfg, user, password)
+        steps.done("database login")
+    except PoolerError:
         stop(proc, auth_file)
-        raise PoolerError(str(exc), PGBOUNCER_START_FAILED) from exc
+        raise
     log(f"{version} (pid {proc.pid}) ready on {cfg.socket_path}, {cfg.pool_mode} mode")
     log(steps.line())
     return proc, auth_file
