@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from local.cpu import CpuSampler
 from local.execution_environment import DEFAULT_LAYER_DIR, REPO_ROOT, EESettings
-from local.function_models import FunctionModel, ManagedModel, StandardModel
+from local.function_models import FunctionModel, ManagedModel, StandardModel, machine_init_slots
 from local.gateway import STAGE, Gateway
 from local.metrics import MetricsRecorder, PoolerEndpoint
 from local.ports import PortClaims
@@ -125,9 +125,9 @@ class LocalStack:
                     path=(DEFAULT_LAYER_DIR.resolve(),),
                 )
                 await asyncio.to_thread(self.extension_zygote.start)
-            init_slots = asyncio.Semaphore(2 * (os.cpu_count() or 1))  # shared: one machine
+            slots = machine_init_slots(self.settings.init_slots_per_core)  # shared: one machine
             for arm in self.settings.arms:
-                self.models[arm] = self._make_model(arm, init_slots)
+                self.models[arm] = self._make_model(arm, slots)
             await asyncio.gather(*(model.start() for model in self.models.values()))
             self.recorder = MetricsRecorder(
                 self.models,

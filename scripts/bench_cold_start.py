@@ -169,13 +169,14 @@ def logins_since(stack: LocalStack, offset: int, role: str) -> int:
     return text.count(f"connection authorized: user={role} ")
 
 
-def measure(count: int) -> None:
+def measure(count: int, slots_per_core: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings = StackSettings(
             run_dir=Path(tmp) / "run",
             arms=("standard",),
             standard=StandardSettings(concurrency_limit=max(count, 10)),
             max_connections=max(2 * count + 50, 200),
+            init_slots_per_core=slots_per_core,
         )
         with running_stack(settings) as runner:
             stack = runner.stack
@@ -217,7 +218,10 @@ def measure(count: int) -> None:
     latencies = sorted(latency for _, latency, _ in results)
     invoke = [max(lat - r, 0.0) for lat, r in zip(latencies, ready, strict=False)]
     per = max(count, 1)
-    print(f"== {count} cold start(s) at once: {len(ees)} EEs, statuses {statuses}")
+    slots = slots_per_core * (os.cpu_count() or 1)
+    print(
+        f"== {count} cold start(s) at once: {len(ees)} EEs, statuses {statuses}, {slots} init slots"
+    )
     print(f"  all answered after            {wall * 1000:7.0f} ms")
     print(f"  request latency               {spread(latencies)} ms")
     print(f"  queued for an init slot       {spread(queued)} ms")
@@ -241,9 +245,15 @@ def measure(count: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--at", default="1,100", help="comma-separated burst sizes")
+    parser.add_argument(
+        "--init-slots-per-core",
+        type=int,
+        default=StackSettings.init_slots_per_core,
+        help="EE inits at once per core (the stack's default)",
+    )
     args = parser.parse_args()
     for count in (int(x) for x in args.at.split(",") if x):
-        measure(count)
+        measure(count, args.init_slots_per_core)
 
 
 if __name__ == "__main__":
