@@ -5,12 +5,12 @@ Standard library only (boto3, from the Python runtime, only when the password is
 the same file runs in the layer on AWS and in the local execution environments.
 
 Lifecycle, as Lambda expects of an external extension:
-register for SHUTDOWN only (Managed Instances refuse INVOKE) -> check that PgBouncer loads
-(`--version`) -> read the credentials -> write pgbouncer.ini and the auth file -> start
-PgBouncer on a Unix socket in POOLER_RUN_DIR (the EE's own /tmp: EEs that share a network
-namespace cannot collide on it, as on a TCP port) -> one login to the database through it (the
-init credential check; the server connection it opens stays in the pool for the first
-request) -> block on event/next -> on SHUTDOWN or SIGTERM stop PgBouncer and exit 0.
+register for SHUTDOWN only (Managed Instances refuse INVOKE) -> read the credentials -> write
+pgbouncer.ini and the auth file -> start PgBouncer on a Unix socket in POOLER_RUN_DIR (the EE's
+own /tmp: EEs that share a network namespace cannot collide on it, as on a TCP port); should it
+exit at once, `pgbouncer --version` says why in the loader's words -> one login to the database
+through it (the init credential check; the server connection it opens stays in the pool for the
+first request) -> block on event/next -> on SHUTDOWN or SIGTERM stop PgBouncer and exit 0.
 
 Any failure before event/next is logged and reported to /extension/init/error with an error
 type naming its cause (the constants below; docs/contracts.md lists them), and ends the process
@@ -154,9 +154,10 @@ class PoolerConfig:
 
 
 def check_pgbouncer_runs(binary: str) -> str:
-    """`pgbouncer --version`: a binary the loader cannot load (a shared library missing from the
-    runtime image, a wrong architecture) fails here, with the loader's own words, rather than
-    as a PgBouncer that never listens. Returns the version line."""
+    """`pgbouncer --version`, run when PgBouncer could not start: a binary the loader cannot
+    load (a shared library missing from the runtime image, a wrong architecture) fails here,
+    with the loader's own words, rather than as a PgBouncer that never listens. Returns the
+    version line."""
     try:
         out = subprocess.run(
             [binary, "--version"],
@@ -694,12 +695,10 @@ def init_pooler(
     cfg: PoolerConfig, steps: Steps | None = None
 ) -> tuple[subprocess.Popen[bytes], Path]:
     """Everything between register and event/next; a PoolerError says what failed. Nothing
-    is started until the binary and the secret have been proved; the database is proved
-    through the PgBouncer started (check_database), which is stopped, and its auth file
-    removed, if it is not."""
+    is started until the secret has been read; PgBouncer and the database are proved by
+    starting it and logging in through it (check_database): if either fails, PgBouncer is
+    stopped and its auth file removed."""
     steps = steps or Steps()
-    version = check_pgbouncer_runs(cfg.pgbouncer_bin)
-    steps.done("version")
     user, password = resolve_credentials(cfg)
     steps.done("credentials")
     if not cfg.listen_addr and _socket_answers(cfg.socket_path):
@@ -718,11 +717,21 @@ def init_pooler(
             CONFIG_INVALID,
         ) from exc
     steps.done("files")
-    proc = start_pgbouncer(cfg, ini)
+    try:
+        proc = start_pgbouncer(cfg, ini)
+    except PoolerError:
+        auth_file.unlink(missing_ok=True)
+        check_pgbouncer_runs(cfg.pgbouncer_bin)  # the reason, in the loader's words
+        raise
     try:
         try:
             wait_listening(proc, cfg, READY_TIMEOUT_S)
         except PoolerError as exc:
+            if proc.poll() is not None:
+                # A binary the loader cannot load (a library missing from the runtime image,
+                # another architecture) exits at once: `--version` says why in its words.
+                # Only then: on every good start it would cost a process of its own.
+                check_pgbouncer_runs(cfg.pgbouncer_bin)
             raise PoolerError(str(exc), PGBOUNCER_START_FAILED) from exc
         steps.done("pgbouncer start")
         check_database(cfg, user, password)
@@ -730,7 +739,7 @@ def init_pooler(
     except PoolerError:
         stop(proc, auth_file)
         raise
-    log(f"{version} (pid {proc.pid}) ready on {cfg.socket_path}, {cfg.pool_mode} mode")
+    log(f"PgBouncer (pid {proc.pid}) ready on {cfg.socket_path}, {cfg.pool_mode} mode")
     log(steps.line())
     return proc, auth_file
 
