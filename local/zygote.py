@@ -177,10 +177,13 @@ class ForkedProcess:
         self._set_code(-1)
 
     def poll(self) -> int | None:
+        """Never blocks (the EE calls it on its event loop): a child that has exited and whose
+        code the zygote has not reported yet is, for these few moments, still running, as a
+        Popen's child is until it is reaped."""
         if self._code_known.is_set():
             return self.returncode
-        if self._pidfd is not None and self._exited_within(0):
-            self._settle()
+        if self._pidfd is not None and not self._reported and self._exited_within(0):
+            self._set_code(-1)
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
