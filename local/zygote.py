@@ -127,6 +127,10 @@ while True:
 """
 
 
+# A fork and its reply take milliseconds; a zygote that says nothing for this long is stuck.
+FORK_TIMEOUT_S = 30.0
+
+
 class ForkedProcess:
     """The zygote's child, seen from here: enough of Popen for the EE. The zygote reaps it and
     reports its exit code; a pidfd, opened as soon as the zygote names it, still tells when it
@@ -146,6 +150,10 @@ class ForkedProcess:
             self._pidfd = None
             if not reported:
                 self._set_code(-1)
+        except OSError:  # no descriptor left (EMFILE): the zygote's report must do
+            if not reported:
+                raise
+            self._pidfd = None
 
     def _set_code(self, code: int) -> None:
         if self.returncode is None:
@@ -218,7 +226,7 @@ class Zygote:
         self.path = path
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()  # one fork request and its reply at a time
-        self._replies: queue.Queue[ForkedProcess | None] = queue.Queue()
+        self._replies: queue.Queue[ForkedProcess | Exception | None] = queue.Queue()
         self._children: dict[int, ForkedProcess] = {}
         self._reader: threading.Thread | None = None
 
@@ -256,7 +264,11 @@ class Zygote:
         for line in self._proc.stdout:
             said = json.loads(line)
             if "pid" in said:
-                child = ForkedProcess(int(said["pid"]), [], reported=True)
+                try:
+                    child = ForkedProcess(int(said["pid"]), [], reported=True)
+                except Exception as exc:  # the fork that waits for it raises this
+                    self._replies.put(exc)
+                    continue
                 self._children[child.pid] = child
                 self._replies.put(child)
             elif "exited" in said and (gone := self._children.pop(int(said["exited"]), None)):
@@ -280,9 +292,17 @@ class Zygote:
                 self._proc.stdin.flush()
             except OSError as exc:
                 raise RuntimeError(f"the zygote died; see {self.log_file}") from exc
-            child = self._replies.get()
+            try:
+                child = self._replies.get(timeout=FORK_TIMEOUT_S)
+            except queue.Empty:
+                self._proc.kill()  # a late reply would be taken for the next fork's
+                raise RuntimeError(
+                    f"the zygote did not fork within {FORK_TIMEOUT_S:.0f} s; see {self.log_file}"
+                ) from None
         if child is None:
             raise RuntimeError(f"the zygote died; see {self.log_file}")
+        if isinstance(child, Exception):
+            raise RuntimeError(f"cannot watch the zygote's child: {child}") from child
         child.args = args
         return child
 
