@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http.client
 import json
 import os
 import pwd
@@ -35,7 +36,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -531,10 +531,13 @@ def check_login(
 
 
 class ExtensionsApi:
-    """The three calls an external extension makes, over the loopback HTTP API Lambda gives it."""
+    """The three calls an external extension makes, over the loopback HTTP API Lambda gives it.
+    http.client, not urllib: one plain request each, without urllib's opener and handlers
+    (a few ms of CPU in every cold start)."""
 
     def __init__(self, address: str, name: str) -> None:
-        self.base = f"http://{address}/2020-01-01/extension"
+        self.address = address
+        self.base = "/2020-01-01/extension"
         self.name = name
         self.extension_id = ""
 
@@ -542,11 +545,19 @@ class ExtensionsApi:
         self, method: str, path: str, body: object | None, headers: dict[str, str]
     ) -> tuple[dict[str, str], bytes]:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.base + path, data=data, method=method)
-        for key, value in headers.items():
-            request.add_header(key, value)
-        with urllib.request.urlopen(request) as response:
-            return dict(response.headers.items()), response.read()
+        host, _, port = self.address.rpartition(":")
+        if not host or not port.isdigit():
+            raise OSError(f"not a host:port: {self.address!r}")
+        connection = http.client.HTTPConnection(host, int(port))
+        try:
+            connection.request(method, self.base + path, body=data, headers=headers)
+            response = connection.getresponse()
+            payload = response.read()
+        finally:
+            connection.close()
+        if response.status >= 400:
+            raise OSError(f"{method} {path}: HTTP {response.status}: {payload[:200]!r}")
+        return dict(response.getheaders()), payload
 
     def register(self) -> None:
         headers, _ = self._call(
