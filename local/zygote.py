@@ -1,15 +1,21 @@
-"""A warm parent that forks standard EEs' runtimes: `awslambdaric` without the import bill.
+"""Warm parents that fork EEs' processes: Python's start-up and imports paid once, not per EE.
 
-A standard EE's runtime is one fresh Python that starts up and imports psycopg before its
-handler's init: most of a cold start's CPU here. On AWS every EE has its own cores; here a burst
-of 100 cold starts queues on two. The zygote starts once, imports psycopg once, and forks a
-child per EE, which then runs `python -m awslambdaric <handler>` as a fresh process would (its
-own session, environment, working folder and log). awslambdaric itself is imported in the
-child, never here: its native client reads AWS_LAMBDA_RUNTIME_API when it is imported. The
-handler module is imported in the child too, so the function's init still runs per EE.
-awslambdaric forks its own workers from a warm parent the same way on Managed Instances.
+A standard EE's runtime, and every EE's extension launcher, would each be a fresh Python that
+starts up and imports its modules before doing its own work: most of a cold start's CPU here.
+On AWS every EE has its own cores; here a burst of 100 cold starts queues on two. A zygote
+starts once per kind, imports once, and forks a child per EE, which then runs as a fresh
+process would (its own session, environment, working folder and log):
+
+- runtimes: `python -m awslambdaric <handler>`, psycopg preloaded. awslambdaric itself is
+  imported in the child, never here: it reads its environment when it is imported. The handler
+  module is imported in the child too, so the function's init still runs per EE. awslambdaric
+  forks its own workers from a warm parent the same way on Managed Instances.
+- extension launchers: the layer's `#!/usr/bin/env python3` script, run as its #! line would
+  run it, with the layer's pgbouncer_extension preloaded. The child registers with the EE's
+  Extensions API and starts its own PgBouncer, as a fresh launcher does.
+
+The zygote reaps its children and reports each exit code, so a child is seen as a Popen is.
 """
-
 from __future__ import annotations
 
 import contextlib
