@@ -310,14 +310,19 @@ class LocalStack:
                 self._watcher.release()
 
     async def _orderly_stop(self) -> None:
-        """Recorder, gateway, EEs (Lambda's shutdown order each), poolers, PostgreSQL."""
+        """Recorder; gateway and EEs together (Lambda's shutdown order each); poolers,
+        PostgreSQL. Together: the gateway's stop waits for its requests in flight, and while
+        it waited a cold start on the request path went on spawning its EE's processes after
+        the stop had begun. The EEs' stop ends those requests at once (counted as cut off)."""
         if self._recorder_task:
             self._recorder_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._recorder_task
-        if self._gateway is not None:
-            await self._gateway.stop()
-        await asyncio.gather(*(m.stop() for m in self.models.values()), return_exceptions=True)
+        await asyncio.gather(
+            *([self._gateway.stop()] if self._gateway is not None else []),
+            *(m.stop() for m in self.models.values()),
+            return_exceptions=True,
+        )
         if self._gateway is not None:
             self._gateway.log_totals()
         for zygote in (self.zygote, self.extension_zygote):

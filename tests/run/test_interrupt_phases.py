@@ -115,8 +115,8 @@ def test_sigint_during_ee_scale_out_of_local_up_stops_within_the_bound(tmp_path:
     for client in clients:
         client.join(30)
 
-    # Then local up stopped within the bound and left nothing; the stop came before the
-    # scale-out was over (local up stops its stack at once: no EE got further after it)
+    # Then local up stopped within the bound and left nothing; its stop began at once, and
+    # nothing was spawned after it began: an EE whose init had not got to its runtime never did
     assert result.returncode == 0, result.log[-2000:]
     assert not all(initialised(ee) for ee in ee_folders(stack_dir, "standard"))
     assert_bounded_and_clean(result)
