@@ -29,6 +29,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from local.node_runtime import NodeRuntime
 from local.processes import (
     TAG_ENV,
     ChildProcess,
@@ -40,7 +41,6 @@ from local.processes import (
     spawn,
     wait_group_gone,
 )
-from local.node_runtime import NodeRuntime
 from local.zygote import RuntimeZygote
 
 logger = logging.getLogger(__name__)
