@@ -31,6 +31,7 @@ SWEEP_CSV = "sweep.csv"
 SWEEP_HTML = "sweep.html"
 CSV_COLUMNS = (
     "users",
+    "runtime",
     "slots_per_ee",
     "pool_size",
     "arm",
@@ -111,6 +112,8 @@ def rows(sweep_dir: Path, sweep: dict[str, Any]) -> list[dict[str, Any]]:
             found.append(
                 {
                     "users": point["users"],
+                    # the function under test (manifest; runs before the knob: python)
+                    "runtime": manifest.get("runtime") or point.get("runtime") or "python",
                     "slots_per_ee": _knob(manifest, point, "slots_per_ee"),
                     "pool_size": _knob(manifest, point, "pool_size"),
                     "arm": arm["arm"],
@@ -201,7 +204,7 @@ def _x(row: dict[str, Any]) -> float:
 
 def _series(table: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Rows per line: the arm, plus the swept pooler knobs when more than one value ran."""
-    vary = [k for k in ("slots_per_ee", "pool_size") if len({r[k] for r in table}) > 1]
+    vary = [k for k in ("runtime", "slots_per_ee", "pool_size") if len({r[k] for r in table}) > 1]
     lines: dict[str, list[dict[str, Any]]] = {}
     for row in table:
         name = " ".join([row["arm"], *(f"{k}={row[k]}" for k in vary)])

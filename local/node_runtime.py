@@ -25,6 +25,8 @@ vCPU) gets, rather than 8 x this machine's cores.
 
 from __future__ import annotations
 
+import json
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,3 +97,16 @@ class NodeRuntime:
         if not max_concurrency:
             return 1
         return min(self.workers_per_ee, self.threadpool_size)
+
+
+def node_versions(runtime: NodeRuntime) -> dict[str, str]:
+    """For the run's manifest: the Node that ran, the runtime client, the driver."""
+    out = subprocess.run(
+        [str(runtime.node), "--version"], capture_output=True, text=True, check=False
+    )
+    modules = runtime.code_dir / "node_modules"
+    versions = {"node": out.stdout.strip().removeprefix("v") or "unknown"}
+    for package in ("aws-lambda-ric", "pg"):
+        manifest = modules / package / "package.json"
+        versions[package] = str(json.loads(manifest.read_text())["version"])
+    return versions

@@ -13,6 +13,19 @@ from pathlib import Path
 from poolbench.errors import InputError
 
 ARMS = ("standard", "managed", "proxy")
+# The function under test, for every arm of a run (DESIGN.md): the Python handler under
+# awslambdaric, or the Node.js one under aws-lambda-ric (local/node_runtime.py).
+RUNTIMES = ("python", "nodejs")
+# AWS's default per-EE concurrency per vCPU on Managed Instances, by runtime (FACTS.md); a
+# local managed EE stands for a 1-vCPU EE (the stack's 2048 MB at 2 GiB per vCPU).
+DEFAULT_SLOTS_PER_VCPU = {"python": 16, "nodejs": 64}
+
+
+def check_runtime(runtime: str, flag: str = "--runtime") -> str:
+    """One line naming the choices, for the CLI (exit 2) and the stack alike."""
+    if runtime not in RUNTIMES:
+        raise InputError(f"unknown {flag} {runtime!r}: choose python or nodejs")
+    return runtime
 
 
 @dataclass(frozen=True)
@@ -81,8 +94,9 @@ class StackSettings:
     stack_name: str = "PoolbenchLocal"
     samples_file: Path | None = None  # default: <run_dir>/samples.jsonl
     # Standard EEs' runtimes forked from one warm parent (local/zygote.py) rather than each a
-    # fresh Python: the same runtime client, a fifth of the CPU per cold start.
+    # fresh Python: the same runtime client, a fifth of the CPU per cold start. Python only.
     zygote: bool = True
+    runtime: str = "python"  # the function under test on every arm: python or nodejs
 
     def __post_init__(self) -> None:
         # Every path here crosses a process boundary (PgBouncer, the runtimes, the zygote that
@@ -92,6 +106,7 @@ class StackSettings:
             object.__setattr__(self, "samples_file", self.samples_file.absolute())
 
     def validate(self) -> StackSettings:
+        check_runtime(self.runtime)
         unknown = [a for a in self.arms if a not in ARMS]
         if unknown:
             raise InputError(f"unknown arm {unknown[0]!r}: choose from {', '.join(ARMS)}")

@@ -23,7 +23,7 @@ import threading
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,6 +32,7 @@ from local.execution_environment import DEFAULT_LAYER_DIR, REPO_ROOT, EESettings
 from local.function_models import FunctionModel, ManagedModel, StandardModel
 from local.gateway import STAGE, Gateway
 from local.metrics import MetricsRecorder, PoolerEndpoint
+from local.node_runtime import NodeRuntime, node_versions
 from local.ports import PortClaims
 from local.postgres import PostgresServer, PostgresSettings, Role
 from local.processes import OrphanWatcher, kill_tagged
@@ -80,6 +81,8 @@ class LocalStack:
         self._recorder_task: asyncio.Task[None] | None = None
         self._ports = PortClaims()  # held until stop(), so no other stack takes them
         self._pgbouncer = find_pgbouncer()
+        # The Node.js function's runtime, checked before anything starts (bootstrap built it?)
+        self.node = NodeRuntime().check() if settings.runtime == "nodejs" else None
         self.zygote: RuntimeZygote | None = None
         self.leftovers: list[int] = []  # what the final sweep had to kill: a teardown bug
         self._stop_task: asyncio.Future[None] | None = None
@@ -101,7 +104,8 @@ class LocalStack:
                 shared["proxy"] = PoolerEndpoint(
                     "proxy-pooler", "127.0.0.1", self.shared_pooler.port, self.roles["proxy"]
                 )
-            if self.settings.zygote and any(a != "managed" for a in self.settings.arms):
+            python = self.node is None
+            if python and self.settings.zygote and any(a != "managed" for a in self.settings.arms):
                 self.zygote = RuntimeZygote(
                     tag=self.tag,
                     python=sys.executable,
@@ -172,7 +176,7 @@ class LocalStack:
 
         def make_settings(ee_id: str, max_concurrency: int | None) -> EESettings:
             proxied = arm == "proxy"
-            return EESettings(
+            settings = EESettings(
                 ee_id=ee_id,
                 work_dir=self.run_dir / "ees" / ee_id,
                 function_env=env,
@@ -181,6 +185,11 @@ class LocalStack:
                 layer_dir=None if proxied else DEFAULT_LAYER_DIR,
                 function_name=function_name(arm),
                 zygote=self.zygote,
+            )
+            if self.node is None:
+                return settings
+            return replace(
+                settings, node=self.node, code_dir=self.node.code_dir, handler=self.node.handler
             )
 
         if arm == "managed":
@@ -220,6 +229,7 @@ class LocalStack:
             "settings": knobs,
             "postgresql": self.database.version,
             "pgbouncer": pgbouncer_version(self._pgbouncer),
+            "runtime_versions": node_versions(self.node) if self.node else {},
         }
 
     # --- stop ---------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import typer
 
 from loadtest.target import parse_arms
 from local.settings import (
+    RUNTIMES,
     ManagedSettings,
     PoolerSettings,
     ProxySettings,
@@ -21,6 +22,13 @@ PANEL = "Local stack knobs (each mirrors an AWS setting)"
 
 Arms = Annotated[
     str, typer.Option("--arms", help="Comma-separated arms: standard, managed, proxy.")
+]
+Runtime = Annotated[
+    str,
+    typer.Option(
+        help=f"The function under test on every arm: {' or '.join(RUNTIMES)} (the Node.js "
+        "handler on pg under aws-lambda-ric; on AWS: cdk deploy -c runtime=nodejs).",
+    ),
 ]
 SlotsPerEE = Annotated[
     int,
@@ -104,6 +112,7 @@ def build_stack_settings(
     proxy_pool_size: int,
     max_connections: int,
     gateway_port: int = 0,
+    runtime: str = "python",
 ) -> StackSettings:
     return StackSettings(
         run_dir=run_dir,
@@ -120,4 +129,5 @@ def build_stack_settings(
         pooler=PoolerSettings(default_pool_size=pool_size),
         max_connections=max_connections,
         gateway_port=gateway_port,
+        runtime=runtime,
     ).validate()
