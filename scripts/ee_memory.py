@@ -33,12 +33,10 @@ from typing import Any
 
 import aiohttp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from local.execution_environment import ExecutionEnvironment  # noqa: E402
-from local.processes import child_pids  # noqa: E402
-from local.settings import ManagedSettings, StackSettings  # noqa: E402
-from local.stack import running_stack  # noqa: E402
+from local.execution_environment import ExecutionEnvironment
+from local.processes import child_pids
+from local.settings import ManagedSettings, StackSettings
+from local.stack import running_stack
 
 
 def pss_mib(pid: int) -> float:
