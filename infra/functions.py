@@ -17,13 +17,15 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct, IDependable
 
-from infra.assets import ARCHITECTURE, RUNTIME
+from infra.assets import ARCHITECTURE, FUNCTION_RUNTIMES, HANDLERS
 from infra.database import DB_PORT, Database, arm_role
 from infra.network import Network, retention
 from infra.settings import Settings
 
-HANDLER = "functions.app.handler.handler"
 POOLER_PORT = 6432
+MANAGED_RUNTIMES = ("python3.13", "python3.14", "nodejs22.x", "nodejs24.x")
+"""Lambda runtimes Managed Instances run among those this stack deploys (FACTS.md: Python
+3.13+, Node.js 22+)."""
 
 
 class ArmFunctions(Construct):
@@ -122,11 +124,11 @@ class ArmFunctions(Construct):
             self,
             f"{name}Fn",
             description=f"poolbench {arm} arm",
-            runtime=RUNTIME,
+            runtime=FUNCTION_RUNTIMES[self.settings.runtime],
             architecture=ARCHITECTURE,
             memory_size=self.settings.memory_mb,
             timeout=Duration.seconds(self.settings.timeout_seconds),
-            handler=HANDLER,
+            handler=HANDLERS[self.settings.runtime],
             code=code,
             layers=[layer],
             environment=self._environment(arm, database),
@@ -211,8 +213,12 @@ def check_managed_function(fn: lambda_.Function, settings: Settings) -> None:
     cfn = fn.node.default_child
     assert isinstance(cfn, lambda_.CfnFunction)
     problems = []
-    if fn.runtime.name != RUNTIME.name:
-        problems.append(f"runtime {fn.runtime.name} (Managed Instances Python needs python3.13+)")
+    expected = FUNCTION_RUNTIMES[settings.runtime].name
+    if fn.runtime.name != expected or fn.runtime.name not in MANAGED_RUNTIMES:
+        problems.append(
+            f"runtime {fn.runtime.name} (context runtime={settings.runtime} deploys {expected};"
+            " Managed Instances run python3.13+ and nodejs22.x+)"
+        )
     if fn.architecture.name != ARCHITECTURE.name:
         problems.append(f"architecture {fn.architecture.name} (the capacity provider is arm64)")
     memory = cfn.memory_size

@@ -10,7 +10,7 @@ from aws_cdk import Aws, CfnOutput, CfnParameter, CfnRule, CfnRuleAssertion, Fn,
 from constructs import Construct
 
 from infra.api import Api
-from infra.assets import bundling_enabled, function_code
+from infra.assets import bundling_enabled, function_code, node_function_code
 from infra.database import Database
 from infra.functions import ArmFunctions
 from infra.nag import suppress_reviewed_findings
@@ -67,7 +67,9 @@ class PoolbenchStack(Stack):
             network=self.network,
             database=self.database,
             layer=self.layer.layer,
-            code=function_code(self, settings, "app"),
+            code=node_function_code(self, settings)
+            if settings.runtime == "nodejs"
+            else function_code(self, settings, "app"),
         )
         self.probe = Probe(
             self,
@@ -115,6 +117,7 @@ class PoolbenchStack(Stack):
         CfnOutput(self, "ApiUrl", value=self.api.url, description="Arm URL = ApiUrl + arm name")
         CfnOutput(self, "Arms", value=",".join(s.arms), description="Deployed arms, in order")
         CfnOutput(self, "MetricsSource", value=METRICS_SOURCE)
+        CfnOutput(self, "Runtime", value=s.runtime, description="The function under test")
         for arm, fn in self.arms.functions.items():
             CfnOutput(self, output_id(arm), value=fn.function_name)
         if self.arms.capacity_provider is not None:
