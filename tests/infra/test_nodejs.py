@@ -79,7 +79,7 @@ def test_managed_check_refuses_a_runtime_managed_instances_do_not_run() -> None:
         memory_size=2048,
         code=lambda_.Code.from_inline("exports.handler = async () => 1"),
     )
-    with pytest.raises(ValueError, match="runtime nodejs20.x"):
+    with pytest.raises(ValueError, match=r"runtime nodejs20\.x"):
         check_managed_function(fn, Settings(runtime="nodejs"))
 
 
