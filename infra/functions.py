@@ -11,7 +11,7 @@ the tests check it. What differs is exactly the arm:
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Annotations, Duration, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -23,6 +23,12 @@ from infra.network import Network, retention
 from infra.settings import Settings
 
 POOLER_PORT = 6432
+NODE_LAYER_WARNING = (
+    "runtime=nodejs: the pooler layer's extension is a Python 3 script that reads the secret with"
+    " boto3; Lambda's nodejs24.x runtime (Amazon Linux 2023) is not known to ship python3 or"
+    " boto3, so its EEs may fail init on AWS. Unverified without an account: see docs/aws.md"
+    " (Node.js runtime)."
+)
 MANAGED_RUNTIMES = ("python3.13", "python3.14", "nodejs22.x", "nodejs24.x")
 """Lambda runtimes Managed Instances run among those this stack deploys (FACTS.md: Python
 3.13+, Node.js 22+)."""
@@ -51,6 +57,8 @@ class ArmFunctions(Construct):
         for arm in settings.arms:
             fn = self._function(arm, network=network, database=database, layer=layer, code=code)
             self.functions[arm] = fn
+            if settings.runtime == "nodejs" and arm != "proxy":  # the arms with the layer
+                Annotations.of(fn).add_warning_v2("poolbench:node-extension", NODE_LAYER_WARNING)
         if settings.managed:
             self._add_capacity_provider(network, self.functions["managed"])
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from aws_cdk import App, Stack
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk.assertions import Annotations, Match
 
 from infra.assets import NODE_FUNCTION_DIR, bundle_node_function
 from infra.functions import check_managed_function
@@ -41,6 +42,18 @@ def test_every_arm_runs_the_nodejs_function(nodejs_synth: Synth) -> None:
     ]
     assert probe["Properties"]["Runtime"] == "python3.13"
     assert nodejs_synth.raw["Outputs"]["Runtime"]["Value"] == "nodejs"
+
+
+def test_synth_warns_that_the_extension_needs_python_on_aws(nodejs_synth: Synth) -> None:
+    """Not verified on AWS: the layer's extension is Python; synthesis says so on every arm
+    that carries the layer, and only on those (the proxy arm has no layer)."""
+    warned = {
+        w.id.rsplit("/", 1)[-1]
+        for w in Annotations.from_stack(nodejs_synth.stack).find_warning(
+            "*", Match.string_like_regexp("pooler layer's extension is a Python 3 script")
+        )
+    }
+    assert warned == {"StandardFn", "ManagedFn"}
 
 
 def test_managed_arm_gets_nodes_default_of_64_per_vcpu(nodejs_synth: Synth) -> None:
