@@ -147,3 +147,29 @@ def test_one_managed_node_runtime_serves_its_slots_at_once(
     assert 2 <= len(workers) <= NodeRuntime().workers_per_ee
     # ... sharing the EE's PgBouncer, which holds at most its pool of server connections
     assert 1 <= max(samples) <= 3
+
+
+@pytest.mark.parametrize(("threadpool", "status"), [(None, 503), ("16", 200)])
+def test_a_managed_node_runtimes_polls_hold_libuvs_pool_so_a_scram_login_waits(
+    database: Database, tmp_path: Path, threadpool: str | None, status: int
+) -> None:
+    """What the real client does (local/node_runtime.py): each worker thread's /next poll holds
+    a thread of libuv's pool (4 by default, one pool per process), and pg 8.16's SCRAM runs on
+    WebCrypto, which queues for that pool: with 8 worker threads polling, a login straight to
+    the database (no PgBouncer socket) waits until another invoke frees a thread. Alone, it
+    waits out its connect timeout. A pool larger than the worker count lets it through."""
+    role = database.fresh_role("direct")
+    extra = {"CONNECT_DIRECT": "1", "CONNECT_TIMEOUT": "2"}
+    if threadpool:
+        extra["UV_THREADPOOL_SIZE"] = threadpool
+    env = database.function_env(role, "managed", **extra)
+    ee_settings = replace(
+        node_settings(tmp_path, env, "node-scram", max_concurrency=16), layer_dir=None
+    )
+
+    async def scenario(ees: list[ExecutionEnvironment]) -> dict[str, Any]:
+        return dict(json.loads(await ees[0].invoke(event(sleep_ms=0, queries=1))))
+
+    response = run(with_ees([ee_settings], scenario))
+
+    assert response["statusCode"] == status, response
