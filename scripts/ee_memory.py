@@ -2,7 +2,8 @@
 
 Starts the real local stack with one arm and one EE (real PostgreSQL, the layer's PgBouncer
 extension, the runtime under its AWS client), then:
-- init: the EE's init time (extensions, then the runtime until its polls are open);
+- init: the EE's init time (extensions, then the runtime until its polls are open), and the
+  CPU seconds the runtime had used by then (a figure the machine's load does not change);
 - memory: PSS of the EE's runtime (the process and its forked workers: Python forks one per
   slot, Node runs one process with worker threads), idle and while every slot holds a seed
   request (connect, select, sleep, select, close), per EE and per slot; PgBouncer and the
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -49,6 +51,21 @@ def pss_mib(pid: int) -> float:
     return 0.0
 
 
+def cpu_s(pid: int) -> float:
+    """utime + stime of one process (all its threads), in seconds; 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def runtime_cpu_s(ee: ExecutionEnvironment) -> float:
+    """CPU the runtime has used so far: after init, what its init cost, whatever the load."""
+    assert ee.runtime_proc is not None
+    return sum(cpu_s(p) for p in [ee.runtime_proc.pid, *child_pids(ee.runtime_proc.pid)])
+
+
 def runtime_pss(ee: ExecutionEnvironment) -> float:
     assert ee.runtime_proc is not None
     pids = [ee.runtime_proc.pid, *child_pids(ee.runtime_proc.pid)]
@@ -63,6 +80,7 @@ def pooler_pss(ee: ExecutionEnvironment) -> float:
 
 
 async def measure(url: str, ee: ExecutionEnvironment, slots: int, requests: int) -> dict[str, Any]:
+    init_cpu = runtime_cpu_s(ee)
     idle = runtime_pss(ee)
     async with aiohttp.ClientSession() as http:
         added: list[float] = []
@@ -85,6 +103,7 @@ async def measure(url: str, ee: ExecutionEnvironment, slots: int, requests: int)
     busy = max(peaks)
     added.sort()
     return {
+        "runtime_init_cpu_s": round(init_cpu, 2),
         "runtime_pss_idle_mib": round(idle, 1),
         "runtime_pss_busy_mib": round(busy, 1),
         "runtime_pss_per_slot_busy_mib": round(busy / slots, 2),
