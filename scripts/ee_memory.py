@@ -40,11 +40,11 @@ from local.settings import ManagedSettings, StackSettings
 from local.stack import running_stack
 
 
-def pss_mib(pid: int) -> float:
-    """PSS of one process from /proc/<pid>/smaps_rollup (0 when it is gone)."""
+def pss_mib(pid: int, field: str = "Pss") -> float:
+    """PSS (or RSS) of one process from /proc/<pid>/smaps_rollup (0 when it is gone)."""
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
@@ -66,10 +66,10 @@ def runtime_cpu_s(ee: ExecutionEnvironment) -> float:
     return sum(cpu_s(p) for p in [ee.runtime_proc.pid, *child_pids(ee.runtime_proc.pid)])
 
 
-def runtime_pss(ee: ExecutionEnvironment) -> float:
+def runtime_pss(ee: ExecutionEnvironment, field: str = "Pss") -> float:
     assert ee.runtime_proc is not None
     pids = [ee.runtime_proc.pid, *child_pids(ee.runtime_proc.pid)]
-    return sum(pss_mib(p) for p in pids)
+    return sum(pss_mib(p, field) for p in pids)
 
 
 def pooler_pss(ee: ExecutionEnvironment) -> float:
@@ -98,6 +98,7 @@ async def measure(url: str, ee: ExecutionEnvironment, slots: int, requests: int)
         load = [asyncio.create_task(one()) for _ in range(slots)]
         await asyncio.sleep(2.0)  # every slot connected and sleeping
         peaks.append(runtime_pss(ee))
+        rss = runtime_pss(ee, "Rss")  # counts shared pages once per process
         pooler = pooler_pss(ee)
         statuses = await asyncio.gather(*load)
     busy = max(peaks)
@@ -107,6 +108,7 @@ async def measure(url: str, ee: ExecutionEnvironment, slots: int, requests: int)
         "runtime_pss_idle_mib": round(idle, 1),
         "runtime_pss_busy_mib": round(busy, 1),
         "runtime_pss_per_slot_busy_mib": round(busy / slots, 2),
+        "runtime_rss_sum_busy_mib": round(rss, 1),
         "pooler_and_extension_pss_mib": round(pooler, 1),
         "ee_pss_busy_mib": round(busy + pooler, 1),
         "busy_ok": sum(1 for s in statuses if s == 200),
