@@ -109,7 +109,8 @@ def _assert_aws_path_ready(copy: Path, path: str) -> None:
 
 
 def _assert_node_runtime_client_built(copy: Path, path: str) -> None:
-    """aws-lambda-ric's native addon, built at install, loads in the project's Node."""
+    """aws-lambda-ric's native addon, built at install, loads in the project's Node (its init
+    reads AWS_LAMBDA_RUNTIME_API, and aborts without it: no Runtime API is contacted here)."""
     addon = copy / "functions" / "nodejs" / "node_modules" / "aws-lambda-ric" / "rapid-client.node"
     assert addon.is_file(), "aws-lambda-ric's addon was not built"
     loaded = subprocess.run(
@@ -122,7 +123,7 @@ def _assert_node_runtime_client_built(copy: Path, path: str) -> None:
         check=False,
         capture_output=True,
         text=True,
-        env={"PATH": path},
+        env={"PATH": path, "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9"},
     )
     assert loaded.stdout.strip() == "function", loaded.stderr
 
