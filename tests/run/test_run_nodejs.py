@@ -28,12 +28,14 @@ pytestmark = pytest.mark.local
             ["sweep", "--users", "1", "--runtime", "nodejs,nodejs"],
             "--runtime: a value is listed twice",
         ),
+        (["local", "up", "--runtime", "go"], "unknown --runtime 'go': choose python or nodejs"),
     ],
 )
 def test_bad_runtime_is_one_line_and_exit_2(
     argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main([*argv, "--out", str(tmp_path)])
+    out = ["--run-dir", str(tmp_path / "stack")] if argv[0] == "local" else ["--out", str(tmp_path)]
+    code = main([*argv, *out])
     err = capsys.readouterr().err
     assert code == 2
     assert message in err
