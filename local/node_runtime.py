@@ -30,7 +30,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from poolbench.errors import InputError
+from input_errors import InputError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NODE_FUNCTION_DIR = REPO_ROOT / "functions" / "nodejs"

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from input_errors import InputError
 from loadtest.presets import PRESETS
 from local.settings import (
     DEFAULT_SLOTS_PER_VCPU,
@@ -22,7 +23,6 @@ from local.settings import (
 from local.stack import LocalStack, serve
 from poolbench import stack_options as opt
 from poolbench.cli_run import PRESET_STACK_KNOBS, SEED_SLOTS_PER_EE
-from poolbench.errors import InputError
 from poolbench.input_checks import (
     available_memory_kib,
     check_folder,

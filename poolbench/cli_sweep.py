@@ -11,6 +11,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from functions.contract import TARGETS
+from input_errors import InputError
 from loadtest.presets import PRESETS, resolve_scenario
 from loadtest.target import load_target, parse_arms
 from local.execution_environment import EESettings
@@ -18,12 +20,10 @@ from local.settings import ManagedSettings, PoolerSettings, ProxySettings, Stand
 from poolbench.aws_target import check_aws_run, check_sleep_fits
 from poolbench.cli_run import (
     AWS_EQUIVALENT,
-    TARGETS,
     _check_aws_before_load,
     check_deployed_runtime,
     local_stack_settings,
 )
-from poolbench.errors import InputError
 from poolbench.open_files import descriptors_needed, ensure_open_files
 from poolbench.run import RunRequest
 from poolbench.sweep import (
