@@ -84,9 +84,9 @@ def proxy_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
 
 @pytest.fixture(scope="session")
 def nodejs_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
-    """All three arms with the Node.js function under test (-c runtime=nodejs)."""
+    """Every arm with the Node.js function under test (-c runtime=nodejs)."""
     return synthesize(
-        {"arms": "standard,managed,proxy", "runtime": "nodejs"},
+        {"arms": "standard,managed,proxy,direct,managed-direct", "runtime": "nodejs"},
         tmp_path_factory.mktemp("cdk-nodejs"),
     )
 

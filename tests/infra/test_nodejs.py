@@ -13,6 +13,7 @@ from aws_cdk import App, Stack
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk.assertions import Annotations, Match
 
+from functions import contract
 from infra.assets import NODE_FUNCTION_DIR, bundle_node_function
 from infra.functions import check_managed_function
 from infra.settings import Settings, SettingsError
@@ -27,13 +28,17 @@ NODE = REPO / "node_modules" / ".bin" / "node"
 
 def test_every_arm_runs_the_nodejs_function(nodejs_synth: Synth) -> None:
     functions = arm_functions(nodejs_synth)
-    assert set(functions) == {"standard", "managed", "proxy"}
+    assert set(functions) == set(contract.ARMS)
     for arm, fn in functions.items():
         props = fn["Properties"]
         assert (props["Runtime"], props["Handler"]) == ("nodejs24.x", "index.handler"), arm
         assert props["Architectures"] == ["arm64"], arm
-        # the same pooler layer and env contract as the Python function
-        assert props["Environment"]["Variables"]["POOLER_PORT"] == "6432", arm
+        # the same layer and env contract as the Python function: the socket, or the database
+        env = props["Environment"]["Variables"]
+        if contract.arm(arm).has_layer:
+            assert env["POOLER_PORT"] == "6432" and "CONNECT_DIRECT" not in env, arm
+        else:
+            assert env["CONNECT_DIRECT"] == "1" and "Layers" not in props, arm
     (layer,) = nodejs_synth.resources("AWS::Lambda::LayerVersion").values()
     assert layer["Properties"]["CompatibleRuntimes"] == ["nodejs24.x"]
     # the probe is the harness's own function, not the one under test: it stays Python
@@ -57,11 +62,12 @@ def test_synth_warns_that_the_extension_needs_python_on_aws(nodejs_synth: Synth)
 
 
 def test_managed_arm_gets_nodes_default_of_64_per_vcpu(nodejs_synth: Synth) -> None:
-    props = arm_functions(nodejs_synth)["managed"]["Properties"]
-    lmi = props["CapacityProviderConfig"]["LambdaManagedInstancesCapacityProviderConfig"]
-    # 2048 MB at 2 GiB per vCPU is one vCPU: Node's 64 (Python's default gives 16)
-    assert lmi["PerExecutionEnvironmentMaxConcurrency"] == 64
-    assert props["MemorySize"] >= 2048
+    for arm in ("managed", "managed-direct"):
+        props = arm_functions(nodejs_synth)[arm]["Properties"]
+        lmi = props["CapacityProviderConfig"]["LambdaManagedInstancesCapacityProviderConfig"]
+        # 2048 MB at 2 GiB per vCPU is one vCPU: Node's 64 (Python's default gives 16)
+        assert lmi["PerExecutionEnvironmentMaxConcurrency"] == 64, arm
+        assert props["MemorySize"] >= 2048, arm
     assert nodejs_synth.raw["Outputs"]["ManagedPerEnvironmentMaxConcurrency"]["Value"] == "64"
     assert Settings().per_environment_max_concurrency == 16
 
