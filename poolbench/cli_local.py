@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loadtest.presets import PRESETS, get_preset
+from local.settings import check_runtime
 from local.stack import LocalStack, serve
 from poolbench import stack_options as opt
 from poolbench.input_checks import (
@@ -37,6 +38,7 @@ def up(
         Path | None, typer.Option(help="Write the endpoints here, in cdk deploy's outputs shape.")
     ] = None,
     arms: opt.Arms = "standard,managed",
+    runtime: opt.Runtime = "python",
     run_dir: Annotated[
         Path | None,
         typer.Option(help="Folder for the stack's files (default reports/local-<time>)."),
@@ -68,6 +70,7 @@ def up(
         outputs_file = check_output_file(outputs_file, "--outputs-file")
     if run_dir is not None:
         run_dir = check_folder(run_dir, "--run-dir")
+    check_runtime(runtime)
     # local up serves whatever load comes: nothing to size max_connections by but the user.
     connections = opt.DEFAULT_MAX_CONNECTIONS if max_connections is None else max_connections
     check_local_scale(connections, f"--max-connections {connections:,}", available_memory_kib())
@@ -90,6 +93,7 @@ def up(
         preset=get_preset(preset),
         max_connections=connections,
         gateway_port=port,
+        runtime=runtime,
     )
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     soft, _ = raise_soft_limit()  # a load of many users needs more than 1024 descriptors

@@ -11,15 +11,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from functions import contract
 from functions.contract import TARGETS
 from input_errors import InputError
 from loadtest.presets import PRESETS, Scenario, get_preset, resolve_scenario
 from loadtest.target import Target, load_target, parse_arms
 from local.execution_environment import EESettings
 from local.faults import Fault, parse_fault
-from local.settings import (
-    StackSettings,
-)
+from local.settings import StackSettings, check_runtime
 from poolbench import stack_options as opt
 from poolbench.aws_faults import check_aws_faults
 from poolbench.aws_target import check_aws_run, check_sleep_fits
@@ -85,7 +84,8 @@ def print_summary_table(run_dir: Path) -> None:
 
     summary = summarize(run_dir, write=False)
     table = Table(
-        title=f"poolbench {summary.run_id} ({summary.target}); latency in ms, peaks per arm",
+        title=f"poolbench {summary.run_id} ({summary.target}, {summary.runtime}); latency in ms,"
+        " peaks per arm",
         caption="EEs: most EEs serving in one second (from the responses); thr: Lambda "
         "throttles; DB/conc: peak DB connections per peak concurrent request; latency over "
         f"successful requests, from {_latency_source(summary.arms)}",
@@ -149,12 +149,14 @@ def local_stack_settings(
     out: Path,
     knobs: opt.StackKnobs,
     say: Callable[[str], None],
+    runtime: str = "python",
 ) -> StackSettings:
     """The local stack for a scenario: the preset's stack knobs where the user gave none, and
     max_connections with room for the load. A --max-connections below what the load needs is
     refused (exit 2, naming the value): the user asked for it, so it is never changed behind
     their back. The default is raised when the load needs more, and `say` prints one line
-    saying so. `poolbench sweep` builds each point's stack here too."""
+    saying so. Slots per EE default to the preset's, then the runtime's (Python 16, Node.js 64
+    per vCPU). `poolbench sweep` builds each point's stack here too."""
     needed, why = connections_needed(scenario)
     if knobs.max_connections is not None:
         if knobs.max_connections < needed:
@@ -176,6 +178,7 @@ def local_stack_settings(
         arms=",".join(scenario.arms),
         preset=get_preset(preset),
         max_connections=max_connections,
+        runtime=runtime,
     )
     if raised:
         say(
@@ -204,6 +207,7 @@ def run(
     arms: Annotated[
         str | None, typer.Option(help="Arms to drive (default: local standard,managed; aws: all).")
     ] = None,
+    runtime: opt.Runtime = "python",
     schedule: Annotated[
         str, typer.Option(help="parallel: arms at once; sequential: one arm after another.")
     ] = "parallel",
@@ -268,10 +272,12 @@ def run(
 
     Example: poolbench run --preset seed            (the seed experiment on this machine)
     Example: poolbench run --preset smoke --arms standard,managed,proxy
+    Example: poolbench run --preset seed --runtime nodejs
     Example: poolbench run --target aws --outputs-file cdk-outputs.json
     """
     if target not in TARGETS:
         raise InputError(f"--target must be local or aws, not {target!r}")
+    check_runtime(runtime)
     if schedule not in SCHEDULES:
         raise InputError(f"--schedule must be parallel or sequential, not {schedule!r}")
     if not 0 <= max_failure_rate <= 1:
@@ -283,6 +289,7 @@ def run(
         raise InputError("--target aws needs --outputs-file (the file cdk deploy wrote)")
     if aws_target is not None:
         refuse_local_knobs(ctx)
+        check_deployed_runtime(aws_target, runtime)
     elif outputs_file is not None:
         raise InputError("--outputs-file is for --target aws; the local target makes its own")
     scenario = resolve_scenario(
@@ -309,6 +316,7 @@ def run(
         "max_failure_rate": max_failure_rate,
         "faults": faults,
         "slow": parse_slow_phase(slow_phase),
+        "runtime": runtime,
     }
     request: RunRequest
     if aws_target is None:
@@ -324,7 +332,7 @@ def run(
             proxy_pool_size=proxy_pool_size,
             max_connections=max_connections,
         )
-        stack_settings = _checked_local_stack(scenario, preset, out, knobs)
+        stack_settings = _checked_local_stack(scenario, preset, out, knobs, runtime)
         out = check_folder(out, "--out")
         ensure_open_files(descriptors_needed(stack_settings, scenario.users))
         request = LocalRun(stack=stack_settings, out_root=out, **common)
@@ -353,10 +361,11 @@ class _RunBasics(TypedDict):
     max_failure_rate: float
     faults: tuple[Fault, ...]
     slow: SlowPhase
+    runtime: str
 
 
 def _checked_local_stack(
-    scenario: Scenario, preset: str, out: Path, knobs: opt.StackKnobs
+    scenario: Scenario, preset: str, out: Path, knobs: opt.StackKnobs, runtime: str
 ) -> StackSettings:
     check_sleep_fits(
         scenario.sleep_ms,
@@ -364,7 +373,19 @@ def _checked_local_stack(
         "the local stack",
         "use --target aws with a longer -c timeoutSeconds",
     )
-    return local_stack_settings(scenario, preset, out, knobs, console.print)
+    return local_stack_settings(scenario, preset, out, knobs, console.print, runtime)
+
+
+def check_deployed_runtime(target: Target, runtime: str) -> None:
+    """On AWS the runtime is the deployed stack's (-c runtime=...): a run that asks for another
+    would measure what it did not ask for. Stacks from before the knob have no output: python."""
+    deployed = target.outputs.get(contract.OUT_RUNTIME, contract.DEFAULT_RUNTIME)
+    if deployed != runtime:
+        raise InputError(
+            f"--runtime {runtime}: the stack in {target.path} runs {deployed}; redeploy with"
+            f" `npx cdk deploy -c runtime={runtime} --outputs-file {target.path}` or pass"
+            f" --runtime {deployed}"
+        )
 
 
 def _check_aws_faults(faults: tuple[Fault, ...], target: Target) -> None:

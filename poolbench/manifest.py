@@ -67,7 +67,13 @@ class Manifest:
 
     @classmethod
     def start(
-        cls, run_dir: Path, *, target: str, scenario: dict[str, Any], argv: list[str]
+        cls,
+        run_dir: Path,
+        *,
+        target: str,
+        scenario: dict[str, Any],
+        argv: list[str],
+        runtime: str = "python",
     ) -> Manifest:
         data: dict[str, Any] = {
             "poolbench_version": __version__,
@@ -75,6 +81,7 @@ class Manifest:
             "status": "running",
             "phase": "starting",  # then stack start (local), load, collect, report, done
             "target": target,
+            "runtime": runtime,
             "command": " ".join(["poolbench", *argv]),
             "started_at": utc_now(),
             "ended_at": None,

@@ -82,6 +82,7 @@ class _Run:
     max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE
     faults: tuple[Fault, ...] = ()
     slow: SlowPhase = SlowPhase()
+    runtime: str = "python"  # the function under test on every arm (local: the stack's)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -296,6 +297,7 @@ def execute(request: RunRequest, console: Console) -> RunOutcome:
         target=request.target,
         scenario={**request.scenario.to_manifest(), "schedule": request.schedule},
         argv=request.argv,
+        runtime=request.runtime,
     )
     console.print(f"run folder: {run_dir}")
     # SIGINT and SIGTERM stop every phase the same way, collect and report included (an AWS
@@ -426,6 +428,7 @@ def _run_local(request: LocalRun, run_dir: Path, manifest: Manifest, console: Co
                     **manifest.data["versions"],
                     "postgresql": described["postgresql"],
                     "pgbouncer": described["pgbouncer"],
+                    **described["runtime_versions"],
                 },
                 stack_start_s=round(time.monotonic() - started, 2),
             )

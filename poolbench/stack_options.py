@@ -14,6 +14,8 @@ from functions import contract
 from loadtest.presets import PRESETS, SEED, Preset
 from loadtest.target import parse_arms
 from local.settings import (
+    DEFAULT_SLOTS_PER_VCPU,
+    RUNTIMES,
     ManagedSettings,
     PoolerSettings,
     ProxySettings,
@@ -34,13 +36,22 @@ DEFAULT_MAX_CONNECTIONS = StackSettings.max_connections
 Arms = Annotated[
     str, typer.Option("--arms", help=f"Comma-separated arms: {', '.join(contract.ARMS)}.")
 ]
+Runtime = Annotated[
+    str,
+    typer.Option(
+        help=f"The function under test on every arm: {' or '.join(RUNTIMES)} (the Node.js "
+        "handler on pg under aws-lambda-ric; on AWS: cdk deploy -c runtime=nodejs).",
+    ),
+]
 PresetSlotsPerEE = Annotated[
     int | None,
     typer.Option(
         "--slots-per-ee",
         help="Managed: requests per EE (PerExecutionEnvironmentMaxConcurrency; default: the"
-        f" preset's, {SEED.slots_per_ee} for seed as the seed's capacity provider,"
-        f" {MANAGED_DEFAULTS.slots_per_ee} otherwise).",
+        f" preset's, {SEED.slots_per_ee} for seed as the seed's capacity provider; otherwise"
+        " the runtime's per vCPU: "
+        + ", ".join(f"{r} {n}" for r, n in DEFAULT_SLOTS_PER_VCPU.items())
+        + ").",
         rich_help_panel=PANEL,
     ),
 ]
@@ -126,11 +137,13 @@ def build_stack_settings(
     preset: Preset,
     max_connections: int,
     gateway_port: int = 0,
+    runtime: str = "python",
 ) -> StackSettings:
     """StackSettings from the knobs: the preset's slots per EE and scaler target where the
-    user gave none, the stack's defaults after that; `max_connections` as the caller settled
+    user gave none, then the runtime's default slots per EE (Python 16, Node.js 64 per vCPU)
+    and the stack's default target; `max_connections` as the caller settled
     it (the knobs' own, or what the load needs)."""
-    slots = _first(knobs.slots_per_ee, preset.slots_per_ee, MANAGED_DEFAULTS.slots_per_ee)
+    slots = _first(knobs.slots_per_ee, preset.slots_per_ee, DEFAULT_SLOTS_PER_VCPU[runtime])
     utilisation = _first(
         knobs.target_utilisation, preset.target_utilisation, MANAGED_DEFAULTS.target_utilisation
     )
@@ -151,6 +164,7 @@ def build_stack_settings(
         pooler=PoolerSettings(default_pool_size=knobs.pool_size),
         max_connections=max_connections,
         gateway_port=gateway_port,
+        runtime=runtime,
     ).validate()
 
 
