@@ -50,6 +50,8 @@ def assert_bounded_and_clean(result: Interrupted) -> None:
     # and every EE's processes ended on SHUTDOWN/SIGTERM, none waited for its SIGKILL (an EE
     # started after the signal must not inherit it ignored)
     assert "after SHUTDOWN/SIGTERM: killed" not in result.log, result.log[-2000:]
+    # and the stack's loop closed with no task pending (each cut-off request printed one)
+    assert "Task was destroyed but it is pending" not in result.log, result.log[-2000:]
 
 
 @pytest.mark.parametrize(
