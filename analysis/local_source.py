@@ -27,7 +27,17 @@ from poolbench.errors import InputError
 # Gauges that the recorder reports as the maximum over the second.
 MAX_GAUGES = frozenset({"ConcurrentExecutions", "ExecutionEnvironmentConcurrency"})
 # Counters: the count within the second.
-COUNTERS = frozenset({"Invocations", "Errors", "Throttles", "ColdStarts"})
+COUNTERS = frozenset(
+    {
+        "Invocations",
+        "Errors",
+        "Throttles",
+        "ColdStarts",
+        "ConcurrencyThrottles",
+        "CPUThrottles",
+        "MemoryThrottles",
+    }
+)
 # Everything else numeric is a reading at the sample time (ExecutionEnvironments, ...).
 
 # PgBouncer SHOW POOLS columns -> metric names of the contract (`source=pgbouncer:<ee_id>`).

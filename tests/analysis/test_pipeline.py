@@ -99,7 +99,7 @@ def test_report_is_one_self_contained_file_with_charts(run_dir: Path) -> None:
     html = report.read_text(encoding="utf-8")
     # Images are inline PNGs, nothing is fetched: no script, no external URL in src/href
     images = re.findall(r'<img[^>]+src="([^"]+)"', html)
-    assert len(images) == 5
+    assert len(images) == 7
     assert all(src.startswith("data:image/png;base64,") for src in images)
     assert not re.search(r'(src|href)="(https?:)?//', html)
     assert "<script" not in html
@@ -117,7 +117,15 @@ def test_report_is_one_self_contained_file_with_charts(run_dir: Path) -> None:
     assert '<th scope="row">arms</th><td>standard, managed</td>' in html
     assert "duration" not in html.split('id="scenario"')[1].split("</table>")[0]  # unset
     charts = sorted(p.name for p in (run_dir / "charts").iterdir())
-    assert charts == ["latency.png", "peaks.png", "pools.png", "ratio.png", "timeline.png"]
+    assert charts == [
+        "ee_concurrency.png",
+        "latency.png",
+        "peaks.png",
+        "pools.png",
+        "ratio.png",
+        "throttles.png",
+        "timeline.png",
+    ]
     for chart in (run_dir / "charts").iterdir():
         assert chart.read_bytes().startswith(PNG_MAGIC)
     # No temporary files are left behind by the atomic writes
