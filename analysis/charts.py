@@ -412,8 +412,15 @@ def ee_concurrency(
             table = per_ee.groupby(["time", "source"], observed=True)["value"].max().unstack()
             x = _x(table.index)
             if table.shape[1] <= MAX_EE_LINES:
-                for source in sorted(table.columns, key=_ee_number):
-                    ax.plot(x, table[source].to_numpy(), linewidth=0.9, label=source[3:])
+                # colours outside the arms' own, so the fullest-EE line stays the arm's
+                for number, source in enumerate(sorted(table.columns, key=_ee_number)):
+                    ax.plot(
+                        x,
+                        table[source].to_numpy(),
+                        linewidth=0.9,
+                        color=f"C{4 + number % 6}",
+                        label=source[3:],
+                    )
             else:
                 ax.fill_between(
                     x,
@@ -434,7 +441,6 @@ def ee_concurrency(
                 where=where,
                 color=color,
                 linewidth=2.4,
-                alpha=0.6,
                 label="fullest EE",
             )
         limit = dataset.series(frame, arm, EE_LIMIT)
@@ -497,7 +503,6 @@ def throttles(
             where=where,
             color=_color(arm.arm, index),
             linewidth=3.0,
-            alpha=0.6,
             label=f"all ({arm.throttles or 0:,.0f})",
         )
         for reason in THROTTLE_REASONS:
@@ -511,7 +516,7 @@ def throttles(
                 where=where,
                 color=REASON_COLORS[reason],
                 linestyle="--",
-                linewidth=1.1,
+                linewidth=2.0,
                 label=f"{reason} ({count or 0:,.0f})",
             )
         ax.set_title(arm.label, loc="left", fontsize=10)
