@@ -414,9 +414,10 @@ def ee_concurrency(
             if table.shape[1] <= MAX_EE_LINES:
                 # colours outside the arms' own, so the fullest-EE line stays the arm's
                 for number, source in enumerate(sorted(table.columns, key=_ee_number)):
-                    ax.plot(
+                    ax.step(
                         x,
                         table[source].to_numpy(),
+                        where="mid",
                         linewidth=0.9,
                         color=f"C{4 + number % 6}",
                         label=source[3:],
