@@ -372,6 +372,7 @@ def pools(
 
 EE_CONCURRENCY = "ExecutionEnvironmentConcurrency"
 EE_LIMIT = "ExecutionEnvironmentConcurrencyLimit"
+LIMIT_COLOR = "#ff7f0e"  # not an arm's colour, nor one of the per-EE lines'
 REASON_COLORS = {
     "ConcurrencyThrottles": "#8c564b",
     "CPUThrottles": "#e377c2",
@@ -450,9 +451,9 @@ def ee_concurrency(
                 _x(limit.index),
                 limit.to_numpy(),
                 where=where,
-                color="black",
+                color=LIMIT_COLOR,
                 linestyle="--",
-                linewidth=1.2,
+                linewidth=1.8,
                 label=f"limit ({limit.max():g} per EE)",
             )
         if per_ee.empty and fullest.empty:

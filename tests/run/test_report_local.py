@@ -40,7 +40,7 @@ pytestmark = [
 ]
 
 REASON_BROWN = np.array([0x8C, 0x56, 0x4B]) / 255  # charts.REASON_COLORS["ConcurrencyThrottles"]
-LIMIT_BLACK = np.array([0.0, 0.0, 0.0])
+LIMIT_ORANGE = np.array([0xFF, 0x7F, 0x0E]) / 255  # charts.LIMIT_COLOR
 SLOTS = 3
 TOO_PRECISE = re.compile(r"\d\.\d{4,}")
 LABELS = {
@@ -107,7 +107,7 @@ def test_ee_concurrency_against_its_limit(run: tuple[Path, dict[str, Any], str])
     # The chart: the managed arm's colour (its fullest EE) and the dashed limit
     image = chart(dom, "ee_concurrency")
     assert has_colour(image, MANAGED_BLUE, 100)
-    assert has_colour(image, LIMIT_BLACK, 200)
+    assert has_colour(image, LIMIT_ORANGE, 100), "no limit line"
 
 
 def test_throttles_per_second_by_reason(run: tuple[Path, dict[str, Any], str]) -> None:
