@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -30,6 +30,9 @@ from local.postgres import free_port
 from local.settings import StackSettings
 from local.stack import StackRunner, running_stack
 from poolbench.cli import main
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch.type_defs import DimensionTypeDef
 
 pytestmark = pytest.mark.local
 
@@ -157,7 +160,7 @@ def seed_managed_metrics(now: datetime) -> None:
     dimensions FACTS.md gives), and Throttles per minute by function name."""
     client = boto3.client("cloudwatch", region_name=STACK_REGION)
     fn = FUNCTIONS["managed"]
-    lmi_dims = [
+    lmi_dims: list[DimensionTypeDef] = [
         {"Name": "CapacityProviderName", "Value": "PoolbenchStack-Capacity"},
         {"Name": "FunctionName", "Value": fn},
         {"Name": "Resource", "Value": f"{fn}:$LATEST.PUBLISHED"},
@@ -165,14 +168,16 @@ def seed_managed_metrics(now: datetime) -> None:
     period0 = now.replace(minute=now.minute - now.minute % 5, second=0, microsecond=0)
     for i in (-1, 0, 1):
         stamp = period0 + timedelta(minutes=5 * i, seconds=1)
-        data = [
-            {"MetricName": name, "Dimensions": lmi_dims, "Timestamp": stamp, "Value": value}
-            for name, value in (
-                *MANAGED_EE.items(),
-                ("ConcurrencyThrottles", MANAGED_THROTTLES["ConcurrencyThrottles"]),
-            )
-        ]
-        client.put_metric_data(Namespace="AWS/Lambda", MetricData=data)
+        client.put_metric_data(
+            Namespace="AWS/Lambda",
+            MetricData=[
+                {"MetricName": name, "Dimensions": lmi_dims, "Timestamp": stamp, "Value": value}
+                for name, value in (
+                    *MANAGED_EE.items(),
+                    ("ConcurrencyThrottles", MANAGED_THROTTLES["ConcurrencyThrottles"]),
+                )
+            ],
+        )
     minute0 = now.replace(second=0, microsecond=0) - timedelta(minutes=2)
     client.put_metric_data(
         Namespace="AWS/Lambda",
