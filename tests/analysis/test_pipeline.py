@@ -304,3 +304,16 @@ def test_littles_law_floor_uses_the_query_time_the_poolers_measured(run_dir: Pat
     assert arm.seconds_per_query == pytest.approx(0.00084)
     assert arm.seconds_per_query_source == "manifest scenario.query_ms"
     assert arm.littles_law_floor == pytest.approx(qps * 0.00084)
+
+
+def test_people_rounding_keeps_three_significant_digits_and_at_most_three_decimals() -> None:
+    from analysis.report import people
+
+    assert people(0.5572659999999999) == "0.557"  # the query time the report used to print
+    assert people(1.1051527777777779) == "1.11"
+    assert people(12.3456) == "12.3"
+    assert people(1234.56) == "1,235"
+    assert people(2000.0) == "2,000"
+    assert people(0.0004) == "< 0.001"
+    assert people(None) == "n/a"
+    assert people(True) == "yes"
