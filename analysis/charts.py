@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from analysis import dataset
 from analysis import host as host_module
 from analysis import requests as request_records
+from analysis.cloudwatch_source import period_s
 from analysis.runfolder import CHARTS, write_bytes_atomic
 from analysis.summary import THROTTLE_REASONS, RunSummary, per_second
 
@@ -435,7 +436,9 @@ def ee_concurrency(
                 ax.plot(x, table.median(axis=1).to_numpy(dtype=float), color=color, label="median")
         # a CloudWatch value stands for the period it starts; a local one for its second
         where = "post" if _from_cloudwatch(frame, arm, EE_CONCURRENCY) else "mid"
-        fullest = dataset.series(frame, arm, EE_CONCURRENCY)
+        fullest = _whole_periods(
+            dataset.series(frame, arm, EE_CONCURRENCY), frame, arm, EE_CONCURRENCY
+        )
         if not fullest.empty:
             ax.step(
                 _x(fullest.index),
@@ -443,14 +446,16 @@ def ee_concurrency(
                 where=where,
                 color=color,
                 linewidth=2.4,
+                marker=_period_marker(where),
                 label="fullest EE",
             )
-        limit = dataset.series(frame, arm, EE_LIMIT)
+        limit = _whole_periods(dataset.series(frame, arm, EE_LIMIT), frame, arm, EE_LIMIT)
         if not limit.empty:
             ax.step(
                 _x(limit.index),
                 limit.to_numpy(),
                 where=where,
+                marker=_period_marker(where),
                 color=LIMIT_COLOR,
                 linestyle="--",
                 linewidth=1.8,
@@ -476,6 +481,22 @@ def ee_concurrency(
     )
 
 
+def _whole_periods(values: pd.Series, frame: pd.DataFrame, arm: str, metric: str) -> pd.Series:
+    """A CloudWatch value stands for the period it starts: the last one gets its end too, so
+    a step through it spans the period (a short run may have one period only)."""
+    if values.empty or not _from_cloudwatch(frame, arm, metric):
+        return values
+    end = values.index[-1] + pd.Timedelta(seconds=period_s(metric))
+    tail = pd.Series([float(values.iloc[-1])], index=pd.DatetimeIndex([end]))
+    return pd.Series(pd.concat([values, tail]))
+
+
+def _period_marker(where: str) -> str | None:
+    """CloudWatch periods get a dot each: a short run has one or two, and a step through a
+    single point draws nothing."""
+    return "o" if where == "post" else None
+
+
 def _from_cloudwatch(frame: pd.DataFrame, arm: str, metric: str) -> bool:
     rows = frame[(frame["arm"] == arm) & (frame["metric"] == metric)]
     return bool((rows["source"] == "cloudwatch").any())
@@ -497,18 +518,19 @@ def throttles(
     fig = Figure(figsize=(10, 2.2 * len(arms)), layout="constrained")
     axes = fig.subplots(len(arms), 1, sharex=True, squeeze=False)[:, 0]
     for index, (ax, arm) in enumerate(zip(axes, arms, strict=True)):
-        rate = per_second(frame, arm.arm, "Throttles")
+        rate = _whole_periods(per_second(frame, arm.arm, "Throttles"), frame, arm.arm, "Throttles")
         where = "post" if _from_cloudwatch(frame, arm.arm, "Throttles") else "mid"
         ax.step(
             _x(rate.index),
             rate.to_numpy(),
             where=where,
+            marker=_period_marker(where),
             color=_color(arm.arm, index),
             linewidth=3.0,
             label=f"all ({arm.throttles or 0:,.0f})",
         )
         for reason in THROTTLE_REASONS:
-            by_reason = per_second(frame, arm.arm, reason)
+            by_reason = _whole_periods(per_second(frame, arm.arm, reason), frame, arm.arm, reason)
             if by_reason.empty:
                 continue
             count = arm.throttle_reasons.get(reason)
@@ -516,6 +538,7 @@ def throttles(
                 _x(by_reason.index),
                 by_reason.to_numpy(),
                 where=where,
+                marker=_period_marker(where),
                 color=REASON_COLORS[reason],
                 linestyle="--",
                 linewidth=2.0,
