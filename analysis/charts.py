@@ -7,6 +7,7 @@ Charts are returned as PNG bytes so the report can embed them without reading fi
 from __future__ import annotations
 
 import io
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,19 @@ from analysis import requests as request_records
 from analysis.cloudwatch_source import period_s
 from analysis.runfolder import CHARTS, write_bytes_atomic
 from analysis.summary import THROTTLE_REASONS, RunSummary, per_second
+from functions import contract
 
 DPI = 100
 MAX_EE_LINES = 8
 SERVER_METRICS = ["PoolServerActive", "PoolServerIdle", "PoolServerUsed", "PoolServerLogin"]
 TIME_FORMAT = mdates.DateFormatter("%H:%M:%S")  # type: ignore[no-untyped-call]  # untyped in mpl
-COLORS = {"standard": "#d62728", "managed": "#1f77b4", "proxy": "#2ca02c"}
+COLORS = {
+    "standard": "#d62728",
+    "managed": "#1f77b4",
+    "proxy": "#2ca02c",
+    "direct": "#ff7f0e",
+    "managed-direct": "#9467bd",
+}
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,12 @@ class Chart:
     title: str
     caption: str
     png: bytes
+
+
+def _tick(label: str) -> str:
+    """An arm's label on two lines when long ("Managed Instances without a pooler"), so four
+    arms' labels do not run into each other under their bars."""
+    return textwrap.fill(label, 20)
 
 
 def _color(arm: str, index: int) -> str:
@@ -130,8 +144,8 @@ def timeline(frame: pd.DataFrame, summary: RunSummary, window: TimeWindow | None
     fig = Figure(figsize=(10, 2.6 * max(len(arms), 1)), layout="constrained")
     axes = fig.subplots(max(len(arms), 1), 1, sharex=True, squeeze=False)[:, 0]
     for ax, arm in zip(axes, arms, strict=False):
-        concurrency = dataset.series(frame, arm.arm, "ConcurrentExecutions")
-        connections = dataset.series(frame, arm.arm, "DatabaseConnections")
+        concurrency = dataset.series(frame, arm.arm, contract.CONCURRENT_EXECUTIONS)
+        connections = dataset.series(frame, arm.arm, contract.DATABASE_CONNECTIONS)
         if concurrency.empty and connections.empty:
             _no_data(ax, "concurrency or DB connection samples")
         if not concurrency.empty:
@@ -208,7 +222,7 @@ def peaks(summary: RunSummary) -> Chart:
                 linestyles=":",
                 label="Little's-law floor" if pos == 0 else "_nolegend_",
             )
-    ax.set_xticks(positions, [a.label for a in summary.arms])
+    ax.set_xticks(positions, [_tick(a.label) for a in summary.arms])
     ax.set_ylabel("count")
     ax.grid(axis="y", alpha=0.3)
     _legend(ax, fontsize=8)
@@ -227,7 +241,7 @@ def ratio(summary: RunSummary) -> Chart:
     values = [a.db_connections_per_concurrent_request for a in summary.arms]
     heights = [v if v is not None else 0.0 for v in values]
     colors = [_color(a.arm, i) for i, a in enumerate(summary.arms)]
-    bars = ax.bar([a.label for a in summary.arms], heights, color=colors)
+    bars = ax.bar([_tick(a.label) for a in summary.arms], heights, color=colors)
     for bar, value in zip(bars, values, strict=True):
         text = "n/a" if value is None else f"{value:.2f}"
         ax.annotate(
@@ -371,8 +385,8 @@ def pools(
     )
 
 
-EE_CONCURRENCY = "ExecutionEnvironmentConcurrency"
-EE_LIMIT = "ExecutionEnvironmentConcurrencyLimit"
+EE_CONCURRENCY = contract.EE_CONCURRENCY
+EE_LIMIT = contract.EE_CONCURRENCY_LIMIT
 LIMIT_COLOR = "#ff7f0e"  # not an arm's colour, nor one of the per-EE lines'
 REASON_COLORS = {
     "ConcurrencyThrottles": "#8c564b",
@@ -512,14 +526,16 @@ def throttles(
     """Throttles per second per arm, and by reason where the source names one (local: the
     function model's; AWS: the Managed Instances reason metrics). None when no arm has a
     Throttles series at all (nothing to draw, not zero)."""
-    arms = [a for a in summary.arms if not per_second(frame, a.arm, "Throttles").empty]
+    arms = [a for a in summary.arms if not per_second(frame, a.arm, contract.THROTTLES).empty]
     if not arms:
         return None
     fig = Figure(figsize=(10, 2.2 * len(arms)), layout="constrained")
     axes = fig.subplots(len(arms), 1, sharex=True, squeeze=False)[:, 0]
     for index, (ax, arm) in enumerate(zip(axes, arms, strict=True)):
-        rate = _whole_periods(per_second(frame, arm.arm, "Throttles"), frame, arm.arm, "Throttles")
-        where = "post" if _from_cloudwatch(frame, arm.arm, "Throttles") else "mid"
+        rate = _whole_periods(
+            per_second(frame, arm.arm, contract.THROTTLES), frame, arm.arm, contract.THROTTLES
+        )
+        where = "post" if _from_cloudwatch(frame, arm.arm, contract.THROTTLES) else "mid"
         ax.step(
             _x(rate.index),
             rate.to_numpy(),

@@ -21,7 +21,8 @@ from rich.console import Console
 
 from analysis.dataset import API_ARM, DATABASE_ARM, RowBuffer
 from analysis.runfolder import format_time
-from poolbench.errors import InputError
+from functions import contract
+from input_errors import InputError
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -42,9 +43,9 @@ FIRST_POLL_DELAY = timedelta(minutes=1)
 FUNCTION_PERIOD_S = 60  # Lambda's function metrics, RDS, API Gateway
 MANAGED_PERIOD_S = 300  # Lambda Managed Instances publish every 5 minutes
 MANAGED_METRICS = (
-    ("ExecutionEnvironmentConcurrency", "Maximum", "Count"),
-    ("ExecutionEnvironmentConcurrency", "SampleCount", "Count"),
-    ("ExecutionEnvironmentConcurrencyLimit", "Maximum", "Count"),
+    (contract.EE_CONCURRENCY, "Maximum", "Count"),
+    (contract.EE_CONCURRENCY, "SampleCount", "Count"),
+    (contract.EE_CONCURRENCY_LIMIT, "Maximum", "Count"),
     ("ConcurrencyThrottles", "Sum", "Count"),
     ("CPUThrottles", "Sum", "Count"),
     ("MemoryThrottles", "Sum", "Count"),
@@ -114,7 +115,7 @@ class CloudWatchSettings:
     api_name: str | None = None
     api_stage: str | None = None
     region: str | None = None
-    managed_arms: tuple[str, ...] = ("managed",)
+    managed_arms: tuple[str, ...] = tuple(a.name for a in contract.ARM_SPECS if a.managed)
 
     @classmethod
     def from_outputs(
@@ -128,7 +129,7 @@ class CloudWatchSettings:
             raise InputError("outputs.json names no arms (key `Arms`)")
         names: dict[str, str] = {}
         for arm in chosen:
-            key = f"{arm[:1].upper()}{arm[1:]}FunctionName"
+            key = contract.function_name_output(arm)
             if not outputs.get(key):
                 raise InputError(f"outputs.json has no {key}: the aws target needs it for {arm}")
             names[arm] = outputs[key]
@@ -160,14 +161,14 @@ def make_client(settings: CloudWatchSettings) -> CloudWatchClient:
 def _function_queries(arm: str, function: str) -> Iterator[MetricQuery]:
     dims = (("FunctionName", function),)
     for metric, stat, unit in (
-        ("ConcurrentExecutions", "Maximum", "Count"),
-        ("Invocations", "Sum", "Count"),
-        ("Errors", "Sum", "Count"),
-        ("Throttles", "Sum", "Count"),
-        ("Duration", "p50", "Milliseconds"),
-        ("Duration", "p99", "Milliseconds"),
+        (contract.CONCURRENT_EXECUTIONS, "Maximum", "Count"),
+        (contract.INVOCATIONS, "Sum", "Count"),
+        (contract.ERRORS, "Sum", "Count"),
+        (contract.THROTTLES, "Sum", "Count"),
+        (contract.DURATION, "p50", "Milliseconds"),
+        (contract.DURATION, "p99", "Milliseconds"),
     ):
-        sentinel = metric == "Invocations"
+        sentinel = metric == contract.INVOCATIONS
         yield MetricQuery(
             arm, "AWS/Lambda", metric, stat, FUNCTION_PERIOD_S, dims, unit, sentinel=sentinel
         )
@@ -182,7 +183,7 @@ def _managed_queries(arm: str, function: str, capacity_provider: str) -> Iterato
     for metric, stat, unit in MANAGED_METRICS:
         # Which extra dimensions (Resource `<fn>:$LATEST.PUBLISHED`?) LMI metrics carry is not
         # documented with certainty: the function's name must match, ListMetrics says the rest.
-        sentinel = (metric, stat) == ("ExecutionEnvironmentConcurrency", "Maximum")
+        sentinel = (metric, stat) == (contract.EE_CONCURRENCY, "Maximum")
         yield MetricQuery(
             arm,
             "AWS/Lambda",
@@ -209,7 +210,7 @@ def build_queries(settings: CloudWatchSettings) -> list[MetricQuery]:
         # or per-instance series is taken when that is what ListMetrics finds (not hard-coded).
         cluster: Dimensions = (("DBClusterIdentifier", settings.db_cluster),)
         for metric, unit in (
-            ("DatabaseConnections", "Count"),
+            (contract.DATABASE_CONNECTIONS, "Count"),
             ("ServerlessDatabaseCapacity", "ACU"),
             ("ACUUtilization", "Percent"),
         ):

@@ -22,17 +22,18 @@ import pandas as pd
 
 from analysis.dataset import COLUMNS, DATABASE_ARM, HOST_ARM, TIME_FORMAT, RowBuffer, combine
 from analysis.runfolder import parse_time
-from poolbench.errors import InputError
+from functions import contract
+from input_errors import InputError
 
 # Gauges that the recorder reports as the maximum over the second.
-MAX_GAUGES = frozenset({"ConcurrentExecutions", "ExecutionEnvironmentConcurrency"})
+MAX_GAUGES = frozenset({contract.CONCURRENT_EXECUTIONS, contract.EE_CONCURRENCY})
 # Counters: the count within the second.
 COUNTERS = frozenset(
     {
-        "Invocations",
-        "Errors",
-        "Throttles",
-        "ColdStarts",
+        contract.INVOCATIONS,
+        contract.ERRORS,
+        contract.THROTTLES,
+        contract.COLD_STARTS,
         "ConcurrencyThrottles",
         "CPUThrottles",
         "MemoryThrottles",
@@ -57,7 +58,7 @@ HOST_METRICS = {
     "stack_cpu_percent": "StackCpuPercent",
     "load_cpu_percent": "LoadGeneratorCpuPercent",
 }
-EE_CONCURRENCY = "ExecutionEnvironmentConcurrency"
+EE_CONCURRENCY = contract.EE_CONCURRENCY
 # One block = the EE's concurrency, then its pool columns in POOL_METRICS order.
 BLOCK_METRICS = [EE_CONCURRENCY, *POOL_METRICS.values()]
 MAXWAIT_INDEX = BLOCK_METRICS.index("PoolMaxWait")
@@ -244,7 +245,13 @@ def read_samples(path: Path, source: str = "local") -> pd.DataFrame:
             total = _number(database.get("connections_total"))
             if total is not None:
                 rows.add(
-                    time, DATABASE_ARM, "DatabaseConnections", "Sample", total, "Count", source
+                    time,
+                    DATABASE_ARM,
+                    contract.DATABASE_CONNECTIONS,
+                    "Sample",
+                    total,
+                    "Count",
+                    source,
                 )
         host = sample.get("host")
         if isinstance(host, dict):

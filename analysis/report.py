@@ -36,7 +36,7 @@ from analysis.runfolder import (
 from analysis.summary import RunSummary, summarize
 from analysis.sweep_report import SWEEP_JSON, crossings, max_connections_of, read_sweep
 from analysis.sweep_report import rows as sweep_rows
-from poolbench.errors import InputError
+from input_errors import InputError
 
 TEMPLATES = Path(__file__).parent / "templates"
 

@@ -35,6 +35,7 @@ from tests.analysis.test_browser import (
 
 pytestmark = [
     pytest.mark.local,
+    pytest.mark.slow,
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed"),
 ]

@@ -16,8 +16,8 @@ from matplotlib import image as mpimg
 from analysis.cost import DEFAULT_PRICES
 from analysis.sweep_report import CSV_COLUMNS, crossings
 from analysis.sweep_report import rows as sweep_rows
+from input_errors import InputError
 from poolbench.cli import main
-from poolbench.errors import InputError
 from poolbench.sweep import parse_list
 from tests.analysis.test_browser import (
     CHROMIUM,
@@ -68,6 +68,7 @@ def small_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.local
+@pytest.mark.slow
 def test_small_sweep_rows_are_the_points_summaries(small_sweep: Path) -> None:
     sweep = json.loads((small_sweep / "sweep.json").read_text())
     assert sweep["status"] == "completed"
@@ -115,6 +116,7 @@ def test_small_sweep_rows_are_the_points_summaries(small_sweep: Path) -> None:
 
 
 @pytest.mark.local
+@pytest.mark.slow
 def test_report_rebuilds_the_sweep(small_sweep: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = (small_sweep / "sweep.csv").read_text()
     (small_sweep / "sweep.csv").unlink()
@@ -130,6 +132,7 @@ def test_report_rebuilds_the_sweep(small_sweep: Path, capsys: pytest.CaptureFixt
 
 
 @pytest.mark.local
+@pytest.mark.slow
 def test_a_points_report_says_where_the_sweeps_fit_meets_max_connections(
     small_sweep: Path,
 ) -> None:
@@ -153,6 +156,7 @@ def test_a_points_report_says_where_the_sweeps_fit_meets_max_connections(
 
 
 @pytest.mark.local
+@pytest.mark.slow
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed")
 def test_sweep_html_opens_offline_and_shows_both_arms(small_sweep: Path, tmp_path: Path) -> None:
@@ -213,6 +217,7 @@ def test_parse_list_and_the_crossing_in_words() -> None:
 
 
 @pytest.mark.local
+@pytest.mark.slow
 def test_ctrl_c_keeps_finished_points_and_marks_the_sweep(tmp_path: Path) -> None:
     out = tmp_path / "out"
     args = ["sweep", "--users", "2,3", *SMALL[:2], "--requests", "60", "--sleep-ms", "100"]
