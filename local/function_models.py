@@ -39,6 +39,18 @@ logger = logging.getLogger(__name__)
 
 EESettingsFactory = Callable[[str, int | None], EESettings]
 
+# EE inits share this machine's cores (on AWS each EE has its own). An init costs ~50 ms of CPU
+# and ~150 ms end to end here (scripts/bench_cold_start.py, docs/cold_starts.md): a third of it
+# on the CPU, the rest waiting on PgBouncer, PostgreSQL and the APIs. So 3 per core keep the
+# cores busy; the default bound is well above that, and still keeps a burst of 1,000 from
+# sharing the cores so thinly that each init misses Lambda's 10 s limit.
+INIT_SLOTS_PER_CORE = 8
+
+
+def machine_init_slots(per_core: int = INIT_SLOTS_PER_CORE) -> asyncio.Semaphore:
+    """How many EE inits may run at once on this machine, shared by every arm."""
+    return asyncio.Semaphore(per_core * (os.cpu_count() or 1))
+
 
 class Throttled(Exception):
     """Lambda's 429: no capacity for this request now. `reason` names the throttle-reason
@@ -84,9 +96,7 @@ class FunctionModel(ABC):
     ) -> None:
         self.arm = arm
         self.make_settings = make_settings
-        # EE inits share this machine's cores (on AWS each EE has its own): letting hundreds
-        # init at once only makes every one of them miss Lambda's 10 s init limit.
-        self.init_slots = init_slots or asyncio.Semaphore(2 * (os.cpu_count() or 1))
+        self.init_slots = init_slots or machine_init_slots()
         self.ees: dict[str, ExecutionEnvironment] = {}
         self.concurrency = WindowMax()
         # A reason the model can throttle for is a counter of its own, 0 when it did not

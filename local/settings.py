@@ -64,9 +64,11 @@ class StackSettings:
     sample_interval_s: float = 1.0
     stack_name: str = "PoolbenchLocal"
     samples_file: Path | None = None  # default: <run_dir>/samples.jsonl
-    # Standard EEs' runtimes forked from one warm parent (local/zygote.py) rather than each a
-    # fresh Python: the same runtime client, a fifth of the CPU per cold start.
+    # Standard EEs' runtimes and every EE's extension launcher forked from warm parents
+    # (local/zygote.py) rather than each a fresh Python: the same code, a fraction of the CPU.
     zygote: bool = True
+    # EE inits at once per core, over all arms (local/function_models.py INIT_SLOTS_PER_CORE)
+    init_slots_per_core: int = 8
 
     def __post_init__(self) -> None:
         # Every path here crosses a process boundary (PgBouncer, the runtimes, the zygote that
@@ -101,6 +103,7 @@ class StackSettings:
             (self.proxy.pool_size >= 1, "--proxy-pool-size must be at least 1"),
             (self.max_connections >= 10, "--max-connections must be at least 10"),
             (self.sample_interval_s > 0, "the sample interval must be positive"),
+            (self.init_slots_per_core >= 1, "init slots per core must be at least 1"),
         ]
         for ok, message in checks:
             if not ok:

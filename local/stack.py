@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 from functions import contract
 from local.cpu import CpuSampler
 from local.execution_environment import DEFAULT_LAYER_DIR, REPO_ROOT, EESettings
-from local.function_models import FunctionModel, ManagedModel, StandardModel
+from local.function_models import FunctionModel, ManagedModel, StandardModel, machine_init_slots
 from local.gateway import STAGE, Gateway
 from local.metrics import MetricsRecorder, PoolerEndpoint
 from local.ports import PortClaims
@@ -38,7 +38,7 @@ from local.postgres import PostgresServer, PostgresSettings, Role
 from local.processes import OrphanWatcher, kill_tagged
 from local.settings import PoolerSettings, StackSettings
 from local.shared_pooler import SharedPooler
-from local.zygote import RuntimeZygote
+from local.zygote import Zygote
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -115,7 +115,8 @@ class LocalStack:
         self._recorder_task: asyncio.Task[None] | None = None
         self._ports = PortClaims()  # held until stop(), so no other stack takes them
         self._pgbouncer = find_pgbouncer()
-        self.zygote: RuntimeZygote | None = None
+        self.zygote: Zygote | None = None  # standard EEs' runtimes
+        self.extension_zygote: Zygote | None = None  # every EE's extension launcher
         self.leftovers: list[int] = []  # what the final sweep had to kill: a teardown bug
         self._stop_task: asyncio.Future[None] | None = None
         self._watcher: OrphanWatcher | None = None
@@ -142,16 +143,31 @@ class LocalStack:
             if self.settings.zygote and any(
                 not contract.arm(a).managed for a in self.settings.arms
             ):
-                self.zygote = RuntimeZygote(
+                self.zygote = Zygote(
                     tag=self.tag,
                     python=sys.executable,
                     code_dir=REPO_ROOT,
                     log_file=self.run_dir / "zygote.log",
+                    # the handler's psycopg, and what awslambdaric imports that reads no
+                    # environment at import (awslambdaric itself does: it is the child's)
+                    preload=("psycopg", "http.client", "simplejson"),
                 )
                 await asyncio.to_thread(self.zygote.start)
-            init_slots = asyncio.Semaphore(2 * (os.cpu_count() or 1))  # shared: one machine
+            if self.settings.zygote and any(contract.arm(a).has_layer for a in self.settings.arms):
+                # What the layer's launcher imports, imported once: each EE's launcher is then
+                # a fork, not a fresh python3 that starts up and imports ssl, urllib, ...
+                self.extension_zygote = Zygote(
+                    tag=self.tag,
+                    python=sys.executable,
+                    code_dir=REPO_ROOT,
+                    log_file=self.run_dir / "zygote.log",
+                    preload=("pgbouncer_extension",),
+                    path=(DEFAULT_LAYER_DIR.resolve(),),
+                )
+                await asyncio.to_thread(self.extension_zygote.start)
+            slots = machine_init_slots(self.settings.init_slots_per_core)  # shared: one machine
             for arm in self.settings.arms:
-                self.models[arm] = self._make_model(arm, init_slots)
+                self.models[arm] = self._make_model(arm, slots)
             await asyncio.gather(*(model.start() for model in self.models.values()))
             self.recorder = MetricsRecorder(
                 self.models,
@@ -220,6 +236,7 @@ class LocalStack:
                 layer_dir=DEFAULT_LAYER_DIR if spec.has_layer else None,
                 function_name=function_name(arm),
                 zygote=self.zygote,
+                extension_zygote=self.extension_zygote,
             )
 
         if spec.managed:
@@ -227,6 +244,11 @@ class LocalStack:
         return StandardModel(arm, make_settings, self.settings.standard, init_slots)
 
     # --- what others see -----------------------------------------------------------------------
+
+    def zygotes(self) -> list[int]:
+        """The pids of the warm parents that fork EEs' processes (for CPU accounting)."""
+        zygotes = (self.zygote, self.extension_zygote)
+        return [pid for z in zygotes if z is not None and (pid := z.pid) is not None]
 
     @property
     def api_url(self) -> str:
@@ -295,8 +317,9 @@ class LocalStack:
         await asyncio.gather(*(m.stop() for m in self.models.values()), return_exceptions=True)
         if self._gateway is not None:
             self._gateway.log_totals()
-        if self.zygote is not None:
-            await asyncio.to_thread(self.zygote.stop)
+        for zygote in (self.zygote, self.extension_zygote):
+            if zygote is not None:
+                await asyncio.to_thread(zygote.stop)
         if self.shared_pooler is not None:
             await asyncio.to_thread(self.shared_pooler.stop)
         await asyncio.to_thread(self.database.stop)
