@@ -145,6 +145,8 @@ class RunSummary:
     host_saturated: bool | None = None
     database_cost: dict[str, Any] = field(default_factory=dict)
     """analysis.cost: Aurora per hour, apart from the arms (they share it)."""
+    runtime: str = "python"
+    """The function under test on every arm (manifest; runs from before the knob: python)."""
 
     def arm(self, name: str) -> ArmSummary:
         """The summary of one arm by name."""
@@ -481,6 +483,7 @@ def summarize(
     summary = RunSummary(
         run_id=str(folder.manifest.get("run_id") or folder.path.name),
         target=folder.target,
+        runtime=str(folder.manifest.get("runtime") or "python"),
         status=str(folder.manifest.get("status") or "unknown"),
         command=str(folder.manifest.get("command") or ""),
         load_seconds=load_seconds,

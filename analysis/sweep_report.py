@@ -32,6 +32,7 @@ SWEEP_CSV = "sweep.csv"
 SWEEP_HTML = "sweep.html"
 CSV_COLUMNS = (
     "users",
+    "runtime",
     "slots_per_ee",
     "pool_size",
     "arm",
@@ -127,6 +128,8 @@ def rows(
             found.append(
                 {
                     "users": point["users"],
+                    # the function under test (manifest; runs before the knob: python)
+                    "runtime": manifest.get("runtime") or point.get("runtime") or "python",
                     "slots_per_ee": _knob(manifest, point, "slots_per_ee"),
                     "pool_size": _knob(manifest, point, "pool_size"),
                     "arm": arm["arm"],
@@ -216,8 +219,10 @@ def _x(row: dict[str, Any]) -> float:
 
 
 def _series(table: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Rows per line: the arm, plus the swept pooler knobs when more than one value ran."""
-    vary = [k for k in ("slots_per_ee", "pool_size") if len({r[k] for r in table}) > 1]
+    """Rows per line: the arm, plus the swept knobs (runtime, pooler) when more than one value
+    ran; a row without a knob (from before it) counts as one value."""
+    knobs = ("runtime", "slots_per_ee", "pool_size")
+    vary = [k for k in knobs if len({r.get(k) for r in table}) > 1]
     lines: dict[str, list[dict[str, Any]]] = {}
     for row in table:
         name = " ".join([row["arm"], *(f"{k}={row[k]}" for k in vary)])

@@ -30,6 +30,7 @@ from pathlib import Path
 from aiohttp import web
 
 from functions import contract
+from local.node_runtime import NodeRuntime
 from local.processes import (
     TAG_ENV,
     ChildProcess,
@@ -118,6 +119,9 @@ class EESettings:
     # The function's timeout, as the stack deploys it on AWS (infra timeoutSeconds, 29 s: API
     # Gateway's integration limit). Also given to the function as FUNCTION_TIMEOUT_MS.
     invoke_timeout_s: float = 29.0
+    # The Node.js function under aws-lambda-ric instead of the Python one (local/node_runtime.py);
+    # code_dir and handler are then its folder and handler.
+    node: NodeRuntime | None = None
 
     def __post_init__(self) -> None:
         # The runtime and the extensions run in other folders: hand them absolute paths only.
@@ -148,8 +152,15 @@ class EESettings:
         """Forking and initialising N workers on a small machine takes longer than one."""
         return self.init_timeout_s + 0.25 * (self.max_concurrency or 0)
 
+    @property
+    def ready_pollers(self) -> int:
+        """/next polls that mean the runtime's init is done: one per Python worker process."""
+        return self.node.ready_pollers(self.max_concurrency) if self.node else self.slots
+
     def runtime_argv(self) -> list[str]:
         """`python -m awslambdaric <handler>`, with the preload ahead of it for managed EEs."""
+        if self.node is not None:
+            return self.node.argv()
         if self.max_concurrency and self.preload:
             return [self.python, "-c", _PRELOAD_THEN_RUNTIME, ",".join(self.preload), self.handler]
         return [self.python, "-m", "awslambdaric", self.handler]
@@ -327,13 +338,18 @@ class ExecutionEnvironment:
     async def _start_runtime(self) -> None:
         env = self._base_env()
         env["AWS_EXECUTION_ENV"] = "AWS_Lambda_python3.13"
+        if self.settings.node is not None:
+            env.update(
+                self.settings.node.env(self.settings.max_concurrency, self.settings.function_name)
+            )
         if self.settings.max_concurrency:
             env["AWS_LAMBDA_MAX_CONCURRENCY"] = str(self.settings.max_concurrency)
         log_file = self.settings.work_dir.resolve() / "runtime.log"
         runtime: ChildProcess
         self._refuse_if_shutting_down()
         self.marks["runtime_spawned"] = time.time()
-        if self.settings.zygote is not None and not self.settings.max_concurrency:
+        forkable = self.settings.node is None and not self.settings.max_concurrency
+        if self.settings.zygote is not None and forkable:
             runtime = await asyncio.to_thread(
                 self.settings.zygote.fork_runtime,
                 env={**env, TAG_ENV: self.settings.tag},
@@ -354,7 +370,9 @@ class ExecutionEnvironment:
             await asyncio.to_thread(wait_group_gone, runtime)
             self._refuse_if_shutting_down()
         self.runtime_proc = runtime
-        await self._wait_for(lambda: self._pollers >= self.settings.slots, [runtime], "runtime")
+        await self._wait_for(
+            lambda: self._pollers >= self.settings.ready_pollers, [runtime], "runtime"
+        )
 
     def _refuse_if_shutting_down(self) -> None:
         """Nothing is started once shutdown has begun: it would outlive its EE."""

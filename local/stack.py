@@ -23,7 +23,7 @@ import threading
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +33,7 @@ from local.execution_environment import DEFAULT_LAYER_DIR, REPO_ROOT, EESettings
 from local.function_models import FunctionModel, ManagedModel, StandardModel, machine_init_slots
 from local.gateway import STAGE, Gateway
 from local.metrics import MetricsRecorder, PoolerEndpoint
+from local.node_runtime import NodeRuntime, node_versions
 from local.ports import PortClaims
 from local.postgres import PostgresServer, PostgresSettings, Role
 from local.processes import OrphanWatcher, kill_tagged
@@ -115,6 +116,8 @@ class LocalStack:
         self._recorder_task: asyncio.Task[None] | None = None
         self._ports = PortClaims()  # held until stop(), so no other stack takes them
         self._pgbouncer = find_pgbouncer()
+        # The Node.js function's runtime, checked before anything starts (bootstrap built it?)
+        self.node = NodeRuntime().check() if settings.runtime == "nodejs" else None
         self.zygote: Zygote | None = None  # standard EEs' runtimes
         self.extension_zygote: Zygote | None = None  # every EE's extension launcher
         self.leftovers: list[int] = []  # what the final sweep had to kill: a teardown bug
@@ -140,8 +143,11 @@ class LocalStack:
                 shared[arm] = PoolerEndpoint(
                     f"{arm}-pooler", "127.0.0.1", self.shared_pooler.port, self.roles[arm]
                 )
-            if self.settings.zygote and any(
-                not contract.arm(a).managed for a in self.settings.arms
+            python = self.node is None  # the zygote forks Python runtimes only
+            if (
+                python
+                and self.settings.zygote
+                and any(not contract.arm(a).managed for a in self.settings.arms)
             ):
                 self.zygote = Zygote(
                     tag=self.tag,
@@ -226,7 +232,7 @@ class LocalStack:
         spec = contract.arm(arm)
 
         def make_settings(ee_id: str, max_concurrency: int | None) -> EESettings:
-            return EESettings(
+            settings = EESettings(
                 ee_id=ee_id,
                 work_dir=self.run_dir / "ees" / ee_id,
                 function_env=env,
@@ -237,6 +243,11 @@ class LocalStack:
                 function_name=function_name(arm),
                 zygote=self.zygote,
                 extension_zygote=self.extension_zygote,
+            )
+            if self.node is None:
+                return settings
+            return replace(
+                settings, node=self.node, code_dir=self.node.code_dir, handler=self.node.handler
             )
 
         if spec.managed:
@@ -263,6 +274,7 @@ class LocalStack:
             "MetricsSource": "local",
             "MetricsUrl": f"{self.api_url}_poolbench/metrics",
             "Region": "local",
+            contract.OUT_RUNTIME: self.settings.runtime,
         }
         for arm in self.settings.arms:
             values[contract.function_name_output(arm)] = function_name(arm)
@@ -281,6 +293,7 @@ class LocalStack:
             "settings": knobs,
             "postgresql": self.database.version,
             "pgbouncer": pgbouncer_version(self._pgbouncer),
+            "runtime_versions": node_versions(self.node) if self.node else {},
         }
 
     # --- stop ---------------------------------------------------------------------------------

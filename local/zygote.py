@@ -16,6 +16,7 @@ process would (its own session, environment, working folder and log):
 
 The zygote reaps its children and reports each exit code, so a child is seen as a Popen is.
 """
+
 from __future__ import annotations
 
 import contextlib
