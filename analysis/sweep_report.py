@@ -98,14 +98,29 @@ def _knob(manifest: dict[str, Any], point: dict[str, Any], name: str) -> Any:
     return int(value) if value is not None and str(value).isdigit() else value
 
 
-def rows(sweep_dir: Path, sweep: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per point x arm, in the order the points ran."""
+def rows(
+    sweep_dir: Path,
+    sweep: dict[str, Any],
+    current: tuple[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per point x arm, in the order the points ran.
+
+    `current` is (run folder name, summary) of a point whose report is being built: its
+    summary is taken as given (its summary.json is not written yet), and it counts even
+    though sweep.json records its folder only once its report is done."""
     found: list[dict[str, Any]] = []
-    for point in sweep["points"]:
+    points = list(sweep["points"])
+    if current is not None and all(p.get("run_dir") != current[0] for p in points):
+        users = (_manifest(sweep_dir / current[0]).get("scenario") or {}).get("users")
+        points.append({"users": users, "run_dir": current[0], "status": "running"})
+    for point in points:
         if not point.get("run_dir"):
             continue
         run_dir = sweep_dir / str(point["run_dir"])
-        summary = _point_summary(run_dir)
+        if current is not None and point["run_dir"] == current[0]:
+            summary: dict[str, Any] | None = current[1]
+        else:
+            summary = _point_summary(run_dir)
         if summary is None:
             continue
         manifest = _manifest(run_dir)
@@ -137,7 +152,7 @@ def rows(sweep_dir: Path, sweep: dict[str, Any]) -> list[dict[str, Any]]:
                     ),
                     # for the charts, not the CSV
                     "_floor": arm.get("littles_law_floor"),
-                    "_max_connections": _max_connections(manifest),
+                    "_max_connections": max_connections_of(manifest),
                     "_status": point.get("status"),
                     "_run_dir": point["run_dir"],
                 }
@@ -145,7 +160,7 @@ def rows(sweep_dir: Path, sweep: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-def _max_connections(manifest: dict[str, Any]) -> int | None:
+def max_connections_of(manifest: dict[str, Any]) -> int | None:
     """local: the stack's max_connections; aws: from the deployed max ACU, when recorded."""
     stack = manifest.get("stack") or {}
     if isinstance(stack.get("max_connections"), int):
