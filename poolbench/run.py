@@ -7,11 +7,13 @@ manifest and keeps what was written; the local stack and Locust are always stopp
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import shutil
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -270,7 +272,9 @@ def run_locust(
                     else time.monotonic() - started
                 )
                 progress.update(task, completed=min(done, total))
-                time.sleep(0.5)
+                # A wait, not a sleep: the loop ends as Locust exits, not up to 0.5 s later.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(0.5)
             final = requests_so_far(run_dir / "locust_stats.csv", scenario.arms)
             progress.update(task, completed=final if budget else total)
     except KeyboardInterrupt:
