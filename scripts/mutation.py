@@ -1,0 +1,251 @@
+"""Mutation testing: do the tests fail when the code is wrong? (issue 19, item 8; not CI: slow)
+
+Two parts, both run by `scripts/mutation`:
+
+- mutmut over the pure modules ([tool.mutmut] in pyproject.toml) with the fast unit subset. It
+  prints the score (killed / all mutants) and checks that every surviving mutant has its line in
+  docs/mutation.md saying why it is equivalent; it fails under 90 % or on an unexplained survivor.
+- the hand-made mutations of scripts/handmade_mutations.toml, for the process-level claims
+  mutmut cannot reach: each is applied in a throw-away copy of the tree (tracked and untracked
+  files, its own venv), its one test runs there, first unmutated (it must pass) then mutated (it
+  must fail). The real tree is never touched; the copy is deleted afterwards.
+
+Usage: scripts/mutation [--part mutmut|handmade|all] [--children N] [--only NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HANDMADE = ROOT / "scripts" / "handmade_mutations.toml"
+JUSTIFIED = ROOT / "docs" / "mutation.md"
+MIN_SCORE = 0.90
+CAUGHT = frozenset({"killed", "timeout", "caught by type check"})
+RESULT_LINE = re.compile(r"^\s+(\S+): (.+)$")
+JUSTIFIED_LINE = re.compile(r"^- `(?P<name>[^`]+)`: (?P<why>\S.*)$")
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """One hand-made break: `find` (exactly once in `file`) becomes `replace`; `test` must fail."""
+
+    claim: str
+    file: str
+    find: str
+    replace: str
+    test: str
+
+
+def load_handmade(path: Path = HANDMADE) -> list[Mutation]:
+    """The hand-made mutations, in file order."""
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    return [Mutation(**entry) for entry in data["mutation"]]
+
+
+def apply(mutation: Mutation, root: Path) -> str:
+    """Writes the mutated file under `root`; returns the original text (to put back)."""
+    target = root / mutation.file
+    original = target.read_text(encoding="utf-8")
+    count = original.count(mutation.find)
+    if count != 1:
+        raise ValueError(f"{mutation.file}: the text to replace occurs {count} times, not once")
+    target.write_text(original.replace(mutation.find, mutation.replace), encoding="utf-8")
+    return original
+
+
+def parse_results(text: str) -> dict[str, str]:
+    """`mutmut results --all true` output -> mutant name -> status."""
+    found = {}
+    for line in text.splitlines():
+        match = RESULT_LINE.match(line)
+        if match:
+            found[match[1]] = match[2].strip()
+    return found
+
+
+def justified(path: Path = JUSTIFIED) -> dict[str, str]:
+    """The survivors docs/mutation.md explains: `- \\`name\\`: why` lines."""
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        match = JUSTIFIED_LINE.match(line)
+        if match:
+            out[match["name"]] = match["why"]
+    return out
+
+
+@dataclass(frozen=True)
+class Score:
+    total: int
+    caught: int
+    by_status: dict[str, int]
+    survivors: list[str]
+
+    @property
+    def ratio(self) -> float:
+        return self.caught / self.total if self.total else 0.0
+
+
+def score(results: dict[str, str]) -> Score:
+    """Caught (killed, timed out) over every mutant; the rest are survivors to explain."""
+    by_status = Counter(results.values())
+    survivors = sorted(name for name, status in results.items() if status not in CAUGHT)
+    return Score(
+        total=len(results),
+        caught=sum(by_status[s] for s in CAUGHT),
+        by_status=dict(by_status),
+        survivors=survivors,
+    )
+
+
+def _uv() -> str:
+    found = shutil.which("uv") or str(ROOT / ".tools" / "bin" / "uv")
+    return found
+
+
+def run_mutmut(children: int, names: list[str]) -> int:
+    """mutmut run (results cached in mutants/), then the score and the survivors check."""
+    env = dict(os.environ)
+    # pytest's numbered temp folders under the shared /tmp are pruned by other sessions' pytest
+    # runs; a private TMPDIR keeps them ours.
+    private_tmp = Path(tempfile.mkdtemp(prefix="poolbench-mutmut-"))
+    env["TMPDIR"] = str(private_tmp)
+    try:
+        run = subprocess.run(
+            [_uv(), "run", "--frozen", "--group", "mutation", "mutmut", "run"]
+            + ["--max-children", str(children), *names],
+            cwd=ROOT,
+            env=env,
+            check=False,
+        )
+    finally:
+        shutil.rmtree(private_tmp, ignore_errors=True)
+    if run.returncode != 0:
+        print(f"mutation: mutmut run exited {run.returncode}", file=sys.stderr)
+        return 1
+    listed = subprocess.run(
+        [_uv(), "run", "--frozen", "--group", "mutation", "mutmut", "results", "--all", "true"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    results = parse_results(listed.stdout)
+    result = score(results)
+    explained = justified()
+    per_file: Counter[str] = Counter()
+    caught_per_file: Counter[str] = Counter()
+    for name, status in results.items():
+        module = name.split(".x")[0]
+        per_file[module] += 1
+        caught_per_file[module] += status in CAUGHT
+    print("\nmutmut, per module (caught / mutants):")
+    for module in sorted(per_file):
+        print(f"  {module:22} {caught_per_file[module]:5} / {per_file[module]:5}")
+    statuses = ", ".join(f"{n} {s}" for s, n in sorted(result.by_status.items()))
+    print(
+        f"score: {result.caught} of {result.total} mutants caught = {result.ratio:.1%} "
+        f"({statuses})"
+    )
+    unexplained = [name for name in result.survivors if name not in explained]
+    stale = sorted(set(explained) - set(result.survivors))
+    for name in unexplained:
+        print(f"  survivor without a reason in {JUSTIFIED.name}: {name} ({results[name]})")
+    for name in stale:
+        print(f"  {JUSTIFIED.name} explains {name}, which is no longer a survivor")
+    ok = result.ratio >= MIN_SCORE and not unexplained
+    if not ok:
+        print(f"mutation: FAILED (needs >= {MIN_SCORE:.0%} and a reason for every survivor)")
+    return 0 if ok else 1
+
+
+def copy_tree(dest: Path) -> None:
+    """Tracked and untracked (not ignored) files: the tree as it is, uncommitted edits too."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    )
+    for name in listed.stdout.decode().split("\0"):
+        source = ROOT / name
+        if name and source.is_file():
+            target = dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+
+
+def run_test(clone: Path, test: str) -> int:
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    command = [_uv(), "run", "--frozen", "pytest", "-q", "-x", "-p", "no:cacheprovider"]
+    command += [f"--basetemp={clone / '.pytest-tmp'}", test]
+    return subprocess.run(
+        command, cwd=clone, env=env, check=False, stdout=subprocess.DEVNULL
+    ).returncode
+
+
+def run_handmade(mutations: list[Mutation]) -> int:
+    """Each mutation in a copy of the tree: baseline passes, mutant fails = caught."""
+    clone = Path(tempfile.mkdtemp(prefix="poolbench-mutation-"))
+    try:
+        copy_tree(clone)
+        env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+        subprocess.run([_uv(), "sync", "--frozen", "--quiet"], cwd=clone, env=env, check=True)
+        baseline: dict[str, int] = {}
+        missed = 0
+        for mutation in mutations:
+            if mutation.test not in baseline:
+                baseline[mutation.test] = run_test(clone, mutation.test)
+            if baseline[mutation.test] != 0:
+                print(f"BASELINE FAILS  {mutation.test} (unmutated; fix it first)")
+                missed += 1
+                continue
+            original = apply(mutation, clone)
+            try:
+                code = run_test(clone, mutation.test)
+            finally:
+                (clone / mutation.file).write_text(original, encoding="utf-8")
+            verdict = "caught" if code != 0 else "MISSED"
+            missed += code == 0
+            print(f"{verdict:6}  {mutation.file}: {mutation.claim}\n        by {mutation.test}")
+        print(f"hand-made: {len(mutations) - missed} of {len(mutations)} caught")
+        return 0 if missed == 0 else 1
+    finally:
+        shutil.rmtree(clone, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=("mutmut", "handmade", "all"), default="all")
+    parser.add_argument(
+        "--children", type=int, default=1, help="mutmut worker processes (default 1)"
+    )
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=[],
+        help="mutmut: these mutant names or globs only (e.g. 'loadtest.budget*')",
+    )
+    args = parser.parse_args(argv)
+    if args.children < 1:
+        parser.error(f"--children must be at least 1 (got {args.children})")
+    code = 0
+    if args.part in ("mutmut", "all"):
+        code |= run_mutmut(args.children, args.only)
+    if args.part in ("handmade", "all"):
+        code |= run_handmade(load_handmade())
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

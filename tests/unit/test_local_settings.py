@@ -1,0 +1,116 @@
+"""local/settings.py: every knob's rule at its boundary, with the message that names the knob."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from local.settings import (
+    ManagedSettings,
+    PoolerSettings,
+    ProxySettings,
+    StackSettings,
+    StandardSettings,
+)
+from poolbench.errors import InputError
+
+BASE = StackSettings(run_dir=Path("/run"))
+
+
+def test_the_pooler_knobs_become_the_layer_s_environment() -> None:
+    pooler = PoolerSettings(
+        default_pool_size=7,
+        min_pool_size=2,
+        server_idle_timeout_s=33,
+        max_client_conn=44,
+        pool_mode="session",
+    )
+    assert pooler.function_env() == {
+        "DEFAULT_POOL_SIZE": "7",
+        "MIN_POOL_SIZE": "2",
+        "SERVER_IDLE_TIMEOUT": "33",
+        "MAX_CLIENT_CONN": "44",
+        "POOL_MODE": "session",
+    }
+
+
+def test_relative_paths_become_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = StackSettings(run_dir=Path("run"), samples_file=Path("s.jsonl"))
+    assert settings.run_dir == tmp_path / "run"
+    assert settings.samples_file == tmp_path / "s.jsonl"
+    assert StackSettings(run_dir=Path("run")).samples_file is None
+    assert os.path.isabs(settings.run_dir)
+
+
+def test_the_defaults_pass_and_validate_returns_the_settings() -> None:
+    assert BASE.validate() is BASE
+    edge = replace(
+        BASE,
+        arms=("proxy",),
+        managed=ManagedSettings(
+            slots_per_ee=1, min_ees=1, max_ees=1, target_utilisation=1.0, scale_delay_s=0.0
+        ),
+        standard=StandardSettings(concurrency_limit=1, idle_timeout_s=0.001),
+        pooler=PoolerSettings(default_pool_size=1),
+        proxy=ProxySettings(pool_size=1),
+        max_connections=10,
+        sample_interval_s=0.001,
+    )
+    assert edge.validate() is edge
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"arms": ("standard", "lmi")}, "unknown arm 'lmi': choose from standard, managed, proxy"),
+        ({"arms": ()}, "no arms: give --arms standard,managed (or any of standard,managed,proxy)"),
+        ({"arms": ("managed", "managed")}, "an arm is named twice in --arms"),
+        ({"managed": ManagedSettings(slots_per_ee=0)}, "--slots-per-ee must be at least 1"),
+        ({"managed": ManagedSettings(min_ees=0)}, "--min-ees must be at least 1"),
+        (
+            {"managed": ManagedSettings(min_ees=4, max_ees=3)},
+            "--min-ees 4 is above --max-ees 3",
+        ),
+        (
+            {"managed": ManagedSettings(target_utilisation=0.0)},
+            "--target-utilisation must be in (0, 1]",
+        ),
+        (
+            {"managed": ManagedSettings(target_utilisation=1.01)},
+            "--target-utilisation must be in (0, 1]",
+        ),
+        ({"managed": ManagedSettings(scale_delay_s=-0.1)}, "--scale-delay must not be negative"),
+        (
+            {"standard": StandardSettings(concurrency_limit=0)},
+            "--concurrency-limit must be at least 1",
+        ),
+        ({"standard": StandardSettings(idle_timeout_s=0.0)}, "--idle-timeout must be positive"),
+        ({"pooler": PoolerSettings(default_pool_size=0)}, "--pool-size must be at least 1"),
+        ({"proxy": ProxySettings(pool_size=0)}, "--proxy-pool-size must be at least 1"),
+        ({"max_connections": 9}, "--max-connections must be at least 10"),
+        ({"sample_interval_s": 0.0}, "the sample interval must be positive"),
+    ],
+)
+def test_each_rule_refuses_just_past_its_boundary(change: dict[str, object], message: str) -> None:
+    with pytest.raises(InputError) as error:
+        replace(BASE, **change).validate()  # type: ignore[arg-type]
+    assert str(error.value) == message
+
+
+def test_the_defaults_are_the_documented_aws_values() -> None:
+    """Each default mirrors an AWS or PgBouncer default named beside it in local/settings.py."""
+    assert PoolerSettings() == PoolerSettings(20, 0, 600, 1000, "transaction")
+    assert StandardSettings() == StandardSettings(1000, 300.0)
+    assert ManagedSettings() == ManagedSettings(16, 3, 30, 0.7, 2.0, 60.0)
+    assert ProxySettings().pool_size == 20
+    assert BASE.arms == ("standard", "managed")
+    assert (BASE.max_connections, BASE.gateway_port, BASE.function_connect_timeout_s) == (
+        2000,
+        0,
+        30,
+    )
+    assert (BASE.sample_interval_s, BASE.stack_name, BASE.zygote) == (1.0, "PoolbenchLocal", True)
