@@ -113,6 +113,9 @@ def _uv() -> str:
     return found
 
 
+MUTMUT = (_uv(), "run", "--frozen", "--group", "mutation", "mutmut")
+
+
 def run_mutmut(children: int, names: list[str]) -> int:
     """mutmut run (results cached in mutants/), then the score and the survivors check."""
     env = dict(os.environ)
@@ -122,8 +125,7 @@ def run_mutmut(children: int, names: list[str]) -> int:
     env["TMPDIR"] = str(private_tmp)
     try:
         run = subprocess.run(
-            [_uv(), "run", "--frozen", "--group", "mutation", "mutmut", "run"]
-            + ["--max-children", str(children), *names],
+            [*MUTMUT, "run", "--max-children", str(children), *names],
             cwd=ROOT,
             env=env,
             check=False,
@@ -134,7 +136,7 @@ def run_mutmut(children: int, names: list[str]) -> int:
         print(f"mutation: mutmut run exited {run.returncode}", file=sys.stderr)
         return 1
     listed = subprocess.run(
-        [_uv(), "run", "--frozen", "--group", "mutation", "mutmut", "results", "--all", "true"],
+        [*MUTMUT, "results", "--all", "true"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -154,8 +156,7 @@ def run_mutmut(children: int, names: list[str]) -> int:
         print(f"  {module:22} {caught_per_file[module]:5} / {per_file[module]:5}")
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(result.by_status.items()))
     print(
-        f"score: {result.caught} of {result.total} mutants caught = {result.ratio:.1%} "
-        f"({statuses})"
+        f"score: {result.caught} of {result.total} mutants caught = {result.ratio:.1%} ({statuses})"
     )
     unexplained = [name for name in result.survivors if name not in explained]
     stale = sorted(set(explained) - set(result.survivors))
