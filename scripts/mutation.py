@@ -10,7 +10,7 @@ Two parts, both run by `scripts/mutation`:
   files, its own venv), its one test runs there, first unmutated (it must pass) then mutated (it
   must fail). The real tree is never touched; the copy is deleted afterwards.
 
-Usage: scripts/mutation [--part mutmut|handmade|all] [--children N] [--only NAME ...]
+Usage: scripts/mutation [--part mutmut|handmade|all] [--children N] [--fresh] [--only NAME ...]
 """
 
 from __future__ import annotations
@@ -116,8 +116,7 @@ def _uv() -> str:
 MUTMUT = (_uv(), "run", "--frozen", "--group", "mutation", "mutmut")
 
 
-def run_mutmut(children: int, names: list[str]) -> int:
-    """mutmut run (results cached in mutants/), then the score and the survivors check."""
+def _mutmut_run(children: int, names: list[str]) -> bool:
     env = dict(os.environ)
     # pytest's numbered temp folders under the shared /tmp are pruned by other sessions' pytest
     # runs; a private TMPDIR keeps them ours.
@@ -134,15 +133,34 @@ def run_mutmut(children: int, names: list[str]) -> int:
         shutil.rmtree(private_tmp, ignore_errors=True)
     if run.returncode != 0:
         print(f"mutation: mutmut run exited {run.returncode}", file=sys.stderr)
-        return 1
+    return run.returncode == 0
+
+
+def _results() -> dict[str, str]:
     listed = subprocess.run(
-        [*MUTMUT, "results", "--all", "true"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
+        [*MUTMUT, "results", "--all", "true"], cwd=ROOT, capture_output=True, text=True, check=True
     )
-    results = parse_results(listed.stdout)
+    return parse_results(listed.stdout)
+
+
+def run_mutmut(children: int, names: list[str], *, fresh: bool) -> int:
+    """mutmut run, then the score and the survivors check.
+
+    mutmut keeps each mutant's result in mutants/ and re-tests only mutants whose code changed,
+    so a survivor killed by a test written since would still count as one: survivors are
+    re-tested by name (with the tests as they are now) before the score is taken."""
+    if fresh:
+        shutil.rmtree(ROOT / "mutants", ignore_errors=True)
+    if not _mutmut_run(children, names):
+        return 1
+    results = _results()
+    if not names:
+        again = score(results).survivors
+        if again:
+            print(f"mutation: re-testing the {len(again)} survivors with the current tests")
+            if not _mutmut_run(children, again):
+                return 1
+            results = _results()
     result = score(results)
     explained = justified()
     per_file: Counter[str] = Counter()
@@ -232,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
         "--children", type=int, default=1, help="mutmut worker processes (default 1)"
     )
     parser.add_argument(
+        "--fresh", action="store_true", help="mutmut: forget every cached result (mutants/)"
+    )
+    parser.add_argument(
         "--only",
         nargs="*",
         default=[],
@@ -242,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--children must be at least 1 (got {args.children})")
     code = 0
     if args.part in ("mutmut", "all"):
-        code |= run_mutmut(args.children, args.only)
+        code |= run_mutmut(args.children, args.only, fresh=args.fresh)
     if args.part in ("handmade", "all"):
         code |= run_handmade(load_handmade())
     return code
