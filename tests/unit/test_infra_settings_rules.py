@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.settings import ARMS, Settings, SettingsError
+from infra.settings import ARMS, Settings, SettingsError, context_key, defaults_as_context
 
 
 def refusal(context: dict[str, object]) -> str:
@@ -286,3 +286,14 @@ def test_derived_properties() -> None:
     s = Settings(arms=("standard",), nat_gateways=0, memory_mb=4096, memory_gib_per_vcpu=4)
     assert (s.managed, s.proxy, s.isolated, s.managed_vcpus) == (False, False, True, 1.0)
     assert not Settings().isolated
+
+
+def test_context_keys_are_the_fields_in_camel_case() -> None:
+    assert context_key("memory_mb") == "memoryMb"
+    assert context_key("api_gateway_cloud_watch_role") == "apiGatewayCloudWatchRole"
+    assert context_key("nag") == "nag"
+    defaults = defaults_as_context()
+    assert defaults["managedInstanceTypes"] == ["m8g.large"]  # tuples as JSON lists
+    assert defaults["arms"] == ["standard", "managed"]
+    assert defaults["memoryMb"] == 2048
+    assert Settings.from_context(defaults.get) == Settings()
