@@ -4,11 +4,13 @@ sample exists, the ratios, and the metrics a frame lacks (mutants tests/analysis
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from analysis import dataset, summary
+from analysis.runfolder import RunFolder
 from analysis.summary import ArmSummary, RunSummary
 
 
@@ -171,3 +173,39 @@ def test_a_run_summary_finds_its_arms_by_name() -> None:
         run.arm("proxy")
     assert run.to_json()["arms"][1]["arm"] == "standard"
     assert replace(run, arms=[]).to_json()["arms"] == []
+
+
+def test_warnings_say_what_a_reader_must_know_before_trusting_the_table() -> None:
+    folder = RunFolder(path=Path("/runs/r1"), manifest={"status": "interrupted", "target": "aws"})
+    arms = [
+        arm("managed", 0.1, throttles=1234.0, peak_db_connections=None),
+        replace(arm("standard", 1.0, successes=0), failures=5, peak_concurrency=3.0),
+    ]
+    assert summary.warnings_for(arms, folder, {"standard": object()}) == [
+        "The run's status is 'interrupted', not 'completed': numbers may be partial.",
+        "Locust recorded no requests for arm 'managed'.",
+        "Arm 'managed' was throttled 1,234 times (Lambda's 429, answered 500 as API Gateway "
+        "does, so Locust counts them as failures): give it more capacity (--slots-per-ee, "
+        "--max-ees, --concurrency-limit) or fewer users.",
+        "No DatabaseConnections samples for arm 'managed'.",
+        "No ConcurrentExecutions samples for arm 'managed': run `poolbench collect /runs/r1 "
+        "--target aws` to read CloudWatch.",
+        "Arm 'standard' had zero successful requests (5 failures): its latency and ratios say "
+        "nothing about pooling.",
+    ]
+    local = RunFolder(path=Path("/runs/r2"), manifest={})
+    assert summary.warnings_for([arm("standard", 1.0)], local, {"standard": object()}) == [
+        "The run's status is 'unknown', not 'completed': numbers may be partial.",
+        "No ConcurrentExecutions samples for arm 'standard'.",
+    ]
+    done = RunFolder(path=Path("/runs/r3"), manifest={"status": "completed"})
+    calm = replace(arm("standard", 1.0), peak_concurrency=1.0, throttles=0.0)
+    assert summary.warnings_for([calm], done, {"standard": object()}) == []
+
+
+def test_load_seconds_come_from_the_window_and_are_none_without_one() -> None:
+    window = {"load_started_at": "2026-11-22T10:00:00Z", "load_ended_at": "2026-11-22T10:01:30Z"}
+    assert summary._load_seconds(RunFolder(Path("/r"), window)) == 90.0
+    assert summary._load_seconds(RunFolder(Path("/r"), {})) is None
+    empty = {"load_started_at": "2026-11-22T10:00:00Z", "load_ended_at": "2026-11-22T10:00:00Z"}
+    assert summary._load_seconds(RunFolder(Path("/r"), empty)) is None
