@@ -151,11 +151,11 @@ def refusal(context: dict[str, object]) -> str:
         ),
         (
             {"maxClientConn": "0"},
-            "context 'maxClientConn'=0: must be >= 1; set -c maxClientConn=20",
+            "context 'maxClientConn'=0: must be >= 1; set -c maxClientConn=1000",
         ),
         (
             {"serverIdleTimeout": "0"},
-            "context 'serverIdleTimeout'=0: must be >= 1; set -c serverIdleTimeout=20",
+            "context 'serverIdleTimeout'=0: must be >= 1; set -c serverIdleTimeout=600",
         ),
         (
             {"minPoolSize": "-1"},
@@ -266,8 +266,10 @@ def test_values_on_a_boundary_are_accepted(context: dict[str, object]) -> None:
     Settings.from_context(context.get)
 
 
-def test_the_api_burst_limit_is_checked_too() -> None:
-    assert "throttle limits must be >= 1" in refusal({"apiBurstLimit": "0"})
+def test_the_api_burst_limit_is_checked_under_its_own_key() -> None:
+    assert refusal({"apiBurstLimit": "0"}) == (
+        "context 'apiBurstLimit'=0: throttle limits must be >= 1; set -c apiBurstLimit=1000"
+    )
 
 
 def test_context_strings_and_json_values_coerce_to_each_field_s_type() -> None:
