@@ -38,13 +38,15 @@ JUSTIFIED_LINE = re.compile(r"^- `(?P<name>[^`]+)`: (?P<why>\S.*)$")
 
 @dataclass(frozen=True)
 class Mutation:
-    """One hand-made break: `find` (exactly once in `file`) becomes `replace`; `test` must fail."""
+    """One hand-made break: `find` (exactly once in `file`) becomes `replace`; `test` must fail,
+    and when `expect` is given, fail saying it (so a catch for another reason does not count)."""
 
     claim: str
     file: str
     find: str
     replace: str
     test: str
+    expect: str = ""
 
 
 def load_handmade(path: Path = HANDMADE) -> list[Mutation]:
@@ -204,16 +206,35 @@ def copy_tree(dest: Path) -> None:
             shutil.copy2(source, target)
 
 
-def run_test(clone: Path, test: str) -> int:
+def run_test(clone: Path, test: str) -> tuple[int, str]:
+    """The test's exit code and everything it printed."""
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
     command = [_uv(), "run", "--frozen", "pytest", "-q", "-x", "-p", "no:cacheprovider"]
     command += [f"--basetemp={clone / '.pytest-tmp'}", test]
-    return subprocess.run(
-        command, cwd=clone, env=env, check=False, stdout=subprocess.DEVNULL
-    ).returncode
+    done = subprocess.run(command, cwd=clone, env=env, check=False, capture_output=True, text=True)
+    return done.returncode, done.stdout + done.stderr
 
 
-def run_handmade(mutations: list[Mutation]) -> int:
+def _failures(output: str) -> str:
+    """The lines of a pytest run that say why it failed (E lines, errors, the summary)."""
+    keep = [
+        line
+        for line in output.splitlines()
+        if line.startswith(("E ", "FAILED", "ERROR", ">")) or " passed" in line or " failed" in line
+    ]
+    return "\n".join(keep[-40:])
+
+
+def verdict(mutation: Mutation, code: int, output: str) -> str:
+    """caught: the test failed (saying `expect` when given); else what happened instead."""
+    if code == 0:
+        return "MISSED"
+    if mutation.expect and mutation.expect not in output:
+        return "FAILED OTHERWISE"
+    return "caught"
+
+
+def run_handmade(mutations: list[Mutation], *, show: bool = False) -> int:
     """Each mutation in a copy of the tree: baseline passes, mutant fails = caught."""
     clone = Path(tempfile.mkdtemp(prefix="poolbench-mutation-"))
     try:
@@ -221,24 +242,30 @@ def run_handmade(mutations: list[Mutation]) -> int:
         env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
         subprocess.run([_uv(), "sync", "--frozen", "--quiet"], cwd=clone, env=env, check=True)
         baseline: dict[str, int] = {}
-        missed = 0
+        bad = 0
         for mutation in mutations:
             if mutation.test not in baseline:
-                baseline[mutation.test] = run_test(clone, mutation.test)
+                code, output = run_test(clone, mutation.test)
+                baseline[mutation.test] = code
+                if code != 0:
+                    print(_failures(output))
             if baseline[mutation.test] != 0:
                 print(f"BASELINE FAILS  {mutation.test} (unmutated; fix it first)")
-                missed += 1
+                bad += 1
                 continue
             original = apply(mutation, clone)
             try:
-                code = run_test(clone, mutation.test)
+                code, output = run_test(clone, mutation.test)
             finally:
                 (clone / mutation.file).write_text(original, encoding="utf-8")
-            verdict = "caught" if code != 0 else "MISSED"
-            missed += code == 0
-            print(f"{verdict:6}  {mutation.file}: {mutation.claim}\n        by {mutation.test}")
-        print(f"hand-made: {len(mutations) - missed} of {len(mutations)} caught")
-        return 0 if missed == 0 else 1
+            said = verdict(mutation, code, output)
+            if said != "caught":
+                bad += 1
+            if said != "caught" or show:
+                print(_failures(output))
+            print(f"{said:6}  {mutation.file}: {mutation.claim}\n        by {mutation.test}")
+        print(f"hand-made: {len(mutations) - bad} of {len(mutations)} caught")
+        return 0 if bad == 0 else 1
     finally:
         shutil.rmtree(clone, ignore_errors=True)
 
@@ -248,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--part", choices=("mutmut", "handmade", "all"), default="all")
     parser.add_argument(
         "--children", type=int, default=1, help="mutmut worker processes (default 1)"
+    )
+    parser.add_argument(
+        "--show", action="store_true", help="hand-made: print why each mutated test failed"
     )
     parser.add_argument(
         "--fresh", action="store_true", help="mutmut: forget every cached result (mutants/)"
@@ -265,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.part in ("mutmut", "all"):
         code |= run_mutmut(args.children, args.only, fresh=args.fresh)
     if args.part in ("handmade", "all"):
-        code |= run_handmade(load_handmade())
+        code |= run_handmade(load_handmade(), show=args.show)
     return code
 
 
