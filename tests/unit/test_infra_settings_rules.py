@@ -185,6 +185,31 @@ def refusal(context: dict[str, object]) -> str:
             "set -c logRetentionDays=14",
         ),
         (
+            {"minExecutionEnvironments": "0"},
+            "context 'minExecutionEnvironments'=0: Lambda accepts a minimum of 0 only when "
+            "maxExecutionEnvironments is 0 too; set -c minExecutionEnvironments=3",
+        ),
+        (
+            {"minExecutionEnvironments": "0", "maxExecutionEnvironments": "1"},
+            "context 'minExecutionEnvironments'=0: Lambda accepts a minimum of 0 only when "
+            "maxExecutionEnvironments is 0 too; set -c minExecutionEnvironments=3",
+        ),
+        (
+            {"managedInstanceTypes": "m8g.large,t4g.large"},
+            "context 'managedInstanceTypes'=m8g.large,t4g.large: 't4g.large' is burstable (t*); "
+            "Managed Instances run C, M and R families; set -c managedInstanceTypes=m8g.large",
+        ),
+        (  # 128 MB at 8 GiB per vCPU: 1/64 vCPU, so one request per environment
+            {
+                "arms": "standard",
+                "memoryMb": "128",
+                "memoryGibPerVcpu": "8",
+                "perEnvironmentMaxConcurrency": "2",
+            },
+            "context 'perEnvironmentMaxConcurrency'=2: must be 1..1 (64 per vCPU, 0.015625 vCPU "
+            "per execution environment); set -c perEnvironmentMaxConcurrency=16",
+        ),
+        (
             {"bundle": "maybe"},
             "context 'bundle'='maybe': expected bool; set -c bundle=<bool>",
         ),
@@ -216,6 +241,12 @@ def test_each_refusal_is_the_whole_sentence(context: dict[str, object], message:
             "context 'perEnvironmentMaxConcurrency'=75: 75 workers x 64 MiB + 160 MiB pooler = "
             "4960 MiB exceed 80% of the 6145 MiB execution environment; "
             "set -c perEnvironmentMaxConcurrency=74",
+        ),
+        (  # 4120 MB x 80 % = 3296 MiB: exactly 49 workers and the pooler
+            {"perEnvironmentMaxConcurrency": "49", "memoryMb": "2072"},
+            "context 'perEnvironmentMaxConcurrency'=49: 49 workers x 64 MiB + 160 MiB pooler = "
+            "3296 MiB exceed 80% of the 2072 MiB execution environment; "
+            "set -c perEnvironmentMaxConcurrency=23 (or keep it and set -c memoryMb=4120)",
         ),
         (
             {"perEnvironmentMaxConcurrency": "200", "memoryMb": "10240"},
@@ -259,6 +290,17 @@ def test_workers_that_fill_the_headroom_exactly_are_accepted() -> None:
         {"minExecutionEnvironments": "6", "maxExecutionEnvironments": "6"},
         {"maxExecutionEnvironments": "15000", "maxVcpuCount": "15000"},
         {"perEnvironmentMaxConcurrency": "1"},
+        {"perEnvironmentMaxConcurrency": "49", "memoryMb": "4120"},
+        {"minExecutionEnvironments": "0", "maxExecutionEnvironments": "0"},
+        {"minExecutionEnvironments": "1", "maxExecutionEnvironments": "1"},
+        # 3 minimum environments x 4 vCPU = 12 vCPUs: exactly the capacity provider's maximum
+        {"memoryMb": "8192", "maxVcpuCount": "12"},
+        {
+            "arms": "standard",
+            "memoryMb": "128",
+            "memoryGibPerVcpu": "8",
+            "perEnvironmentMaxConcurrency": "1",
+        },
         {"perEnvironmentMaxConcurrency": "64", "memoryMb": "8192", "memoryGibPerVcpu": "8"},
     ],
 )
@@ -282,6 +324,23 @@ def test_context_strings_and_json_values_coerce_to_each_field_s_type() -> None:
     assert s.postgres_version == "17.5"
     assert Settings.from_context({"maxAcu": 8}.get).max_acu == 8.0
     assert Settings.from_context({"memoryMb": 4096.0}.get).memory_mb == 4096
+
+
+def test_the_pooler_knobs_become_the_extension_s_environment() -> None:
+    s = Settings(
+        default_pool_size=5,
+        min_pool_size=1,
+        pool_mode="session",
+        server_idle_timeout=33,
+        max_client_conn=44,
+    )
+    assert s.pooler_environment() == {
+        "POOL_MODE": "session",
+        "DEFAULT_POOL_SIZE": "5",
+        "MIN_POOL_SIZE": "1",
+        "SERVER_IDLE_TIMEOUT": "33",
+        "MAX_CLIENT_CONN": "44",
+    }
 
 
 def test_derived_properties() -> None:

@@ -150,6 +150,7 @@ def test_plan_carries_every_knob_through() -> None:
         )
     )
     assert plan.base_url == "http://h"
+    assert make_plan(**_plan(host="http://hostX/")).base_url == "http://hostX"  # only slashes
     assert plan.ramp_interval_s == 0.5
     assert plan.ramp_start == 2
     assert plan.run_time_s == 60

@@ -75,9 +75,9 @@ def test_the_verdict_says_why_nothing_can_be_compared() -> None:
 
 
 def test_no_db_samples_points_at_the_probe_and_its_counts() -> None:
-    probe = {"function": "probe-fn", "samples": 0, "failures": 3, "first_error": "timeout"}
+    probe = {"function": "probe-fn", "samples": 2, "failures": 3, "first_error": "timeout"}
     assert summary._no_db_why(probe) == (
-        "the probe probe-fn returned 0 samples and 3 failures (first: timeout); check its log "
+        "the probe probe-fn returned 2 samples and 3 failures (first: timeout); check its log "
         "group in CloudWatch Logs and that it can reach the cluster."
     )
     assert summary._no_db_why({"function": "f"}) == (
