@@ -285,7 +285,7 @@ def _validate(s: Settings) -> None:
             s.per_environment_max_concurrency,
             f"must be 1..{limit} ({LMI_MAX_CONCURRENCY_PER_VCPU} per vCPU, "
             f"{s.managed_vcpus:g} vCPU per execution environment)",
-            "16",
+            str(min(16, max(limit, 1))),  # the Python default, or the most that fits
         )
     if not 1 <= s.timeout_seconds <= 900:
         raise _fail("timeoutSeconds", s.timeout_seconds, "Lambda timeout is 1..900 s", "29")

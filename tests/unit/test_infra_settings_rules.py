@@ -207,7 +207,7 @@ def refusal(context: dict[str, object]) -> str:
                 "perEnvironmentMaxConcurrency": "2",
             },
             "context 'perEnvironmentMaxConcurrency'=2: must be 1..1 (64 per vCPU, 0.015625 vCPU "
-            "per execution environment); set -c perEnvironmentMaxConcurrency=16",
+            "per execution environment); set -c perEnvironmentMaxConcurrency=1",
         ),
         (
             {"bundle": "maybe"},
