@@ -1,0 +1,169 @@
+"""summarize() on a real run folder's files and a hand-made dataset holding every series it reads
+(API Gateway, Aurora, throttle reasons, a missing CloudWatch value): each figure by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from analysis import dataset
+from analysis.summary import summarize
+from tests.analysis.factory import make_run_folder
+
+T0, T1 = "2026-11-22T10:00:10Z", "2026-11-22T10:00:20Z"
+SERIES: list[tuple[str, str, str, str, float | None]] = [
+    (T0, "api", "Count", "Sum", 100.0),
+    (T1, "api", "Count", "Sum", 50.0),
+    (T0, "api", "4XXError", "Sum", 2.0),
+    (T0, "api", "5XXError", "Sum", 3.0),
+    (T0, "api", "Latency", "Average", 12.0),
+    (T0, "api", "Latency", "p99", 40.0),
+    (T0, "database", "DatabaseConnections", "Maximum", 30.0),
+    (T0, "database", "ServerlessDatabaseCapacity", "Maximum", 2.5),
+    (T0, "database", "ACUUtilization", "Maximum", 40.0),
+    (T0, "managed", "ConcurrentExecutions", "Maximum", 20.0),
+    (T0, "managed", "DatabaseConnections", "Maximum", 5.0),
+    (T0, "managed", "ExecutionEnvironments", "Maximum", 3.0),
+    (T0, "managed", "ExecutionEnvironmentsServing", "Maximum", 2.0),
+    (T0, "managed", "Throttles", "Sum", 4.0),
+    (T0, "managed", "ConcurrencyThrottles", "Sum", 1.0),
+    (T0, "managed", "CPUThrottles", "Sum", None),
+    (T0, "managed", "Errors", "Sum", 2.0),
+    (T0, "managed", "Duration", "p50", 5000.0),
+    (T0, "managed", "Duration", "p99", 5100.0),
+    (T0, "standard", "ConcurrentExecutions", "Maximum", 20.0),
+    (T0, "standard", "DatabaseConnections", "Maximum", 20.0),
+]
+
+
+def frame(rows: list[tuple[str, str, str, str, float | None]] = SERIES) -> pd.DataFrame:
+    buffer = dataset.RowBuffer()
+    for time, arm, metric, stat, value in rows:
+        buffer.add(time, arm, metric, stat, value, "Count", "cloudwatch")
+    return buffer.to_frame()
+
+
+def edit_manifest(run: Path, **changes: Any) -> None:
+    path = run / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    for key, value in changes.items():
+        if key == "scenario":
+            manifest["scenario"].update(value)
+        else:
+            manifest[key] = value
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def test_every_figure_of_the_summary_from_its_series(tmp_path: Path) -> None:
+    run = make_run_folder(tmp_path)  # Locust: standard 1000 ok; managed 1000 with 46 failures
+    before = sorted(p.name for p in run.iterdir())
+    summary = summarize(run, frame=frame(), write=False).to_json()
+    assert sorted(p.name for p in run.iterdir()) == before  # write=False writes nothing
+
+    assert (summary["run_id"], summary["target"], summary["status"]) == (
+        "2026-11-22T10-00-00Z",
+        "local",
+        "completed",
+    )
+    assert summary["command"] == "poolbench run --preset seed"
+    assert summary["load_seconds"] == 60.0
+    assert summary["failure"] is None
+    assert summary["database_peak_connections"] == 30.0
+    assert summary["api"] == {
+        "requests": 150.0,
+        "4xx": 2.0,
+        "5xx": 3.0,
+        "latency_avg_ms": 12.0,
+        "latency_p99_ms": 40.0,
+    }
+    assert (summary["database_capacity_acu"], summary["database_acu_utilization"]) == (2.5, 40.0)
+    assert summary["missing_metrics"] == ["managed CPUThrottles Sum"]
+    assert summary["probe"] == {} and summary["faults"] == []
+    assert summary["verdict"] == (
+        "Managed Instances used 0.25 DB connections per concurrent request; "
+        "standard Lambda used 1.00."
+    )
+    assert summary["database_cost"]["usd_per_hour_at_this_load"] == pytest.approx(2.5 * 0.12)
+
+    standard, managed = summary["arms"]
+    assert standard["arm"] == "standard" and managed["arm"] == "managed"
+    # 954 successes x 2 queries / 60 s = 31.8 queries/s; x 1 ms = a floor of 0.0318 connections
+    expected_managed = {
+        "label": "Managed Instances",
+        "requests": 1000,
+        "failures": 46,
+        "successes": 954,
+        "failure_rate": 0.046,
+        "p50_ms": 5020.0,
+        "p95_ms": 5080.0,
+        "p99_ms": 5150.0,
+        "peak_concurrency": 20.0,
+        "peak_execution_environments": 3.0,
+        "peak_execution_environments_serving": 2.0,
+        "peak_db_connections": 5.0,
+        "db_connections_per_concurrent_request": 0.25,
+        "queries_per_s": pytest.approx(31.8),
+        "seconds_per_query": 0.001,
+        "seconds_per_query_source": "assumed (no scenario.query_ms in manifest)",
+        "littles_law_floor": pytest.approx(0.0318),
+        "throttles": 4.0,
+        "throttle_reasons": {"ConcurrencyThrottles": 1.0, "CPUThrottles": None},
+        "errors": 2.0,
+        "duration_p50_ms": 5000.0,
+        "duration_p99_ms": 5100.0,
+        "latency_source": "locust buckets",
+    }
+    assert {k: managed[k] for k in expected_managed} == expected_managed
+    assert managed["cost"]["usd_per_hour_at_this_load"] == pytest.approx(0.321672)
+    assert standard["throttles"] is None and standard["throttle_reasons"] == {}
+    assert standard["queries_per_s"] == pytest.approx(1000 * 2 / 60)
+    assert summary["warnings"][0].startswith("Arm 'managed' was throttled 4 times")
+    assert summary["warnings"][1].startswith("No per-request records (requests/)")
+    assert len(summary["warnings"]) == 2
+
+
+def test_a_failed_run_carries_its_error_the_probe_and_the_measured_query_time(
+    tmp_path: Path,
+) -> None:
+    run = make_run_folder(tmp_path)
+    probe = {"function": "probe-fn", "samples": 3, "failures": 0}
+    edit_manifest(run, status="failed", error="gateway died", probe=probe, scenario={"query_ms": 4})
+    summary = summarize(run, frame=frame(), write=False)
+    assert summary.failure == "gateway died"
+    assert summary.status == "failed"
+    assert summary.probe == probe
+    managed = summary.arm("managed")
+    assert managed.seconds_per_query == 0.004
+    assert managed.littles_law_floor == pytest.approx(31.8 * 0.004)
+    assert summary.warnings[0] == (
+        "The run's status is 'failed', not 'completed': numbers may be partial."
+    )
+
+
+def test_without_queries_or_a_window_there_are_no_rates(tmp_path: Path) -> None:
+    run = make_run_folder(tmp_path)
+    edit_manifest(run, scenario={"queries": None}, load_started_at=None, started_at=None)
+    local_only = [row for row in SERIES if row[1] in ("managed", "standard")]
+    summary = summarize(run, frame=frame(local_only), write=False)
+    assert summary.load_seconds is None
+    assert summary.arm("managed").queries_per_s is None
+    assert summary.arm("managed").littles_law_floor is None
+    assert summary.api == {}
+    assert summary.database_capacity_acu is None
+    assert summary.database_peak_connections is None
+
+
+def test_without_a_frame_it_reads_the_samples_and_writes_summary_and_metrics(
+    tmp_path: Path,
+) -> None:
+    run = make_run_folder(tmp_path)
+    summary = summarize(run)
+    written = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    assert written == json.loads(json.dumps(summary.to_json()))
+    assert (run / "metrics.csv").is_file()
+    # a second read of the written dataset gives the same summary
+    assert summarize(run, write=False).to_json() == summary.to_json()
