@@ -11,8 +11,10 @@ import pandas as pd
 import pytest
 
 from analysis import dataset
+from analysis import requests as request_records
+from analysis.runfolder import RunFolder
 from analysis.summary import summarize
-from tests.analysis.factory import make_run_folder
+from tests.analysis.factory import RunSpec, make_run_folder
 
 T0, T1 = "2026-11-22T10:00:10Z", "2026-11-22T10:00:20Z"
 SERIES: list[tuple[str, str, str, str, float | None]] = [
@@ -167,3 +169,43 @@ def test_without_a_frame_it_reads_the_samples_and_writes_summary_and_metrics(
     assert (run / "metrics.csv").is_file()
     # a second read of the written dataset gives the same summary
     assert summarize(run, write=False).to_json() == summary.to_json()
+
+
+def test_per_request_records_replace_locust_s_rounded_percentiles(tmp_path: Path) -> None:
+    run = make_run_folder(tmp_path, RunSpec(with_requests=True))
+    summary = summarize(run, frame=frame(), write=False)
+    records = request_records.load_records(RunFolder.open(run))
+    assert records is not None
+    for arm in summary.arms:
+        stats = request_records.latency_stats(records, arm.arm)
+        assert (arm.p50_ms, arm.p90_ms, arm.p95_ms, arm.p99_ms, arm.p999_ms) == (
+            stats.p50_ms,
+            stats.p90_ms,
+            stats.p95_ms,
+            stats.p99_ms,
+            stats.p999_ms,
+        )
+        assert (arm.min_ms, arm.max_ms, arm.mean_ms) == (stats.min_ms, stats.max_ms, stats.mean_ms)
+        assert arm.latency_source == "requests (exact, successful requests)"
+        assert arm.p50_ms != arm.p90_ms  # distinct figures, not one copied into the others
+    # the fastest successful request: 5000 ms sleep + 1.5 ms connect + 0.8 ms query + 4 ms
+    standard = summary.arm("standard")
+    assert standard.min_ms == pytest.approx(5006.3, abs=1.0)
+    assert standard.cold_starts == 40 and summary.arm("managed").cold_starts == 3  # one per EE
+    assert not any("request records" in w for w in summary.warnings)
+
+
+def test_records_that_miss_requests_are_named(tmp_path: Path) -> None:
+    run = make_run_folder(tmp_path, RunSpec(with_requests=True))
+    records = run / "requests" / "local-1.csv"
+    lines = records.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if ",managed," not in line or "managed-1," not in line]
+    records.write_text("".join(kept), encoding="utf-8")
+    dropped = len(lines) - len(kept)
+    summary = summarize(run, frame=frame(), write=False)
+    assert dropped > 0
+    assert (
+        f"Arm 'managed' has {1000 - dropped} request records but Locust counted 1000: its "
+        "percentiles miss requests." in summary.warnings
+    )
+    assert not any("Arm 'standard' has" in w for w in summary.warnings)
