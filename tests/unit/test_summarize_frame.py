@@ -12,6 +12,8 @@ import pytest
 
 from analysis import dataset
 from analysis import requests as request_records
+from analysis.faults import fault_outcome
+from analysis.locust_results import read_history
 from analysis.runfolder import RunFolder
 from analysis.summary import summarize
 from tests.analysis.factory import RunSpec, make_run_folder
@@ -209,3 +211,23 @@ def test_records_that_miss_requests_are_named(tmp_path: Path) -> None:
         "percentiles miss requests." in summary.warnings
     )
     assert not any("Arm 'standard' has" in w for w in summary.warnings)
+
+
+def test_each_fault_is_looked_at_until_the_next_one(tmp_path: Path) -> None:
+    run = make_run_folder(tmp_path)
+    faults = [
+        {"kind": "db-restart", "at_s": 20.0, "at": "2026-11-22T10:00:20+00:00"},
+        {"kind": "pooler-kill", "at_s": 40.0, "at": "2026-11-22T10:00:40+00:00"},
+    ]
+    edit_manifest(run, faults=faults)
+    summary = summarize(run, frame=frame(), write=False)
+    history = read_history(run / "locust_stats_history.csv")
+    assert summary.faults == faults
+    for arm in summary.arms:
+        assert arm.faults == [
+            fault_outcome(history, arm.arm, faults[0], faults[1]["at"]),
+            fault_outcome(history, arm.arm, faults[1], None),
+        ]
+        assert [f["kind"] for f in arm.faults] == ["db-restart", "pooler-kill"]
+    (run / "locust_stats_history.csv").unlink()
+    assert all(a.faults == [] for a in summarize(run, frame=frame(), write=False).arms)
