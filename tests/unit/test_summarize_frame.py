@@ -231,3 +231,47 @@ def test_each_fault_is_looked_at_until_the_next_one(tmp_path: Path) -> None:
         assert [f["kind"] for f in arm.faults] == ["db-restart", "pooler-kill"]
     (run / "locust_stats_history.csv").unlink()
     assert all(a.faults == [] for a in summarize(run, frame=frame(), write=False).arms)
+
+
+def test_costs_are_priced_in_the_stack_s_region_with_the_run_s_own_price_file(
+    tmp_path: Path,
+) -> None:
+    run = make_run_folder(tmp_path)
+    edit_manifest(run, target="aws", stack={"outputs": {"Region": "xx-test-1"}})
+    entry = {"source": "the test", "as_of": "2026-12-01"}
+    (run / "prices.json").write_text(
+        json.dumps(
+            {
+                "regions": {
+                    "xx-test-1": {
+                        "lambda_requests_per_million": {"usd": 1.0, **entry},
+                        "lambda_arm64_gb_second": {"usd": 0.0, **entry},
+                        "managed_instances_fee_share": {"share": 0.0, **entry},
+                        "aurora_serverless_v2_acu_hour": {"usd": 1.0, **entry},
+                        "rds_proxy_acu_hour": {"usd": 1.0, **entry},
+                        "ec2_on_demand": {"m8g.large": {"usd_per_hour": 1.0, "vcpus": 2, **entry}},
+                    }
+                }
+            }
+        ),
+        encoding="utf-8",
+    )
+    # the EE count Lambda reports is missing: the EEs that served requests stand in for it
+    rows = [r for r in SERIES if r[2] != "ExecutionEnvironments"]
+    rows.append((T0, "managed", "ExecutionEnvironmentsServing", "Maximum", 7.0))
+    summary = summarize(run, frame=frame(rows), write=False)
+    managed = summary.arm("managed").cost
+    # 7 EEs x 1 vCPU / 2 vCPU = 4 instances x $1/h, plus 1000 requests in 60 s at $1/M
+    assert managed["usd_per_hour_at_this_load"] == pytest.approx(4 + 60_000 / 1e6)
+    assert managed["assumptions"][0] == "requests $1.0/M (the test, as of 2026-12-01)"
+    assert summary.database_cost["usd_per_hour_at_this_load"] == pytest.approx(2.5)
+    assert summary.database_cost["assumptions"][-1] == "2.5 ACU (peak measured)"
+    # a local run's figures say they are estimates, first
+    local = make_run_folder(tmp_path / "local")
+    priced = summarize(local, frame=frame(), write=False)
+    assert priced.arm("managed").cost["assumptions"][0] == (
+        "estimated from a local run, priced as if on AWS"
+    )
+    assert priced.database_cost["assumptions"][0] == (
+        "estimated from a local run, priced as if on AWS"
+    )

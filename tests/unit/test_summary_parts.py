@@ -169,7 +169,7 @@ def test_a_run_summary_finds_its_arms_by_name() -> None:
     )
     assert run.arm("standard") is standard
     assert run.arm("managed") is managed
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="proxy"):
         run.arm("proxy")
     assert run.to_json()["arms"][1]["arm"] == "standard"
     assert replace(run, arms=[]).to_json()["arms"] == []
