@@ -32,6 +32,7 @@ HANDMADE = ROOT / "scripts" / "handmade_mutations.toml"
 JUSTIFIED = ROOT / "docs" / "mutation.md"
 MIN_SCORE = 0.90
 CAUGHT = frozenset({"killed", "timeout", "caught by type check"})
+UNFINISHED = frozenset({"not checked", "check was interrupted by user"})
 RESULT_LINE = re.compile(r"^\s+(\S+): (.+)$")
 JUSTIFIED_LINE = re.compile(r"^- `(?P<name>[^`]+)`: (?P<why>\S.*)$")
 
@@ -92,6 +93,9 @@ class Score:
     caught: int
     by_status: dict[str, int]
     survivors: list[str]
+    """Tested and not caught (survived, no tests, suspicious): each needs a reason."""
+    unfinished: list[str]
+    """Not tested yet (an interrupted run): the score is not final while any is left."""
 
     @property
     def ratio(self) -> float:
@@ -101,12 +105,12 @@ class Score:
 def score(results: dict[str, str]) -> Score:
     """Caught (killed, timed out) over every mutant; the rest are survivors to explain."""
     by_status = Counter(results.values())
-    survivors = sorted(name for name, status in results.items() if status not in CAUGHT)
     return Score(
         total=len(results),
         caught=sum(by_status[s] for s in CAUGHT),
         by_status=dict(by_status),
-        survivors=survivors,
+        survivors=sorted(n for n, s in results.items() if s not in CAUGHT and s not in UNFINISHED),
+        unfinished=sorted(n for n, s in results.items() if s in UNFINISHED),
     )
 
 
@@ -184,7 +188,9 @@ def run_mutmut(children: int, names: list[str], *, fresh: bool) -> int:
         print(f"  survivor without a reason in {JUSTIFIED.name}: {name} ({results[name]})")
     for name in stale:
         print(f"  {JUSTIFIED.name} explains {name}, which is no longer a survivor")
-    ok = result.ratio >= MIN_SCORE and not unexplained
+    if result.unfinished:
+        print(f"  {len(result.unfinished)} mutants not tested yet (interrupted): run it again")
+    ok = result.ratio >= MIN_SCORE and not unexplained and not result.unfinished
     if not ok:
         print(f"mutation: FAILED (needs >= {MIN_SCORE:.0%} and a reason for every survivor)")
     return 0 if ok else 1

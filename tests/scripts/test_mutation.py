@@ -71,12 +71,14 @@ def test_the_score_counts_killed_and_timeouts_and_lists_the_rest() -> None:
         "    loadtest.plan.x_make_plan__mutmut_3: timeout\n"
         "    loadtest.plan.x_make_plan__mutmut_4: no tests\n"
         "    loadtest.plan.xǁLoadPlanǁtotal_users__mutmut_1: killed\n"
+        "    loadtest.plan.x_make_plan__mutmut_5: not checked\n"
     )
     results = SCRIPT.parse_results(printed)
-    assert len(results) == 5
+    assert len(results) == 6
     result = SCRIPT.score(results)
-    assert (result.caught, result.total) == (3, 5)
-    assert result.ratio == 0.6
+    assert (result.caught, result.total) == (3, 6)
+    assert result.ratio == 0.5
+    assert result.unfinished == ["loadtest.plan.x_make_plan__mutmut_5"]
     assert result.survivors == [
         "loadtest.budget.x_split_budget__mutmut_2",
         "loadtest.plan.x_make_plan__mutmut_4",
