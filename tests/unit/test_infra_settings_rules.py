@@ -290,6 +290,7 @@ def test_workers_that_fill_the_headroom_exactly_are_accepted() -> None:
         {"minExecutionEnvironments": "6", "maxExecutionEnvironments": "6"},
         {"maxExecutionEnvironments": "15000", "maxVcpuCount": "15000"},
         {"perEnvironmentMaxConcurrency": "1"},
+        {"apiStage": "Prod_2", "stackName": "Poolbench-Stack-2"},
         {"perEnvironmentMaxConcurrency": "49", "memoryMb": "4120"},
         {"minExecutionEnvironments": "0", "maxExecutionEnvironments": "0"},
         {"minExecutionEnvironments": "1", "maxExecutionEnvironments": "1"},
@@ -315,7 +316,15 @@ def test_the_api_burst_limit_is_checked_under_its_own_key() -> None:
 
 
 def test_context_strings_and_json_values_coerce_to_each_field_s_type() -> None:
-    for text, value in (("True", True), ("1", True), ("yes", True), ("0", False), ("no", False)):
+    pairs = (
+        ("True", True),
+        ("1", True),
+        ("yes", True),
+        ("false", False),
+        ("0", False),
+        ("no", False),
+    )
+    for text, value in pairs:
         assert Settings.from_context({"nag": text}.get).nag is value
     assert Settings.from_context({"nag": False}.get).nag is False
     # JSON arrays from cdk.json are lists, not comma-separated strings
