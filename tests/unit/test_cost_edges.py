@@ -48,3 +48,17 @@ def test_an_arm_without_a_model_says_so() -> None:
         "usd_per_hour_at_this_load": None,
         "assumptions": ["no cost model for arm 'lambda'"],
     }
+
+
+def test_no_requests_give_an_hourly_figure_but_none_per_request() -> None:
+    idle = ArmLoad("managed", 0, 100.0, None, 3)
+    cost = arm_cost(idle, Deployment(), US)
+    assert cost.usd_per_million_requests is None
+    # 3 x m8g.large x 1.15, no requests
+    assert cost.usd_per_hour_at_this_load == pytest.approx(3 * 0.08976 * 1.15, rel=1e-12)
+    assert cost.assumptions[0].startswith("requests $0.2/M")
+    one = arm_cost(replace(idle, requests=1), Deployment(), US)
+    # one request in 100 s = 36 an hour: the hour's bill over 36 requests, per million
+    hourly = 3 * 0.08976 * 1.15 + 36 / 1e6 * 0.2
+    assert one.usd_per_hour_at_this_load == pytest.approx(hourly, rel=1e-12)
+    assert one.usd_per_million_requests == pytest.approx(hourly / 36 * 1e6, rel=1e-12)

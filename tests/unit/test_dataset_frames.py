@@ -182,3 +182,24 @@ def test_series_and_peak_read_arm_level_rows_of_the_peak_statistics() -> None:
     assert dataset.peak(data, "proxy", "DatabaseConnections") is None
     assert dataset.series(data, "proxy", "DatabaseConnections").dtype == "float64"
     assert len(dataset.arm_level(data)) == 7
+
+
+def test_merges_keep_the_columns_in_order_and_equal_times_stable_at_scale() -> None:
+    # 1,000 rows over two times: an unstable sort reorders rows of equal time
+    rows: list[Row] = [
+        (T1 if i % 2 else T0, f"arm-{i:04d}", "m", "Sum", float(i), "Count", "local")
+        for i in range(1000)
+    ]
+    for merged in (
+        dataset.combine([raw(rows[:500]), raw(rows[500:])]),
+        dataset.concat([frame(rows[:500]), frame(rows[500:])]),
+    ):
+        assert list(merged.columns) == list(dataset.COLUMNS)
+        arms = [str(a) for a in merged["arm"]]
+        assert arms == sorted(arms[:500]) + sorted(arms[500:])
+        assert arms[0] == "arm-0000" and arms[500] == "arm-0001"
+
+
+def test_only_commas_quotes_and_line_breaks_are_quoted() -> None:
+    assert dataset._quote("XX") == "XX"
+    assert dataset._quote("a X b") == "a X b"
