@@ -16,6 +16,7 @@ from analysis.faults import fault_outcome
 from analysis.locust_results import read_history
 from analysis.runfolder import RunFolder
 from analysis.summary import summarize
+from poolbench.errors import InputError
 from tests.analysis.factory import RunSpec, make_run_folder
 
 T0, T1 = "2026-11-22T10:00:10Z", "2026-11-22T10:00:20Z"
@@ -274,4 +275,51 @@ def test_costs_are_priced_in_the_stack_s_region_with_the_run_s_own_price_file(
     )
     assert priced.database_cost["assumptions"][0] == (
         "estimated from a local run, priced as if on AWS"
+    )
+
+
+def test_an_arm_locust_never_saw_has_zero_requests_and_no_figures(tmp_path: Path) -> None:
+    run = make_run_folder(tmp_path, RunSpec(with_requests=True))
+    edit_manifest(run, scenario={"arms": ["standard", "managed", "proxy"]})
+    summary = summarize(run, frame=frame(), write=False)
+    proxy = summary.arm("proxy")
+    assert (proxy.requests, proxy.failures, proxy.successes) == (0, 0, 0)
+    assert (proxy.p50_ms, proxy.p95_ms, proxy.p99_ms) == (None, None, None)
+    assert proxy.queries_per_s is None and proxy.failure_rate is None
+    assert "Locust recorded no requests for arm 'proxy'." in summary.warnings
+    assert not any("Arm 'proxy' has" in w for w in summary.warnings)  # 0 records, 0 counted
+
+
+def test_without_records_the_warning_says_the_percentiles_are_locust_s(tmp_path: Path) -> None:
+    run = make_run_folder(tmp_path)
+    assert (
+        "No per-request records (requests/): latency percentiles are Locust's, rounded to "
+        "100 ms above 1 s; re-run with this poolbench for exact ones."
+    ) in summarize(run, frame=frame(), write=False).warnings
+
+
+def test_without_a_window_there_is_no_rate_even_with_queries(tmp_path: Path) -> None:
+    run = make_run_folder(tmp_path)
+    edit_manifest(run, load_started_at=None, started_at=None)
+    summary = summarize(run, frame=frame(), write=False)
+    assert summary.load_seconds is None
+    assert summary.arm("managed").queries_per_s is None
+
+
+def test_arms_come_from_locust_when_the_scenario_names_none(tmp_path: Path) -> None:
+    run = make_run_folder(tmp_path)
+    edit_manifest(run, scenario={"arms": []})
+    assert [a.arm for a in summarize(run, frame=frame(), write=False).arms] == [
+        "managed",
+        "standard",
+    ]
+
+
+def test_a_run_folder_without_locust_s_stats_says_what_writes_them(tmp_path: Path) -> None:
+    run = make_run_folder(tmp_path)
+    (run / "locust_stats.csv").unlink()
+    with pytest.raises(InputError) as error:
+        summarize(run, frame=frame(), write=False)
+    assert str(error.value) == (
+        f"run folder {run} has no locust_stats.csv: Locust writes it during `poolbench run`"
     )
