@@ -323,3 +323,23 @@ def test_a_run_folder_without_locust_s_stats_says_what_writes_them(tmp_path: Pat
     assert str(error.value) == (
         f"run folder {run} has no locust_stats.csv: Locust writes it during `poolbench run`"
     )
+
+
+def test_host_cpu_is_taken_over_the_load_window_or_every_sample_without_one(
+    tmp_path: Path,
+) -> None:
+    run = make_run_folder(tmp_path)  # load from 10:00:00 to 10:01:00
+    host = [
+        ("2026-11-22T09:59:50Z", "host", "HostCpuPercent", "Average", 10.0),  # before the load
+        ("2026-11-22T10:00:10Z", "host", "HostCpuPercent", "Average", 50.0),
+        ("2026-11-22T10:00:20Z", "host", "HostCpuPercent", "Average", 70.0),
+    ]
+    summary = summarize(run, frame=frame(SERIES + host), write=False)
+    assert summary.host_cpu is not None
+    assert (summary.host_cpu["seconds"], summary.host_cpu["mean_cpu_percent"]) == (2, 60.0)
+    assert summary.host_saturated is False
+    edit_manifest(run, load_started_at=None, started_at=None)
+    unbounded = summarize(run, frame=frame(SERIES + host), write=False)
+    assert unbounded.host_cpu is not None
+    assert (unbounded.host_cpu["seconds"], unbounded.host_cpu["mean_cpu_percent"]) == (3, 43.3)
+    assert summarize(run, frame=frame(), write=False).host_cpu is None
