@@ -20,7 +20,8 @@ from poolbench.errors import InputError
 from tests.analysis.factory import RunSpec, make_run_folder
 
 T0, T1 = "2026-11-22T10:00:10Z", "2026-11-22T10:00:20Z"
-SERIES: list[tuple[str, str, str, str, float | None]] = [
+Series = list[tuple[str, str, str, str, float | None]]
+SERIES: Series = [
     (T0, "api", "Count", "Sum", 100.0),
     (T1, "api", "Count", "Sum", 50.0),
     (T0, "api", "4XXError", "Sum", 2.0),
@@ -45,7 +46,7 @@ SERIES: list[tuple[str, str, str, str, float | None]] = [
 ]
 
 
-def frame(rows: list[tuple[str, str, str, str, float | None]] = SERIES) -> pd.DataFrame:
+def frame(rows: Series = SERIES) -> pd.DataFrame:
     buffer = dataset.RowBuffer()
     for time, arm, metric, stat, value in rows:
         buffer.add(time, arm, metric, stat, value, "Count", "cloudwatch")
@@ -216,7 +217,7 @@ def test_records_that_miss_requests_are_named(tmp_path: Path) -> None:
 
 def test_each_fault_is_looked_at_until_the_next_one(tmp_path: Path) -> None:
     run = make_run_folder(tmp_path)
-    faults = [
+    faults: list[dict[str, Any]] = [
         {"kind": "db-restart", "at_s": 20.0, "at": "2026-11-22T10:00:20+00:00"},
         {"kind": "pooler-kill", "at_s": 40.0, "at": "2026-11-22T10:00:40+00:00"},
     ]
@@ -329,7 +330,7 @@ def test_host_cpu_is_taken_over_the_load_window_or_every_sample_without_one(
     tmp_path: Path,
 ) -> None:
     run = make_run_folder(tmp_path)  # load from 10:00:00 to 10:01:00
-    host = [
+    host: Series = [
         ("2026-11-22T09:59:50Z", "host", "HostCpuPercent", "Average", 10.0),  # before the load
         ("2026-11-22T10:00:10Z", "host", "HostCpuPercent", "Average", 50.0),
         ("2026-11-22T10:00:20Z", "host", "HostCpuPercent", "Average", 70.0),
