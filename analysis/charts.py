@@ -7,6 +7,7 @@ Charts are returned as PNG bytes so the report can embed them without reading fi
 from __future__ import annotations
 
 import io
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,19 @@ from analysis import host as host_module
 from analysis import requests as request_records
 from analysis.runfolder import CHARTS, write_bytes_atomic
 from analysis.summary import RunSummary
+from functions import contract
 
 DPI = 100
 MAX_EE_LINES = 8
 SERVER_METRICS = ["PoolServerActive", "PoolServerIdle", "PoolServerUsed", "PoolServerLogin"]
 TIME_FORMAT = mdates.DateFormatter("%H:%M:%S")  # type: ignore[no-untyped-call]  # untyped in mpl
-COLORS = {"standard": "#d62728", "managed": "#1f77b4", "proxy": "#2ca02c"}
+COLORS = {
+    "standard": "#d62728",
+    "managed": "#1f77b4",
+    "proxy": "#2ca02c",
+    "direct": "#ff7f0e",
+    "managed-direct": "#9467bd",
+}
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,12 @@ class Chart:
     title: str
     caption: str
     png: bytes
+
+
+def _tick(label: str) -> str:
+    """An arm's label on two lines when long ("Managed Instances without a pooler"), so four
+    arms' labels do not run into each other under their bars."""
+    return textwrap.fill(label, 20)
 
 
 def _color(arm: str, index: int) -> str:
@@ -129,8 +143,8 @@ def timeline(frame: pd.DataFrame, summary: RunSummary, window: TimeWindow | None
     fig = Figure(figsize=(10, 2.6 * max(len(arms), 1)), layout="constrained")
     axes = fig.subplots(max(len(arms), 1), 1, sharex=True, squeeze=False)[:, 0]
     for ax, arm in zip(axes, arms, strict=False):
-        concurrency = dataset.series(frame, arm.arm, "ConcurrentExecutions")
-        connections = dataset.series(frame, arm.arm, "DatabaseConnections")
+        concurrency = dataset.series(frame, arm.arm, contract.CONCURRENT_EXECUTIONS)
+        connections = dataset.series(frame, arm.arm, contract.DATABASE_CONNECTIONS)
         if concurrency.empty and connections.empty:
             _no_data(ax, "concurrency or DB connection samples")
         if not concurrency.empty:
@@ -207,7 +221,7 @@ def peaks(summary: RunSummary) -> Chart:
                 linestyles=":",
                 label="Little's-law floor" if pos == 0 else "_nolegend_",
             )
-    ax.set_xticks(positions, [a.label for a in summary.arms])
+    ax.set_xticks(positions, [_tick(a.label) for a in summary.arms])
     ax.set_ylabel("count")
     ax.grid(axis="y", alpha=0.3)
     _legend(ax, fontsize=8)
@@ -226,7 +240,7 @@ def ratio(summary: RunSummary) -> Chart:
     values = [a.db_connections_per_concurrent_request for a in summary.arms]
     heights = [v if v is not None else 0.0 for v in values]
     colors = [_color(a.arm, i) for i, a in enumerate(summary.arms)]
-    bars = ax.bar([a.label for a in summary.arms], heights, color=colors)
+    bars = ax.bar([_tick(a.label) for a in summary.arms], heights, color=colors)
     for bar, value in zip(bars, values, strict=True):
         text = "n/a" if value is None else f"{value:.2f}"
         ax.annotate(

@@ -21,7 +21,8 @@ from rich.console import Console
 
 from analysis.dataset import API_ARM, DATABASE_ARM, RowBuffer
 from analysis.runfolder import format_time
-from poolbench.errors import InputError
+from functions import contract
+from input_errors import InputError
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -93,7 +94,7 @@ class CloudWatchSettings:
     api_name: str | None = None
     api_stage: str | None = None
     region: str | None = None
-    managed_arms: tuple[str, ...] = ("managed",)
+    managed_arms: tuple[str, ...] = tuple(a.name for a in contract.ARM_SPECS if a.managed)
 
     @classmethod
     def from_outputs(
@@ -107,7 +108,7 @@ class CloudWatchSettings:
             raise InputError("outputs.json names no arms (key `Arms`)")
         names: dict[str, str] = {}
         for arm in chosen:
-            key = f"{arm[:1].upper()}{arm[1:]}FunctionName"
+            key = contract.function_name_output(arm)
             if not outputs.get(key):
                 raise InputError(f"outputs.json has no {key}: the aws target needs it for {arm}")
             names[arm] = outputs[key]
@@ -139,14 +140,14 @@ def make_client(settings: CloudWatchSettings) -> CloudWatchClient:
 def _function_queries(arm: str, function: str) -> Iterator[MetricQuery]:
     dims = (("FunctionName", function),)
     for metric, stat, unit in (
-        ("ConcurrentExecutions", "Maximum", "Count"),
-        ("Invocations", "Sum", "Count"),
-        ("Errors", "Sum", "Count"),
-        ("Throttles", "Sum", "Count"),
-        ("Duration", "p50", "Milliseconds"),
-        ("Duration", "p99", "Milliseconds"),
+        (contract.CONCURRENT_EXECUTIONS, "Maximum", "Count"),
+        (contract.INVOCATIONS, "Sum", "Count"),
+        (contract.ERRORS, "Sum", "Count"),
+        (contract.THROTTLES, "Sum", "Count"),
+        (contract.DURATION, "p50", "Milliseconds"),
+        (contract.DURATION, "p99", "Milliseconds"),
     ):
-        sentinel = metric == "Invocations"
+        sentinel = metric == contract.INVOCATIONS
         yield MetricQuery(arm, "AWS/Lambda", metric, stat, 60, dims, unit, sentinel=sentinel)
 
 
@@ -157,9 +158,9 @@ def _managed_queries(arm: str, function: str, capacity_provider: str) -> Iterato
         ("Resource", f"{function}:{LMI_VERSION}"),
     )
     for metric, stat, unit in (
-        ("ExecutionEnvironmentConcurrency", "Maximum", "Count"),
-        ("ExecutionEnvironmentConcurrency", "SampleCount", "Count"),
-        ("ExecutionEnvironmentConcurrencyLimit", "Maximum", "Count"),
+        (contract.EE_CONCURRENCY, "Maximum", "Count"),
+        (contract.EE_CONCURRENCY, "SampleCount", "Count"),
+        (contract.EE_CONCURRENCY_LIMIT, "Maximum", "Count"),
         ("ConcurrencyThrottles", "Sum", "Count"),
         ("CPUThrottles", "Sum", "Count"),
         ("MemoryThrottles", "Sum", "Count"),
@@ -167,7 +168,7 @@ def _managed_queries(arm: str, function: str, capacity_provider: str) -> Iterato
     ):
         # Which extra dimensions (Resource `<fn>:$LATEST.PUBLISHED`?) LMI metrics carry is not
         # documented with certainty: the function's name must match, ListMetrics says the rest.
-        sentinel = (metric, stat) == ("ExecutionEnvironmentConcurrency", "Maximum")
+        sentinel = (metric, stat) == (contract.EE_CONCURRENCY, "Maximum")
         yield MetricQuery(
             arm, "AWS/Lambda", metric, stat, 300, dims, unit, match=dims[1:2], sentinel=sentinel
         )
@@ -186,7 +187,7 @@ def build_queries(settings: CloudWatchSettings) -> list[MetricQuery]:
         # or per-instance series is taken when that is what ListMetrics finds (not hard-coded).
         cluster: Dimensions = (("DBClusterIdentifier", settings.db_cluster),)
         for metric, unit in (
-            ("DatabaseConnections", "Count"),
+            (contract.DATABASE_CONNECTIONS, "Count"),
             ("ServerlessDatabaseCapacity", "ACU"),
             ("ACUUtilization", "Percent"),
         ):

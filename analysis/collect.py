@@ -18,12 +18,12 @@ from analysis.cloudwatch_source import Clock, CloudWatchSettings, collect_cloudw
 from analysis.local_source import read_samples
 from analysis.runfolder import METRICS, SAMPLES, RunFolder
 from analysis.serving_ees import read_serving_ees
-from poolbench.errors import InputError
+from functions.contract import TARGETS
+from input_errors import InputError
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
 
-TARGETS = ("local", "aws")
 SAMPLES_MADE_BY = "the local metrics recorder writes it during `poolbench run`"
 
 

@@ -14,15 +14,15 @@ from __future__ import annotations
 import json
 import math
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from poolbench.errors import InputError
+from functions import contract
+from input_errors import InputError
 
 if TYPE_CHECKING:
     from analysis.locust_results import LocustArmStats
-    from analysis.summary import RunSummary
 
 DEFAULT_PRICES = Path(__file__).parent / "prices" / "aws.toml"
 DEFAULT_REGION = "us-east-1"
@@ -250,11 +250,16 @@ def proxy_cost(load: ArmLoad, dep: Deployment, prices: PriceTable) -> Cost:
 
 def arm_cost(load: ArmLoad, dep: Deployment, prices: PriceTable) -> Cost:
     """The arm's model by name; an unknown arm gets no figure."""
-    models = {"standard": standard_cost, "managed": managed_cost, "proxy": proxy_cost}
-    model = models.get(load.arm)
-    if model is None:
+    if load.arm not in contract.ARMS:
         return Cost(None, None, [f"no cost model for arm {load.arm!r}"])
-    return model(load, dep, prices)
+    spec = contract.arm(load.arm)
+    # The in-EE pooler costs nothing beyond the function's own memory and time: an arm
+    # without it is priced as its execution model; a shared pooler adds RDS Proxy's ACU-hours.
+    if spec.managed:
+        return managed_cost(load, dep, prices)
+    if spec.pooler is contract.Pooler.SHARED:
+        return proxy_cost(load, dep, prices)
+    return standard_cost(load, dep, prices)
 
 
 def aurora_cost(dep: Deployment, prices: PriceTable) -> Cost:
@@ -266,7 +271,7 @@ def aurora_cost(dep: Deployment, prices: PriceTable) -> Cost:
     return Cost(None, acu * prices.aurora_acu_hour, [note, f"{acu:g} ACU (peak measured)"])
 
 
-def _deployment(manifest: dict[str, Any], acu: float | None) -> Deployment:
+def deployment_of(manifest: dict[str, Any], acu: float | None) -> Deployment:
     outputs = ((manifest.get("stack") or {}).get("outputs")) or {}
     region = str(outputs.get("Region") or DEFAULT_REGION)
     return Deployment(region=region, aurora_acu=acu)
@@ -275,31 +280,6 @@ def _deployment(manifest: dict[str, Any], acu: float | None) -> Deployment:
 def run_prices_file(run_dir: Path) -> Path | None:
     """The run folder's own price file, if the sweep (or a user) put one there."""
     return next((run_dir / n for n in PRICES_IN_RUN_FOLDER if (run_dir / n).is_file()), None)
-
-
-def price_summary(
-    summary: RunSummary, run_dir: Path, manifest: dict[str, Any], mean_ms: dict[str, float | None]
-) -> RunSummary:
-    """The summary with `cost` on every arm and `database_cost` (Aurora, apart)."""
-    dep = _deployment(manifest, summary.database_capacity_acu)
-    prices = load_prices(dep.region, run_prices_file(run_dir))
-    label = [LOCAL_LABEL] if summary.target == "local" else []
-    arms = []
-    for arm in summary.arms:
-        ees = arm.peak_execution_environments or arm.peak_execution_environments_serving
-        load = ArmLoad(
-            arm.arm, arm.requests, summary.load_seconds or 0.0, mean_ms.get(arm.arm), ees
-        )
-        cost = arm_cost(load, dep, prices)
-        arms.append(
-            replace(arm, cost=replace(cost, assumptions=label + cost.assumptions).to_json())
-        )
-    aurora = aurora_cost(dep, prices)
-    return replace(
-        summary,
-        arms=arms,
-        database_cost=replace(aurora, assumptions=label + aurora.assumptions).to_json(),
-    )
 
 
 def mean_ms(locust: dict[str, LocustArmStats]) -> dict[str, float | None]:

@@ -22,12 +22,15 @@ import pandas as pd
 
 from analysis.dataset import COLUMNS, DATABASE_ARM, HOST_ARM, TIME_FORMAT, RowBuffer, combine
 from analysis.runfolder import parse_time
-from poolbench.errors import InputError
+from functions import contract
+from input_errors import InputError
 
 # Gauges that the recorder reports as the maximum over the second.
-MAX_GAUGES = frozenset({"ConcurrentExecutions", "ExecutionEnvironmentConcurrency"})
+MAX_GAUGES = frozenset({contract.CONCURRENT_EXECUTIONS, contract.EE_CONCURRENCY})
 # Counters: the count within the second.
-COUNTERS = frozenset({"Invocations", "Errors", "Throttles", "ColdStarts"})
+COUNTERS = frozenset(
+    {contract.INVOCATIONS, contract.ERRORS, contract.THROTTLES, contract.COLD_STARTS}
+)
 # Everything else numeric is a reading at the sample time (ExecutionEnvironments, ...).
 
 # PgBouncer SHOW POOLS columns -> metric names of the contract (`source=pgbouncer:<ee_id>`).
@@ -47,7 +50,7 @@ HOST_METRICS = {
     "stack_cpu_percent": "StackCpuPercent",
     "load_cpu_percent": "LoadGeneratorCpuPercent",
 }
-EE_CONCURRENCY = "ExecutionEnvironmentConcurrency"
+EE_CONCURRENCY = contract.EE_CONCURRENCY
 # One block = the EE's concurrency, then its pool columns in POOL_METRICS order.
 BLOCK_METRICS = [EE_CONCURRENCY, *POOL_METRICS.values()]
 MAXWAIT_INDEX = BLOCK_METRICS.index("PoolMaxWait")
@@ -234,7 +237,13 @@ def read_samples(path: Path, source: str = "local") -> pd.DataFrame:
             total = _number(database.get("connections_total"))
             if total is not None:
                 rows.add(
-                    time, DATABASE_ARM, "DatabaseConnections", "Sample", total, "Count", source
+                    time,
+                    DATABASE_ARM,
+                    contract.DATABASE_CONNECTIONS,
+                    "Sample",
+                    total,
+                    "Count",
+                    source,
                 )
         host = sample.get("host")
         if isinstance(host, dict):

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from poolbench.errors import InputError
+from input_errors import InputError
 
 MANIFEST = "manifest.json"
 OUTPUTS = "outputs.json"

@@ -17,22 +17,28 @@ import pandas as pd
 from analysis import dataset
 from analysis import requests as request_records
 from analysis.collect import load_dataset, load_or_collect
-from analysis.cost import mean_ms, price_summary
+from analysis.cost import (
+    LOCAL_LABEL,
+    ArmLoad,
+    arm_cost,
+    aurora_cost,
+    deployment_of,
+    load_prices,
+    mean_ms,
+    run_prices_file,
+)
 from analysis.faults import fault_outcome
 from analysis.host import host_load, saturation_warning
 from analysis.locust_results import LocustArmStats, read_history, read_stats
 from analysis.runfolder import LOCUST_HISTORY, LOCUST_STATS, SUMMARY, RunFolder, write_json_atomic
-from poolbench.errors import InputError
+from functions import contract
+from input_errors import InputError
 
 # `select now()` through a local pooler takes well under a millisecond; 1 ms is used when the
 # manifest gives no measured figure (`scenario.query_ms`), and the summary says so.
 ASSUMED_QUERY_SECONDS = 0.001
 
-ARM_LABELS = {
-    "standard": "standard Lambda",
-    "managed": "Managed Instances",
-    "proxy": "standard Lambda + shared pooler",
-}
+ARM_LABELS = {a.name: a.label for a in contract.ARM_SPECS}
 
 RESOLUTION_NOTE = (
     "Metric resolution: CloudWatch Lambda and RDS metrics 1 min, Lambda Managed Instances "
@@ -206,8 +212,8 @@ def summarize_arm(
     requests = locust.requests if locust else 0
     failures = locust.failures if locust else 0
     successes = requests - failures
-    peak_concurrency = dataset.peak(frame, arm, "ConcurrentExecutions")
-    peak_db = dataset.peak(frame, arm, "DatabaseConnections")
+    peak_concurrency = dataset.peak(frame, arm, contract.CONCURRENT_EXECUTIONS)
+    peak_db = dataset.peak(frame, arm, contract.DATABASE_CONNECTIONS)
     qps = (
         successes * queries_per_request / load_seconds
         if load_seconds and locust and queries_per_request is not None
@@ -225,7 +231,7 @@ def summarize_arm(
         p95_ms=locust.p95_ms if locust else None,
         p99_ms=locust.p99_ms if locust else None,
         peak_concurrency=peak_concurrency,
-        peak_execution_environments=dataset.peak(frame, arm, "ExecutionEnvironments"),
+        peak_execution_environments=dataset.peak(frame, arm, contract.EXECUTION_ENVIRONMENTS),
         peak_execution_environments_serving=dataset.peak(
             frame, arm, "ExecutionEnvironmentsServing"
         ),
@@ -235,15 +241,15 @@ def summarize_arm(
         seconds_per_query=seconds,
         seconds_per_query_source=seconds_source,
         littles_law_floor=None if qps is None else qps * seconds,
-        throttles=total(frame, arm, "Throttles"),
+        throttles=total(frame, arm, contract.THROTTLES),
         throttle_reasons={
             reason: total(frame, arm, reason)
             for reason in THROTTLE_REASONS
             if _asked(frame, arm, reason)
         },
-        errors=total(frame, arm, "Errors"),
-        duration_p50_ms=peak_of(frame, arm, "Duration", "p50"),
-        duration_p99_ms=peak_of(frame, arm, "Duration", "p99"),
+        errors=total(frame, arm, contract.ERRORS),
+        duration_p50_ms=peak_of(frame, arm, contract.DURATION, "p50"),
+        duration_p99_ms=peak_of(frame, arm, contract.DURATION, "p99"),
     )
 
 
@@ -273,7 +279,34 @@ def verdict(arms: list[ArmSummary], probe: dict[str, Any] | None = None) -> str:
     )
     for other in rest:
         sentence += f"; {other.label} used {other.db_connections_per_concurrent_request:.2f}"
-    return sentence + "."
+    return sentence + "." + _pooler_share(measured)
+
+
+def _pooler_share(measured: list[ArmSummary]) -> str:
+    """What the in-EE pooler itself did: each no-pooler arm against its twin with the pooler
+    (direct vs standard, managed-direct vs managed), as sentences after the ranking."""
+    by_arm = {a.arm: a for a in measured}
+    said = ""
+    for bare in measured:
+        twin_name = contract.arm(bare.arm).twin if bare.arm in contract.ARMS else None
+        twin = by_arm.get(twin_name or "")
+        if twin is None:
+            continue
+        with_pool = twin.db_connections_per_concurrent_request or 0.0
+        without = bare.db_connections_per_concurrent_request or 0.0
+        cut = 1 - with_pool / without if without > 0 else 0.0
+        effect = (
+            "the pooler changes nothing there"
+            if abs(cut) < 0.05
+            else f"the pooler cuts it by {cut:.0%}"
+            if cut > 0
+            else f"the pooler raises it by {-cut:.0%}"
+        )
+        said += (
+            f" {twin.label[:1].upper()}{twin.label[1:]} used {with_pool:.2f} with its in-EE "
+            f"PgBouncer ({twin.arm}) and {without:.2f} without ({bare.arm}): {effect}."
+        )
+    return said
 
 
 def _no_db_why(probe: dict[str, Any] | None) -> str:
@@ -422,7 +455,9 @@ def summarize(
         command=str(folder.manifest.get("command") or ""),
         load_seconds=load_seconds,
         arms=arms,
-        database_peak_connections=dataset.peak(data, dataset.DATABASE_ARM, "DatabaseConnections"),
+        database_peak_connections=dataset.peak(
+            data, dataset.DATABASE_ARM, contract.DATABASE_CONNECTIONS
+        ),
         verdict=verdict(arms, probe),
         warnings=warnings_for(arms, folder, locust) + latency_warnings + saturation_warning(host),
         failure=failure,
@@ -445,7 +480,33 @@ def summarize(
         host_cpu=None if host is None else asdict(host),
         host_saturated=None if host is None else host.saturated,
     )
-    summary = price_summary(summary, folder.path, folder.manifest, mean_ms(locust))
+    summary = _priced(summary, folder.path, folder.manifest, mean_ms(locust))
     if write:
         write_json_atomic(folder.file(SUMMARY), summary.to_json())
     return summary
+
+
+def _priced(
+    summary: RunSummary, run_dir: Path, manifest: dict[str, Any], mean_ms: dict[str, float | None]
+) -> RunSummary:
+    """The summary with `cost` on every arm and `database_cost` (Aurora, apart). Here, not in
+    analysis/cost.py, so that the cost model never imports the summary that uses it."""
+    dep = deployment_of(manifest, summary.database_capacity_acu)
+    prices = load_prices(dep.region, run_prices_file(run_dir))
+    label = [LOCAL_LABEL] if summary.target == "local" else []
+    arms = []
+    for arm in summary.arms:
+        ees = arm.peak_execution_environments or arm.peak_execution_environments_serving
+        load = ArmLoad(
+            arm.arm, arm.requests, summary.load_seconds or 0.0, mean_ms.get(arm.arm), ees
+        )
+        cost = arm_cost(load, dep, prices)
+        arms.append(
+            replace(arm, cost=replace(cost, assumptions=label + cost.assumptions).to_json())
+        )
+    aurora = aurora_cost(dep, prices)
+    return replace(
+        summary,
+        arms=arms,
+        database_cost=replace(aurora, assumptions=label + aurora.assumptions).to_json(),
+    )

@@ -24,7 +24,8 @@ from matplotlib.figure import Figure
 
 from analysis.charts import COLORS
 from analysis.runfolder import SUMMARY, write_text_atomic
-from poolbench.errors import InputError
+from functions import contract
+from input_errors import InputError
 
 SWEEP_JSON = "sweep.json"
 SWEEP_CSV = "sweep.csv"
@@ -46,7 +47,7 @@ CSV_COLUMNS = (
     "throttles",
     "usd_per_million_requests",
 )
-PER_EE_POOL_ARMS = ("standard", "managed")
+PER_EE_POOL_ARMS = tuple(a.name for a in contract.ARM_SPECS if a.has_layer)
 """Arms whose PgBouncer runs inside every EE: their connections grow with the EEs."""
 # Aurora Serverless v2 max_connections by max ACU (FACTS.md), for AWS sweeps.
 AURORA_MAX_CONNECTIONS = ((1, 189), (4, 823), (8, 1669), (16, 3360), (32, 5000))

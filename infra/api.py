@@ -14,6 +14,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra import nag
 from infra.network import retention
 from infra.settings import Settings
 
@@ -81,6 +82,15 @@ class Api(Construct):
             resource.add_method(
                 "ANY", apigw.LambdaIntegration(fn, proxy=True), request_validator=validator
             )
+        if settings.api_gateway_cloud_watch_role:
+            nag.acknowledge(self.rest_api.node.try_find_child("CloudWatchRole"), nag.APIGW_LOGS)
+        nag.acknowledge(
+            self,
+            "AwsSolutions-APIG3",
+            "AwsSolutions-APIG4",
+            "AwsSolutions-COG4",
+            "AwsSolutions-APIG6",
+        )
 
     @property
     def url(self) -> str:

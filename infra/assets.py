@@ -103,10 +103,7 @@ def function_code(scope: Construct, settings: Settings, package: str) -> lambda_
     script = " && ".join(
         [
             shlex.join([*pip_install_command("/asset-output"), "--quiet"]),
-            "mkdir -p /asset-output/functions",
-            "cp /asset-input/__init__.py /asset-output/functions/__init__.py",
-            f"cp -r /asset-input/{package} /asset-output/functions/{package}",
-            "find /asset-output -name __pycache__ -prune -exec rm -rf {} +",
+            *copy_commands(package, "/asset-input", "/asset-output"),
         ]
     )
     return lambda_.Code.from_asset(
@@ -119,3 +116,17 @@ def function_code(scope: Construct, settings: Settings, package: str) -> lambda_
             environment={"HOME": "/tmp"},
         ),
     )
+
+
+def copy_commands(package: str, source: str, output: str) -> list[str]:
+    """The bundling script's shell steps after pip: ``functions/<package>`` and the contract
+    module it imports (``functions/contract.py``) into the asset. Separate from the pip step so
+    the tests run exactly these lines on the repository's files."""
+    src, out = shlex.quote(source), shlex.quote(output)
+    return [
+        f"mkdir -p {out}/functions",
+        f"cp {src}/__init__.py {out}/functions/__init__.py",
+        f"cp {src}/contract.py {out}/functions/contract.py",
+        f"cp -r {src}/{package} {out}/functions/{package}",
+        f"find {out} -name __pycache__ -prune -exec rm -rf {{}} +",
+    ]

@@ -19,13 +19,15 @@ from aws_cdk import aws_rds as rds
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from functions import contract
+from infra import nag
 from infra.assets import ARCHITECTURE, RUNTIME
 from infra.network import Network, retention
 from infra.settings import Settings
 
 ADMIN_USER = "poolbench_admin"
 PROBE_ROLE = "poolbench_probe"
-DB_PORT = 5432
+DB_PORT = contract.DB_PORT_DEFAULT
 
 
 RDS_NAME_MAX = 63
@@ -64,8 +66,8 @@ def cluster_identifier(stack_name: str) -> str:
 
 
 def arm_role(arm: str) -> str:
-    """The database role an arm logs in as (``poolbench_standard`` ...)."""
-    return f"poolbench_{arm}"
+    """The database role an arm logs in as: ``poolbench_standard``, ``poolbench_managed_direct``."""
+    return contract.db_role(arm)
 
 
 class Database(Construct):
@@ -131,7 +133,8 @@ class Database(Construct):
 
         self.role_secrets: dict[str, rds.DatabaseSecret] = {}
         for arm in settings.arms:
-            self.role_secrets[arm] = self._role_secret(f"{arm.capitalize()}Secret", arm_role(arm))
+            title = contract.arm(arm).title
+            self.role_secrets[arm] = self._role_secret(f"{title}Secret", arm_role(arm))
         self.probe_secret = self._role_secret("ProbeSecret", PROBE_ROLE)
 
         self.proxy: rds.DatabaseProxy | None = None
@@ -140,6 +143,15 @@ class Database(Construct):
             self._add_proxy(network)
 
         self._add_role_setup(network, setup_code)
+        nag.acknowledge(self, nag.RUNTIME_PIN, nag.BASIC, "AwsSolutions-SMG4")
+        nag.acknowledge(self.cluster, "AwsSolutions-RDS10")
+        nag.acknowledge(self.roles_setup_function, nag.VPC)
+        # The custom-resource provider framework may invoke only the setup function (any version).
+        nag.acknowledge(
+            self.roles_provider,
+            nag.framework_finding(self.roles_setup_function),
+            reason=nag.FRAMEWORK_INVOKE_REASON,
+        )
 
     @property
     def host(self) -> str:
@@ -205,7 +217,7 @@ class Database(Construct):
             description="poolbench: creates the per-arm database roles at deploy time",
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
-            handler="functions.probe.roles.on_event",
+            handler="functions.probe.setup_roles.on_event",
             code=code,
             memory_size=256,
             timeout=Duration.minutes(2),

@@ -6,7 +6,10 @@ the tests check it. What differs is exactly the arm:
 - ``standard``: VPC-attached standard Lambda, connects to its in-environment PgBouncer;
 - ``managed``: the same function on a Lambda Managed Instances capacity provider (no function VPC
   config: egress leaves through the capacity provider's instances in our subnets);
-- ``proxy``: standard Lambda connecting straight to an RDS Proxy (``CONNECT_DIRECT=1``).
+- ``proxy``: standard Lambda connecting straight to an RDS Proxy (``CONNECT_DIRECT=1``);
+- ``direct``: standard Lambda without the layer, connecting straight to the writer endpoint;
+- ``managed-direct``: the managed function without the layer, each slot its own connection.
+What each arm is (Managed Instances or not, which pooler) comes from ``functions/contract.py``.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct, IDependable
 
+from functions import contract
+from infra import nag
 from infra.assets import ARCHITECTURE, RUNTIME
 from infra.database import DB_PORT, Database, arm_role
 from infra.network import Network, retention
 from infra.settings import Settings
 
 HANDLER = "functions.app.handler.handler"
-POOLER_PORT = 6432
 
 
 class ArmFunctions(Construct):
@@ -37,7 +41,7 @@ class ArmFunctions(Construct):
         settings: Settings,
         network: Network,
         database: Database,
-        layer: lambda_.ILayerVersion,
+        layer: lambda_.ILayerVersion | None,
         code: lambda_.Code,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -49,32 +53,44 @@ class ArmFunctions(Construct):
         for arm in settings.arms:
             fn = self._function(arm, network=network, database=database, layer=layer, code=code)
             self.functions[arm] = fn
-        if settings.managed:
-            self._add_capacity_provider(network, self.functions["managed"])
+        managed = [fn for arm, fn in self.functions.items() if contract.arm(arm).managed]
+        if managed:
+            self._add_capacity_provider(network, managed)
+        nag.acknowledge(self, nag.RUNTIME_PIN, nag.BASIC)
+        for arm, fn in self.functions.items():
+            if not contract.arm(arm).managed:  # VPC-attached: AWS's ENI policy
+                nag.acknowledge(fn, nag.VPC)
+        nag.acknowledge(self.capacity_provider, nag.OPERATOR)
 
     def _environment(self, arm: str, database: Database) -> dict[str, str]:
         """The handler's and the extension's env contract (DESIGN.md); secrets by ARN only."""
-        host = database.host
-        direct = arm == "proxy"
-        if direct:
+        spec = contract.arm(arm)
+        c = contract
+        host = database.host  # the writer endpoint: the in-EE pooler's and direct arms' target
+        if spec.pooler is contract.Pooler.SHARED:
             assert database.proxy is not None
             host = database.proxy.endpoint
         env = {
-            "ARM": arm,
-            "DB_HOST": host,
-            "DB_PORT": str(DB_PORT),
-            "DB_NAME": self.settings.db_name,
-            "DB_USER": arm_role(arm),
-            "DB_SECRET_ARN": database.role_secrets[arm].secret_arn,
-            "POOLER_PORT": str(POOLER_PORT),
-            "SERVER_TLS_SSLMODE": "require",
+            c.ENV_ARM: arm,
+            c.ENV_DB_HOST: host,
+            c.ENV_DB_PORT: str(DB_PORT),
+            c.ENV_DB_NAME: self.settings.db_name,
+            c.ENV_DB_USER: arm_role(arm),
+            c.ENV_DB_SECRET_ARN: database.role_secrets[arm].secret_arn,
             # The handler bounds sleep_ms by this (minus a margin) and answers 400 beyond it, so
             # a request never outlives the function and turns into API Gateway's 504.
-            "FUNCTION_TIMEOUT_MS": str(self.settings.timeout_seconds * 1000),
-            **self.settings.pooler_environment(),
+            c.ENV_FUNCTION_TIMEOUT_MS: str(self.settings.timeout_seconds * 1000),
         }
-        if direct:
-            env["CONNECT_DIRECT"] = "1"
+        if spec.has_layer:  # the extension's own settings, only where the extension runs
+            env.update(
+                {
+                    c.ENV_POOLER_PORT: str(c.POOLER_PORT_DEFAULT),
+                    c.ENV_SERVER_TLS_SSLMODE: "require",
+                    **self.settings.pooler_environment(),
+                }
+            )
+        if spec.connects_direct:
+            env[c.ENV_CONNECT_DIRECT] = "1"
         return env
 
     def _function(
@@ -83,10 +99,11 @@ class ArmFunctions(Construct):
         *,
         network: Network,
         database: Database,
-        layer: lambda_.ILayerVersion,
+        layer: lambda_.ILayerVersion | None,
         code: lambda_.Code,
     ) -> lambda_.Function:
-        name = arm.capitalize()
+        spec = contract.arm(arm)
+        name = spec.title
         log_group = logs.LogGroup(
             self,
             f"{name}Logs",
@@ -94,13 +111,14 @@ class ArmFunctions(Construct):
             removal_policy=RemovalPolicy.DESTROY,
         )
         vpc_props: dict[str, object] = {}
-        if arm == "standard":
+        if not spec.managed and spec.pooler is not contract.Pooler.SHARED:
+            # standard and direct: the functions' group, the one the database admits.
             vpc_props = {
                 "vpc": network.vpc,
                 "vpc_subnets": network.private_subnets,
                 "security_groups": [network.functions_sg],
             }
-        elif arm == "proxy":
+        elif spec.pooler is contract.Pooler.SHARED:
             # Its own group: the proxy arm may reach the proxy, never the cluster directly.
             self.proxy_arm_sg = ec2.SecurityGroup(
                 self,
@@ -128,7 +146,7 @@ class ArmFunctions(Construct):
             timeout=Duration.seconds(self.settings.timeout_seconds),
             handler=HANDLER,
             code=code,
-            layers=[layer],
+            layers=[layer] if spec.has_layer and layer is not None else [],
             environment=self._environment(arm, database),
             log_group=log_group,
             **vpc_props,  # type: ignore[arg-type]
@@ -158,19 +176,22 @@ class ArmFunctions(Construct):
             *network.endpoints,
             network.egress_ready,
         ]
-        if arm == "standard":
-            needs.append(network.functions_sg)
-        elif arm == "managed":
+        spec = contract.arm(arm)
+        if spec.managed:
             needs.append(network.capacity_provider_sg)
-        elif arm == "proxy":
+        elif spec.pooler is not contract.Pooler.SHARED:
+            needs.append(network.functions_sg)
+        else:
             assert database.proxy is not None and database.proxy_security_group is not None
             assert self.proxy_arm_sg is not None
             needs += [database.proxy, database.proxy_security_group, self.proxy_arm_sg]
         return needs
 
-    def _add_capacity_provider(self, network: Network, fn: lambda_.Function) -> None:
-        """The managed arm's capacity provider, after checking what the L2 does not."""
-        check_managed_function(fn, self.settings)
+    def _add_capacity_provider(self, network: Network, functions: list[lambda_.Function]) -> None:
+        """The managed arms' capacity provider (one, shared: the same instances and scaling
+        knobs, so only the pooler differs), after checking what the L2 does not."""
+        for fn in functions:
+            check_managed_function(fn, self.settings)
         s = self.settings
         self.capacity_provider = lambda_.CapacityProvider(
             self,
@@ -190,16 +211,17 @@ class ArmFunctions(Construct):
             self.capacity_provider.node.add_dependency(need)
         # CloudFormation creates $LATEST.PUBLISHED for a Managed Instances function, and
         # unqualified invokes (API Gateway's integration) go to it: no explicit Version needed.
-        self.capacity_provider.add_function(
-            fn,
-            per_execution_environment_max_concurrency=s.per_environment_max_concurrency,
-            execution_environment_memory_gib_per_v_cpu=s.memory_gib_per_vcpu,
-            latest_published_scaling_config=lambda_.LatestPublishedScalingConfig(
-                min_execution_environments=s.min_execution_environments,
-                max_execution_environments=s.max_execution_environments,
-            ),
-            publish_to_latest_published=True,
-        )
+        for fn in functions:
+            self.capacity_provider.add_function(
+                fn,
+                per_execution_environment_max_concurrency=s.per_environment_max_concurrency,
+                execution_environment_memory_gib_per_v_cpu=s.memory_gib_per_vcpu,
+                latest_published_scaling_config=lambda_.LatestPublishedScalingConfig(
+                    min_execution_environments=s.min_execution_environments,
+                    max_execution_environments=s.max_execution_environments,
+                ),
+                publish_to_latest_published=True,
+            )
 
 
 def check_managed_function(fn: lambda_.Function, settings: Settings) -> None:

@@ -14,6 +14,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from functions import contract
+from infra import nag
 from infra.assets import ARCHITECTURE, RUNTIME
 from infra.database import DB_PORT, Database, arm_role
 from infra.network import Network, retention
@@ -55,11 +57,12 @@ class Probe(Construct):
             security_groups=[network.functions_sg],
             log_group=log_group,
             environment={
-                "DB_HOST": database.host,
-                "DB_PORT": str(DB_PORT),
-                "DB_NAME": settings.db_name,
-                "DB_SECRET_ARN": database.probe_secret.secret_arn,
-                "ARM_ROLES": json.dumps({arm: arm_role(arm) for arm in settings.arms}),
+                contract.ENV_DB_HOST: database.host,
+                contract.ENV_DB_PORT: str(DB_PORT),
+                contract.ENV_DB_NAME: settings.db_name,
+                contract.ENV_DB_SECRET_ARN: database.probe_secret.secret_arn,
+                contract.ENV_ARM_ROLES: json.dumps({a: arm_role(a) for a in settings.arms}),
             },
         )
         database.probe_secret.grant_read(self.function)
+        nag.acknowledge(self, nag.RUNTIME_PIN, nag.BASIC, nag.VPC)

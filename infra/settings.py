@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-ARMS: tuple[str, ...] = ("standard", "managed", "proxy")
-"""Every arm the stack knows; ``docs/contracts.md`` names them."""
+from functions import contract
+from functions.contract import ARMS, DEFAULT_ARMS, POOL_MODES, POOLER_DEFAULTS
 
 LMI_MIN_MEMORY_MB = 2048
 """Lambda Managed Instances refuses functions below 2 GB (FACTS.md); the CDK L2 does not check."""
@@ -68,8 +68,6 @@ LMI_MEMORY_HEADROOM = 0.8
 """Share of the EE's memory the workers and the pooler may plan to use; the rest is left for the
 page cache and growth under load (result sets, TLS buffers). A choice, not an AWS figure."""
 
-POOL_MODES = ("transaction", "session", "statement")
-
 
 class SettingsError(ValueError):
     """A context value the stack cannot be built with; the message says which and how to fix it."""
@@ -81,7 +79,7 @@ class Settings:
 
     stack_name: str = "PoolbenchStack"
     """CloudFormation stack name; also the top-level key of the outputs file."""
-    arms: tuple[str, ...] = ("standard", "managed")
+    arms: tuple[str, ...] = DEFAULT_ARMS
     """Arms to deploy, from ``ARMS``; ``proxy`` adds an RDS Proxy and a function behind it."""
     memory_mb: int = 2048
     """Memory of every arm's function (identical, so only the execution model differs)."""
@@ -112,15 +110,15 @@ class Settings:
     nat_gateways: int = 1
     """>0: private subnets with NAT gateways (egress every AWS sample for Managed Instances has);
     0: isolated subnets reaching AWS APIs through VPC endpoints only (unverified on AWS)."""
-    pool_mode: str = "transaction"
+    pool_mode: str = POOLER_DEFAULTS.pool_mode
     """PgBouncer pool_mode in every execution environment."""
-    default_pool_size: int = 20
+    default_pool_size: int = POOLER_DEFAULTS.default_pool_size
     """PgBouncer default_pool_size per (db, user) per execution environment (PgBouncer default)."""
-    min_pool_size: int = 0
+    min_pool_size: int = POOLER_DEFAULTS.min_pool_size
     """PgBouncer min_pool_size."""
-    server_idle_timeout: int = 600
+    server_idle_timeout: int = POOLER_DEFAULTS.server_idle_timeout
     """PgBouncer server_idle_timeout, seconds."""
-    max_client_conn: int = 1000
+    max_client_conn: int = POOLER_DEFAULTS.max_client_conn
     """PgBouncer max_client_conn, as in the seed."""
     api_name: str = "poolbench"
     """API Gateway REST API name (an output: the CloudWatch collector reads it)."""
@@ -145,8 +143,8 @@ class Settings:
 
     @property
     def managed(self) -> bool:
-        """Whether the Lambda Managed Instances arm (and so a capacity provider) is deployed."""
-        return "managed" in self.arms
+        """Whether a Lambda Managed Instances arm (and so a capacity provider) is deployed."""
+        return any(contract.arm(a).managed for a in self.arms)
 
     @property
     def proxy(self) -> bool:
@@ -170,13 +168,13 @@ class Settings:
 
     def pooler_environment(self) -> dict[str, str]:
         """The PgBouncer knobs as the extension's environment variables (DESIGN.md contract)."""
-        return {
-            "POOL_MODE": self.pool_mode,
-            "DEFAULT_POOL_SIZE": str(self.default_pool_size),
-            "MIN_POOL_SIZE": str(self.min_pool_size),
-            "SERVER_IDLE_TIMEOUT": str(self.server_idle_timeout),
-            "MAX_CLIENT_CONN": str(self.max_client_conn),
-        }
+        return contract.PoolerKnobs(
+            pool_mode=self.pool_mode,
+            default_pool_size=self.default_pool_size,
+            min_pool_size=self.min_pool_size,
+            server_idle_timeout=self.server_idle_timeout,
+            max_client_conn=self.max_client_conn,
+        ).environment()
 
     @classmethod
     def from_context(cls, get: Callable[[str], Any]) -> Settings:
@@ -320,14 +318,16 @@ def _validate(s: Settings) -> None:
             f"{CDK_MIN_VCPU_COUNT})",
             "16",
         )
-    min_vcpus = s.min_execution_environments * s.managed_vcpus
+    managed_arms = sum(1 for a in s.arms if contract.arm(a).managed)
+    min_vcpus = managed_arms * s.min_execution_environments * s.managed_vcpus
     if s.managed and min_vcpus > s.max_vcpu_count:
+        per_arm = f" x {managed_arms} managed arms" if managed_arms > 1 else ""
         raise _fail(
             "maxVcpuCount",
             s.max_vcpu_count,
             f"{s.min_execution_environments} minimum execution environments x "
-            f"{s.managed_vcpus:g} vCPU need {min_vcpus:g} vCPUs; the version would never become "
-            "ACTIVE",
+            f"{s.managed_vcpus:g} vCPU{per_arm} need {min_vcpus:g} vCPUs; the version would "
+            "never become ACTIVE",
             str(math.ceil(min_vcpus)),
         )
     for key, acu in (("minAcu", s.min_acu), ("maxAcu", s.max_acu)):

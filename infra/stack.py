@@ -9,11 +9,11 @@ from __future__ import annotations
 from aws_cdk import Aws, CfnOutput, CfnParameter, CfnRule, CfnRuleAssertion, Fn, Stack, Tags
 from constructs import Construct
 
+from functions import contract
 from infra.api import Api
 from infra.assets import bundling_enabled, function_code
 from infra.database import Database
 from infra.functions import ArmFunctions
-from infra.nag import suppress_reviewed_findings
 from infra.network import Network
 from infra.pooler_layer import PoolerLayer
 from infra.probe import Probe
@@ -27,11 +27,6 @@ UNBUNDLED_MESSAGE = (
     "'npx cdk deploy' (bundling on, Docker running) instead"
 )
 """What CloudFormation answers when someone deploys an unbundled template."""
-
-
-def output_id(arm: str) -> str:
-    """``<Arm>FunctionName`` as docs/contracts.md spells it."""
-    return f"{arm.capitalize()}FunctionName"
 
 
 class PoolbenchStack(Stack):
@@ -50,7 +45,9 @@ class PoolbenchStack(Stack):
         )
 
         self.network = Network(self, "Network", settings=settings)
-        self.layer = PoolerLayer(self, "Pooler", settings=settings)
+        # The pooler layer only when an arm runs the in-EE PgBouncer (direct arms do not).
+        pooled = any(contract.arm(a).has_layer for a in settings.arms)
+        self.layer = PoolerLayer(self, "Pooler", settings=settings) if pooled else None
         probe_code = function_code(self, settings, "probe")
         self.database = Database(
             self, "Database", settings=settings, network=self.network, setup_code=probe_code
@@ -66,7 +63,7 @@ class PoolbenchStack(Stack):
             settings=settings,
             network=self.network,
             database=self.database,
-            layer=self.layer.layer,
+            layer=self.layer.layer if self.layer else None,
             code=function_code(self, settings, "app"),
         )
         self.probe = Probe(
@@ -82,7 +79,6 @@ class PoolbenchStack(Stack):
         if not self.bundled:
             self._refuse_deployment()
         self._outputs()
-        suppress_reviewed_findings(self)
 
     def _refuse_deployment(self) -> None:
         """Make an unbundled template fail before CloudFormation creates anything.
@@ -116,7 +112,7 @@ class PoolbenchStack(Stack):
         CfnOutput(self, "Arms", value=",".join(s.arms), description="Deployed arms, in order")
         CfnOutput(self, "MetricsSource", value=METRICS_SOURCE)
         for arm, fn in self.arms.functions.items():
-            CfnOutput(self, output_id(arm), value=fn.function_name)
+            CfnOutput(self, contract.function_name_output(arm), value=fn.function_name)
         if self.arms.capacity_provider is not None:
             CfnOutput(
                 self,

@@ -37,10 +37,10 @@ from locust import HttpUser, LoadTestShape, constant, events, task
 from locust import stats as locust_stats
 from locust.runners import MasterRunner, WorkerRunner
 
+from input_errors import InputError
 from loadtest.budget import ArmBudget, split_budget
 from loadtest.plan import LoadPlan, make_plan, ramp_users_per_arm
 from loadtest.records import RecordWriter
-from poolbench.errors import InputError
 
 logger = logging.getLogger("poolbench.loadtest")
 
@@ -245,8 +245,20 @@ class ProxyUser(ArmUser):
     arm = "proxy"
 
 
+class DirectUser(ArmUser):
+    """Standard Lambda without a pooler: the handler connects straight to the database."""
+
+    arm = "direct"
+
+
+class ManagedDirectUser(ArmUser):
+    """Managed Instances without a pooler: each slot's process holds its own connection."""
+
+    arm = "managed-direct"
+
+
 ARM_USERS: Mapping[str, type[ArmUser]] = {
-    cls.arm: cls for cls in (StandardUser, ManagedUser, ProxyUser)
+    cls.arm: cls for cls in (StandardUser, ManagedUser, ProxyUser, DirectUser, ManagedDirectUser)
 }
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from input_errors import InputError
 from loadtest.target import load_target, parse_arms, select_arms
-from poolbench.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from input_errors import InputError
 from loadtest.records import REQUESTS_DIR
 from loadtest.target import select_arms
-from poolbench.errors import InputError
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 """The locustfile every preset runs; absolute, so the command works from any directory."""

@@ -12,10 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from poolbench.errors import InputError
-
-KNOWN_ARMS: tuple[str, ...] = ("standard", "managed", "proxy")
-"""Arm names fixed by the contract; the locustfile has one user class for each."""
+from functions import contract
+from functions.contract import ARMS
+from input_errors import InputError
 
 
 @dataclass(frozen=True)
@@ -44,11 +43,9 @@ def parse_arms(text: str, *, where: str) -> tuple[str, ...]:
     arms = tuple(part.strip() for part in text.split(",") if part.strip())
     if not arms:
         raise InputError(f"{where}: no arms given")
-    unknown = [arm for arm in arms if arm not in KNOWN_ARMS]
+    unknown = [arm for arm in arms if arm not in ARMS]
     if unknown:
-        raise InputError(
-            f"{where}: unknown arm {unknown[0]!r} (valid arms: {', '.join(KNOWN_ARMS)})"
-        )
+        raise InputError(f"{where}: unknown arm {unknown[0]!r} (valid arms: {', '.join(ARMS)})")
     if len(set(arms)) != len(arms):
         raise InputError(f"{where}: an arm is listed twice in {','.join(arms)!r}")
     return arms
@@ -97,14 +94,14 @@ def load_target(path: str | Path, stack: str | None = None) -> Target:
     outputs = document[stack]
     if not isinstance(outputs, dict):
         raise InputError(f"outputs file {file}: stack {stack!r} is not an object of outputs")
-    for key in ("ApiUrl", "Arms"):
+    for key in (contract.OUT_API_URL, contract.OUT_ARMS):
         value = outputs.get(key)
         if not isinstance(value, str) or not value.strip():
             raise InputError(f"outputs file {file}: stack {stack!r} has no {key}")
-    api_url = str(outputs["ApiUrl"]).strip()
+    api_url = str(outputs[contract.OUT_API_URL]).strip()
     if not api_url.startswith(("http://", "https://")):
         raise InputError(f"outputs file {file}: ApiUrl {api_url!r} is not an http(s) URL")
-    arms = parse_arms(str(outputs["Arms"]), where=f"outputs file {file}: Arms")
+    arms = parse_arms(str(outputs[contract.OUT_ARMS]), where=f"outputs file {file}: Arms")
     return Target(
         path=file,
         stack=stack,

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from functions import contract
 from local.processes import (
     TAG_ENV,
     ChildProcess,
@@ -263,7 +264,7 @@ class ExecutionEnvironment:
                 "AWS_LAMBDA_LOG_STREAM_NAME": self.ee_id,
                 "AWS_REGION": self.settings.function_env.get("AWS_REGION", "local"),
                 "POOLBENCH_EE_ID": self.ee_id,
-                "POOLER_RUN_DIR": str(self.settings.pooler_dir),
+                contract.ENV_POOLER_RUN_DIR: str(self.settings.pooler_dir),
                 "FUNCTION_TIMEOUT_MS": str(int(self.settings.invoke_timeout_s * 1000)),
                 "LAMBDA_TASK_ROOT": str(self.settings.code_dir.resolve()),
                 "AWS_LAMBDA_INITIALIZATION_TYPE": (
@@ -271,7 +272,7 @@ class ExecutionEnvironment:
                 ),
             }
         )
-        env["POOLER_PORT"] = str(self.settings.pooler_port)
+        env[contract.ENV_POOLER_PORT] = str(self.settings.pooler_port)
         return env
 
     async def _start_extensions(self) -> None:

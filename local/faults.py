@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from input_errors import InputError
 from local.processes import child_pids, process_state
-from poolbench.errors import InputError
 
 if TYPE_CHECKING:
     from local.execution_environment import ExecutionEnvironment

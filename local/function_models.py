@@ -24,6 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
+from functions import contract
 from local.execution_environment import (
     EEInitError,
     EESettings,
@@ -46,7 +47,7 @@ class Throttled(Exception):
 class Counters:
     """Per-window counts (read and reset by the 1 s sampler) and totals (never reset)."""
 
-    NAMES = ("Invocations", "Errors", "Throttles", "ColdStarts")
+    NAMES = (contract.INVOCATIONS, contract.ERRORS, contract.THROTTLES, contract.COLD_STARTS)
 
     def __init__(self) -> None:
         self.window = dict.fromkeys(self.NAMES, 0)
@@ -97,15 +98,15 @@ class FunctionModel(ABC):
         try:
             result = await self._route(payload, request_id)
         except Throttled:
-            self.counters.add("Throttles")
+            self.counters.add(contract.THROTTLES)
             raise
         except (FunctionError, EEInitError, RuntimeError, TimeoutError):
-            self.counters.add("Invocations")
-            self.counters.add("Errors")
+            self.counters.add(contract.INVOCATIONS)
+            self.counters.add(contract.ERRORS)
             raise
         finally:
             self.concurrency.add(-1)
-        self.counters.add("Invocations")
+        self.counters.add(contract.INVOCATIONS)
         return result
 
     async def _new_ee(self, max_concurrency: int | None) -> ExecutionEnvironment:
@@ -183,8 +184,8 @@ class FunctionModel(ABC):
         """The 1 s sample: gauges as maxima over the window, counters as counts within it."""
         ees = {ee.ee_id: {"concurrency": ee.in_flight.take_max()} for ee in self.ready_ees()}
         sample: dict[str, Any] = {
-            "ConcurrentExecutions": self.concurrency.take_max(),
-            "ExecutionEnvironments": len(ees),
+            contract.CONCURRENT_EXECUTIONS: self.concurrency.take_max(),
+            contract.EXECUTION_ENVIRONMENTS: len(ees),
             **self.counters.take(),
             "ees": ees,
         }
@@ -221,7 +222,7 @@ class StandardModel(FunctionModel):
             raise Throttled()
         ee = self._take_idle()
         if ee is None:
-            self.counters.add("ColdStarts")
+            self.counters.add(contract.COLD_STARTS)
             ee = await self._new_ee(None)
         try:
             return await ee.invoke(payload, request_id)
@@ -336,6 +337,6 @@ class ManagedModel(FunctionModel):
     def sample(self) -> dict[str, Any]:
         sample = super().sample()
         per_ee = [ee["concurrency"] for ee in sample["ees"].values()]
-        sample["ExecutionEnvironmentConcurrency"] = max(per_ee, default=0)
-        sample["ExecutionEnvironmentConcurrencyLimit"] = self.settings.slots_per_ee
+        sample[contract.EE_CONCURRENCY] = max(per_ee, default=0)
+        sample[contract.EE_CONCURRENCY_LIMIT] = self.settings.slots_per_ee
         return sample

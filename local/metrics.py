@@ -22,6 +22,7 @@ from typing import Any
 
 import psycopg
 
+from functions import contract
 from local.cpu import CpuSampler
 from local.function_models import FunctionModel
 from local.postgres import PostgresServer, Role, count_connections_by_role
@@ -165,7 +166,7 @@ class MetricsRecorder:
         host = await asyncio.to_thread(self.cpu.sample) if self.cpu is not None else None
         by_role, total, pools = await asyncio.to_thread(self._read_database, endpoints)
         for arm, sample in arms.items():
-            sample["DatabaseConnections"] = by_role.get(self.roles[arm].name, 0)
+            sample[contract.DATABASE_CONNECTIONS] = by_role.get(self.roles[arm].name, 0)
             for endpoint in endpoints.get(arm, []):
                 pool = pools.get((endpoint.key, endpoint.port))
                 if pool is not None:

@@ -22,7 +22,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from local.ports import PortClaims, claim_for_process
+from functions import contract
+from local.ports import PortClaims
 from local.processes import give_to, spawn, stop_group, unprivileged_account
 
 SUPERUSER = "poolbench_admin"
@@ -54,11 +55,6 @@ def find_bin_dir() -> Path:
     if not candidates:
         raise RuntimeError("PostgreSQL server not found: run scripts/bootstrap")
     return candidates[0].parent
-
-
-def free_port() -> int:
-    """A port claimed for the rest of this process (local/ports.py), for tests' one-off servers."""
-    return claim_for_process()
 
 
 def count_connections_by_role(conn: psycopg.Connection[tuple[Any, ...]]) -> dict[str, int]:
@@ -214,7 +210,10 @@ class PostgresServer:
 
     def create_roles(self, names: Iterable[str]) -> dict[str, Role]:
         """One login role per arm, with a fresh random password each run."""
-        roles = {name: Role(f"pb_{name}", secrets.token_urlsafe(18)) for name in names}
+        roles = {
+            name: Role(contract.db_role(name, prefix="pb_"), secrets.token_urlsafe(18))
+            for name in names
+        }
         with self.admin_connect() as conn:
             for role in roles.values():
                 conn.execute(

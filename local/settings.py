@@ -10,29 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from poolbench.errors import InputError
+from functions import contract
+from functions.contract import ARMS, DEFAULT_ARMS
+from input_errors import InputError
 
-ARMS = ("standard", "managed", "proxy")
-
-
-@dataclass(frozen=True)
-class PoolerSettings:
-    """The in-EE PgBouncer, as the layer's env contract sets it on every arm's function."""
-
-    default_pool_size: int = 20  # DEFAULT_POOL_SIZE (PgBouncer default 20 per db/user)
-    min_pool_size: int = 0  # MIN_POOL_SIZE
-    server_idle_timeout_s: int = 600  # SERVER_IDLE_TIMEOUT
-    max_client_conn: int = 1000  # MAX_CLIENT_CONN
-    pool_mode: str = "transaction"  # POOL_MODE
-
-    def function_env(self) -> dict[str, str]:
-        return {
-            "DEFAULT_POOL_SIZE": str(self.default_pool_size),
-            "MIN_POOL_SIZE": str(self.min_pool_size),
-            "SERVER_IDLE_TIMEOUT": str(self.server_idle_timeout_s),
-            "MAX_CLIENT_CONN": str(self.max_client_conn),
-            "POOL_MODE": self.pool_mode,
-        }
+PoolerSettings = contract.PoolerKnobs
+"""The in-EE PgBouncer, as the layer's env contract sets it on every arm's function: the
+contract's own knobs and defaults (DEFAULT_POOL_SIZE 20 per db/user, as PgBouncer's)."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +51,7 @@ class StackSettings:
     """The whole local stack: which arms run, their knobs, and where the run's files go."""
 
     run_dir: Path
-    arms: tuple[str, ...] = ("standard", "managed")
+    arms: tuple[str, ...] = DEFAULT_ARMS
     standard: StandardSettings = field(default_factory=StandardSettings)
     managed: ManagedSettings = field(default_factory=ManagedSettings)
     proxy: ProxySettings = field(default_factory=ProxySettings)
@@ -96,9 +80,7 @@ class StackSettings:
         if unknown:
             raise InputError(f"unknown arm {unknown[0]!r}: choose from {', '.join(ARMS)}")
         if not self.arms:
-            raise InputError(
-                "no arms: give --arms standard,managed (or any of standard,managed,proxy)"
-            )
+            raise InputError(f"no arms: give --arms standard,managed (or any of {','.join(ARMS)})")
         if len(set(self.arms)) != len(self.arms):
             raise InputError("an arm is named twice in --arms")
         checks: list[tuple[bool, str]] = [

@@ -27,6 +27,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
+from functions import contract
 from local.cpu import CpuSampler
 from local.execution_environment import DEFAULT_LAYER_DIR, REPO_ROOT, EESettings
 from local.function_models import FunctionModel, ManagedModel, StandardModel
@@ -35,7 +36,7 @@ from local.metrics import MetricsRecorder, PoolerEndpoint
 from local.ports import PortClaims
 from local.postgres import PostgresServer, PostgresSettings, Role
 from local.processes import OrphanWatcher, kill_tagged
-from local.settings import StackSettings
+from local.settings import PoolerSettings, StackSettings
 from local.shared_pooler import SharedPooler
 from local.zygote import RuntimeZygote
 
@@ -57,6 +58,40 @@ def find_pgbouncer() -> str:
 
 def function_name(arm: str) -> str:
     return f"poolbench-{arm}"
+
+
+def function_environment(
+    arm: str,
+    role: Role,
+    *,
+    db_port: int,
+    db_name: str,
+    pgbouncer: str,
+    pooler: PoolerSettings | None = None,
+    connect_timeout_s: int = 30,
+    connect_direct: bool = False,
+) -> dict[str, str]:
+    """A local function's environment (docs/contracts.md), as infra/functions.py sets it on
+    AWS but for the password, which here is in the environment instead of Secrets Manager.
+
+    connect_direct: over TCP with the role's password, to the database itself (direct,
+    managed-direct) or to the shared pooler in front of it (proxy, whose port is db_port)."""
+    c = contract
+    env = {
+        c.ENV_ARM: arm,
+        c.ENV_DB_HOST: "127.0.0.1",
+        c.ENV_DB_PORT: str(db_port),
+        c.ENV_DB_NAME: db_name,
+        c.ENV_DB_USER: role.name,
+        c.ENV_DB_PASSWORD: role.password,  # local only; AWS reads Secrets Manager
+        c.ENV_PGBOUNCER_BIN: pgbouncer,
+        c.ENV_SERVER_TLS_SSLMODE: "disable",
+        c.ENV_CONNECT_TIMEOUT: str(connect_timeout_s),
+        **(pooler or PoolerSettings()).environment(),
+    }
+    if connect_direct:
+        env[c.ENV_CONNECT_DIRECT] = "1"
+    return env
 
 
 class LocalStack:
@@ -95,13 +130,18 @@ class LocalStack:
             await asyncio.to_thread(self.database.start)
             self.roles = await asyncio.to_thread(self.database.create_roles, self.settings.arms)
             shared: dict[str, PoolerEndpoint] = {}
-            if "proxy" in self.settings.arms:
-                self.shared_pooler = self._make_shared_pooler()
+            shared_arms = [
+                a for a in self.settings.arms if contract.arm(a).pooler is contract.Pooler.SHARED
+            ]
+            for arm in shared_arms:  # the proxy arm: one pooler in front of the database
+                self.shared_pooler = self._make_shared_pooler(arm)
                 await asyncio.to_thread(self.shared_pooler.start)
-                shared["proxy"] = PoolerEndpoint(
-                    "proxy-pooler", "127.0.0.1", self.shared_pooler.port, self.roles["proxy"]
+                shared[arm] = PoolerEndpoint(
+                    f"{arm}-pooler", "127.0.0.1", self.shared_pooler.port, self.roles[arm]
                 )
-            if self.settings.zygote and any(a != "managed" for a in self.settings.arms):
+            if self.settings.zygote and any(
+                not contract.arm(a).managed for a in self.settings.arms
+            ):
                 self.zygote = RuntimeZygote(
                     tag=self.tag,
                     python=sys.executable,
@@ -134,10 +174,10 @@ class LocalStack:
             await self.stop()
             raise
 
-    def _make_shared_pooler(self) -> SharedPooler:
-        role = self.roles["proxy"]
+    def _make_shared_pooler(self, arm: str) -> SharedPooler:
+        role = self.roles[arm]
         return SharedPooler.for_database(
-            run_dir=self.run_dir / "proxy-pooler",
+            run_dir=self.run_dir / f"{arm}-pooler",
             db_port=self.database.port,
             db_name=self.database.settings.dbname,
             user=role.name,
@@ -149,41 +189,40 @@ class LocalStack:
         )
 
     def _function_env(self, arm: str) -> dict[str, str]:
-        role = self.roles[arm]
-        env = {
-            "ARM": arm,
-            "DB_HOST": "127.0.0.1",
-            "DB_PORT": str(self.database.port),
-            "DB_NAME": self.database.settings.dbname,
-            "DB_USER": role.name,
-            "DB_PASSWORD": role.password,  # local only; on AWS the layer reads Secrets Manager
-            "PGBOUNCER_BIN": self._pgbouncer,
-            "SERVER_TLS_SSLMODE": "disable",
-            "CONNECT_TIMEOUT": str(self.settings.function_connect_timeout_s),
-            **self.settings.pooler.function_env(),
-        }
-        if arm == "proxy" and self.shared_pooler is not None:
-            # As on AWS: the proxy arm connects straight to the proxy, over TCP with a password.
-            env.update(DB_PORT=str(self.shared_pooler.port), CONNECT_DIRECT="1")
-        return env
+        spec = contract.arm(arm)
+        shared = spec.pooler is contract.Pooler.SHARED and self.shared_pooler is not None
+        return function_environment(
+            arm,
+            self.roles[arm],
+            db_port=self.shared_pooler.port
+            if shared and self.shared_pooler
+            else self.database.port,
+            db_name=self.database.settings.dbname,
+            pgbouncer=self._pgbouncer,
+            pooler=self.settings.pooler,
+            connect_timeout_s=self.settings.function_connect_timeout_s,
+            connect_direct=spec.connects_direct,
+        )
 
     def _make_model(self, arm: str, init_slots: asyncio.Semaphore) -> FunctionModel:
         env = self._function_env(arm)
 
+        spec = contract.arm(arm)
+
         def make_settings(ee_id: str, max_concurrency: int | None) -> EESettings:
-            proxied = arm == "proxy"
             return EESettings(
                 ee_id=ee_id,
                 work_dir=self.run_dir / "ees" / ee_id,
                 function_env=env,
                 tag=self.tag,
                 max_concurrency=max_concurrency,
-                layer_dir=None if proxied else DEFAULT_LAYER_DIR,
+                # Only the in-EE pooler arms carry the layer (and so start its extension).
+                layer_dir=DEFAULT_LAYER_DIR if spec.has_layer else None,
                 function_name=function_name(arm),
                 zygote=self.zygote,
             )
 
-        if arm == "managed":
+        if spec.managed:
             return ManagedModel(arm, make_settings, self.settings.managed, init_slots)
         return StandardModel(arm, make_settings, self.settings.standard, init_slots)
 
@@ -204,7 +243,7 @@ class LocalStack:
             "Region": "local",
         }
         for arm in self.settings.arms:
-            values[f"{arm.capitalize()}FunctionName"] = function_name(arm)
+            values[contract.function_name_output(arm)] = function_name(arm)
         return {self.settings.stack_name: values}
 
     def write_outputs(self, path: Path) -> None:
@@ -285,6 +324,15 @@ class StackRunner:
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         return self.submit(coro).result(timeout)
+
+    def read(self, fn: Callable[[], T], timeout: float | None = 10) -> T:
+        """``fn()`` run on the stack's loop, where the models change their EEs: a caller on
+        another thread that iterated them directly could see a dict change size under it."""
+
+        async def on_loop() -> T:
+            return fn()
+
+        return self.call(on_loop(), timeout)
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from poolbench.errors import InputError
+from input_errors import InputError
 
 if TYPE_CHECKING:
     import boto3

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from poolbench.errors import InputError
+from input_errors import InputError
 
 AWS_FAULT_KINDS = ("db-restart",)
 

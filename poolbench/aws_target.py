@@ -13,9 +13,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from functions import contract
+from input_errors import InputError
 from loadtest.presets import Scenario
 from loadtest.target import Target
-from poolbench.errors import InputError
 
 # Keys every AWS run reads: the probe (DB connections per arm), the collector (cluster, API),
 # the stack's Region (every client), the function timeout (the longest sleep a request may ask).
@@ -41,11 +42,6 @@ TIMEOUT_MARGIN_MS = 1000
 LMI_MAX_PER_VCPU = 64
 
 
-def function_key(arm: str) -> str:
-    """`<Arm>FunctionName`, as docs/contracts.md spells it."""
-    return f"{arm[:1].upper()}{arm[1:]}FunctionName"
-
-
 @dataclass(frozen=True)
 class ManagedCapacity:
     per_ee: int
@@ -58,8 +54,8 @@ class ManagedCapacity:
 
 
 def required_keys(arms: Sequence[str]) -> list[str]:
-    keys = [*COMMON_KEYS, *(function_key(arm) for arm in arms)]
-    if "managed" in arms:
+    keys = [*COMMON_KEYS, *(contract.function_name_output(arm) for arm in arms)]
+    if any(contract.arm(arm).managed for arm in arms):
         keys += MANAGED_KEYS
     return keys
 
@@ -118,7 +114,8 @@ def users_at_once(scenario: Scenario) -> int:
 def check_managed_capacity(target: Target, scenario: Scenario, allow_throttles: bool) -> None:
     """min EEs x per-EE concurrency must hold the users that arrive at once, else refuse,
     naming the -c settings that fit."""
-    if "managed" not in scenario.arms or allow_throttles:
+    managed = [arm for arm in scenario.arms if contract.arm(arm).managed]
+    if not managed or allow_throttles:
         return
     capacity = managed_capacity(target)
     users = users_at_once(scenario)
@@ -127,7 +124,8 @@ def check_managed_capacity(target: Target, scenario: Scenario, allow_throttles: 
     need_ees = math.ceil(users / max(capacity.per_ee, 1))
     need_per_ee = math.ceil(users / max(capacity.min_ees, 1))
     raise InputError(
-        f"the managed arm starts with {capacity.min_ees} EEs x {capacity.per_ee} requests = "
+        f"the {' and '.join(managed)} arm starts with {capacity.min_ees} EEs x "
+        f"{capacity.per_ee} requests = "
         f"{capacity.slots_at_start} slots for {users} users arriving at once, so Lambda would "
         f"throttle: redeploy with -c minExecutionEnvironments={need_ees} "
         f"-c maxExecutionEnvironments={max(need_ees, capacity.max_ees)} (or -c "

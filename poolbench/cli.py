@@ -15,8 +15,8 @@ import typer.core
 # Typer >= 0.20 vendors Click; its exception classes live here (pinned by uv.lock).
 from typer._click import exceptions as click_exc
 
+from input_errors import InputError
 from poolbench import __version__, cli_aws, cli_local, cli_report, cli_run, cli_sweep
-from poolbench.errors import InputError
 
 _display_type = typer.core.TyperOption.display_type_rich
 

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from poolbench.errors import InputError
+from input_errors import InputError
 
 app = typer.Typer(help="The AWS account: what a deploy and a run need.", no_args_is_help=True)
 

@@ -10,12 +10,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from input_errors import InputError
 from loadtest.presets import PRESETS
 from local.settings import ManagedSettings, PoolerSettings, ProxySettings, StandardSettings
 from local.stack import LocalStack, serve
 from poolbench import stack_options as opt
 from poolbench.cli_run import PRESET_STACK_KNOBS, SEED_SLOTS_PER_EE
-from poolbench.errors import InputError
 from poolbench.input_checks import (
     available_memory_kib,
     check_folder,

@@ -12,10 +12,8 @@ from typing import Annotated
 
 import typer
 
-from poolbench.errors import InputError
-
-TARGETS = ("local", "aws")
-
+from functions.contract import TARGETS
+from input_errors import InputError
 
 RunDir = Annotated[
     Path,

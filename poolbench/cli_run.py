@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from functions.contract import TARGETS
+from input_errors import InputError
 from loadtest.presets import PRESETS, Scenario, get_preset, resolve_scenario
 from loadtest.target import Target, load_target, parse_arms
 from local.execution_environment import EESettings
@@ -24,7 +26,6 @@ from local.settings import (
 from poolbench import stack_options as opt
 from poolbench.aws_faults import check_aws_faults
 from poolbench.aws_target import check_aws_run, check_sleep_fits
-from poolbench.errors import InputError
 from poolbench.input_checks import available_memory_kib, check_folder, check_local_scale
 from poolbench.open_files import descriptors_needed, ensure_open_files
 from poolbench.run import DEFAULT_MAX_FAILURE_RATE, RunFailed, RunRequest, execute
@@ -41,7 +42,6 @@ PRESET_STACK_KNOBS: dict[str, dict[str, Any]] = {
     "ramp": {"target_utilisation": 0.5},
 }
 SEED_SLOTS_PER_EE = PRESET_STACK_KNOBS["seed"]["slots_per_ee"]
-TARGETS = ("local", "aws")
 SCHEDULES = ("parallel", "sequential")
 # What each local-stack knob is on AWS: a deploy-time setting (-c), or nothing this CLI sets.
 AWS_EQUIVALENT = {

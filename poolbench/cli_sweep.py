@@ -11,13 +11,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from functions.contract import TARGETS
+from input_errors import InputError
 from loadtest.presets import PRESETS, resolve_scenario
 from loadtest.target import load_target, parse_arms
 from local.execution_environment import EESettings
 from local.settings import ManagedSettings, PoolerSettings, ProxySettings, StandardSettings
 from poolbench.aws_target import check_aws_run, check_sleep_fits
-from poolbench.cli_run import AWS_EQUIVALENT, TARGETS, _check_aws_before_load, local_stack_settings
-from poolbench.errors import InputError
+from poolbench.cli_run import AWS_EQUIVALENT, _check_aws_before_load, local_stack_settings
 from poolbench.open_files import descriptors_needed, ensure_open_files
 from poolbench.run import RunRequest
 from poolbench.sweep import Point, SweepPlan, cross_product, parse_list, point_command, run_sweep

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from poolbench.errors import InputError
+from input_errors import InputError
 
 # PostgreSQL 15 accepts max_connections in 1..262143 (MAX_BACKENDS, 2^18 - 1), and the sum
 # max_connections + autovacuum_max_workers (3) + max_worker_processes (8) + max_wal_senders (10)

@@ -19,8 +19,9 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from functions import contract
+from input_errors import InputError
 from local.settings import StackSettings
-from poolbench.errors import InputError
 
 # Measured on a local run (60 standard EEs, 3 managed EEs x 16 slots, 120 users): 573
 # descriptors in the poolbench process, about 6 per standard EE and 1 per gateway client.
@@ -43,7 +44,7 @@ def descriptors_needed(stack: StackSettings | None, users_per_arm: int) -> int:
     needed = BASE_DESCRIPTORS
     for arm in stack.arms:
         needed += PER_USER * users_per_arm
-        if arm == "managed":
+        if contract.arm(arm).managed:
             m = stack.managed
             # The scaler can overshoot what the load needs; allow twice that, within its bounds.
             ees = min(m.max_ees, max(m.min_ees, 2 * math.ceil(users_per_arm / m.slots_per_ee)))

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from functions import contract
+from input_errors import InputError
 from poolbench.aws import aws_error_line, check_config, check_credentials, session
-from poolbench.errors import InputError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EC2_ON_DEMAND_STANDARD_VCPUS = "L-1216C47A"
@@ -27,7 +28,6 @@ PROXY_ENGINE_NOTE = (
     "RDS Proxy supports Aurora PostgreSQL 17 per the RDS Proxy documentation "
     "(supported engines); check the proxy arm's version there for this region"
 )
-STANDARD_ARMS = ("standard", "proxy")
 """Arms that run on standard Lambda and so count against the account's concurrency quota."""
 
 
@@ -84,7 +84,7 @@ def settings_from_context(region: str, users: int, context: Mapping[str, Any]) -
         raise InputError(f"-c maxVcpuCount={context.get('maxVcpuCount')!r}: not a number") from None
     return PreflightSettings(
         region=region,
-        arms=_arms(context.get("arms", ["standard", "managed"])),
+        arms=_arms(context.get("arms", list(contract.DEFAULT_ARMS))),
         users=users,
         max_vcpus=max_vcpus,
         postgres_version=str(context.get("postgresVersion", "17.7")),
@@ -127,7 +127,7 @@ def check_lambda_concurrency(lam: Any, settings: PreflightSettings) -> Check:
     limits = lam.get_account_settings().get("AccountLimit", {})
     quota = int(limits.get("ConcurrentExecutions", 0))
     unreserved = int(limits.get("UnreservedConcurrentExecutions", quota))
-    standard = [a for a in settings.arms if a in STANDARD_ARMS]
+    standard = [a for a in settings.arms if not contract.arm(a).managed]
     need = settings.users * len(standard)
     detail = f"{quota} (unreserved {unreserved}) for {need} = {settings.users} users x {standard}"
     if unreserved >= need:
@@ -143,7 +143,7 @@ def check_lambda_concurrency(lam: Any, settings: PreflightSettings) -> Check:
 
 def check_ec2_vcpus(quotas: Any, settings: PreflightSettings) -> Check:
     name = "EC2 On-Demand vCPU quota"
-    if "managed" not in settings.arms:
+    if not any(contract.arm(a).managed for a in settings.arms):
         return Check(name, "ok", "no managed arm: no capacity provider")
     answer = quotas.get_service_quota(ServiceCode="ec2", QuotaCode=EC2_ON_DEMAND_STANDARD_VCPUS)
     value = float(answer["Quota"]["Value"])

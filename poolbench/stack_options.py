@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from functions import contract
 from loadtest.target import parse_arms
 from local.settings import (
     ManagedSettings,
@@ -20,7 +21,7 @@ from local.settings import (
 PANEL = "Local stack knobs (each mirrors an AWS setting)"
 
 Arms = Annotated[
-    str, typer.Option("--arms", help="Comma-separated arms: standard, managed, proxy.")
+    str, typer.Option("--arms", help=f"Comma-separated arms: {', '.join(contract.ARMS)}.")
 ]
 SlotsPerEE = Annotated[
     int,

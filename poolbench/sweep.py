@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from analysis.runfolder import write_json_atomic
-from poolbench.errors import InputError
+from input_errors import InputError
 from poolbench.manifest import utc_now
 from poolbench.run import RunFailed, RunRequest, execute, new_run_dir
 

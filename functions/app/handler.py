@@ -1,8 +1,10 @@
 """The seed workload as a Lambda handler: connect, query, sleep, query, disconnect.
 
-The same code runs on every arm (standard, managed, proxy) and on both targets; only the
-environment differs. Settings and credentials are read once per worker process at init, as
-Lambda runs init once per process (on Managed Instances: once per forked worker).
+The same code runs on every arm (functions/contract.py names them) and on both targets; only
+the environment differs: through the EE's PgBouncer, or straight to the database or a shared
+pooler (CONNECT_DIRECT=1: the proxy, direct and managed-direct arms).
+Settings and credentials are read once per worker process at init, as Lambda runs init once per
+process (on Managed Instances: once per forked worker).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+
+from functions import contract
 
 logger = logging.getLogger(__name__)
 logger.setLevel(logging.INFO)
@@ -54,33 +58,34 @@ class FunctionSettings:
         read_secret: Callable[[str], str] | None = None,
     ) -> FunctionSettings:
         """Pooler by default; the database itself when the arm says CONNECT_DIRECT=1."""
-        direct = env.get("CONNECT_DIRECT", "0") == "1"
+        c = contract
+        direct = env.get(c.ENV_CONNECT_DIRECT, "0") == "1"
         password: str | None = None
         if direct:
-            host, port = env["DB_HOST"], int(env.get("DB_PORT", "5432"))
-            secret_arn = env.get("DB_SECRET_ARN")
+            host, port = env[c.ENV_DB_HOST], int(env.get(c.ENV_DB_PORT, c.DB_PORT_DEFAULT))
+            secret_arn = env.get(c.ENV_DB_SECRET_ARN)
             if secret_arn:
                 password = (read_secret or read_password_from_secrets_manager)(secret_arn)
-            elif "DB_PASSWORD" in env:
-                password = env["DB_PASSWORD"]
+            elif c.ENV_DB_PASSWORD in env:
+                password = env[c.ENV_DB_PASSWORD]
             else:
-                raise RuntimeError("neither DB_SECRET_ARN nor DB_PASSWORD is set")
+                raise RuntimeError(f"neither {c.ENV_DB_SECRET_ARN} nor {c.ENV_DB_PASSWORD} is set")
         else:
             # The extension's POOLER_RUN_DIR: where its PgBouncer's socket .s.PGSQL.<port> is.
-            host = env.get("POOLER_RUN_DIR", "/tmp")
-            port = int(env.get("POOLER_PORT", "6432"))
-        timeout = env.get("FUNCTION_TIMEOUT_MS")
+            host = env.get(c.ENV_POOLER_RUN_DIR, c.POOLER_RUN_DIR_DEFAULT)
+            port = int(env.get(c.ENV_POOLER_PORT, c.POOLER_PORT_DEFAULT))
+        timeout = env.get(c.ENV_FUNCTION_TIMEOUT_MS)
         return cls(
-            arm=env.get("ARM", "unknown"),
-            ee_id=env.get("POOLBENCH_EE_ID")
+            arm=env.get(c.ENV_ARM, "unknown"),
+            ee_id=env.get(c.ENV_EE_ID)
             or env.get("AWS_LAMBDA_LOG_STREAM_NAME")
             or socket.gethostname(),
             host=host,
             port=port,
-            dbname=env.get("DB_NAME", "postgres"),
-            user=env["DB_USER"],
+            dbname=env.get(c.ENV_DB_NAME, "postgres"),
+            user=env[c.ENV_DB_USER],
             password=password,
-            connect_timeout_s=int(env.get("CONNECT_TIMEOUT", "5")),
+            connect_timeout_s=int(env.get(c.ENV_CONNECT_TIMEOUT, "5")),
             function_timeout_ms=int(timeout) if timeout else None,
         )
 

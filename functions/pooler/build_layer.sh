@@ -8,11 +8,12 @@
 # puts /opt/lib on LD_LIBRARY_PATH).
 #
 # Runs inside amazonlinux:2023 (linux/arm64) as CDK Docker bundling does it:
-#   /asset-input  = functions/pooler (read only)      /asset-output = the layer's root (/opt)
+#   /asset-input  = functions/ (read only)      /asset-output = the layer's root (/opt)
+# The layer's files are put in place by install_layer.sh, which the tests run on their own.
 # By hand, from the repository root (needs Docker; on x86 hosts also QEMU binfmt for arm64):
-#   docker run --rm --platform linux/arm64 -v "$PWD/functions/pooler:/asset-input:ro" \
+#   docker run --rm --platform linux/arm64 -v "$PWD/functions:/asset-input:ro" \
 #     -v "$PWD/build/layer:/asset-output" public.ecr.aws/amazonlinux/amazonlinux:2023 \
-#     bash /asset-input/build_layer.sh
+#     bash /asset-input/pooler/build_layer.sh
 set -euo pipefail
 
 PGBOUNCER_VERSION="${PGBOUNCER_VERSION:-1.25.1}"
@@ -42,15 +43,5 @@ cd "pgbouncer-${PGBOUNCER_VERSION}"
 ./configure --prefix=/opt --with-openssl --without-cares --without-systemd >/dev/null
 make -j"$(nproc)" >/dev/null
 
-mkdir -p "$OUTPUT/bin" "$OUTPUT/lib" "$OUTPUT/extensions"
-install -m 0755 pgbouncer "$OUTPUT/bin/pgbouncer"
-cp -a /usr/lib64/libevent-2.1.so* /usr/lib64/libevent_core-2.1.so* /usr/lib64/libevent_extra-2.1.so* \
-  /usr/lib64/libevent_openssl-2.1.so* /usr/lib64/libevent_pthreads-2.1.so* "$OUTPUT/lib/"
-
-# The extension: Lambda runs every executable in /opt/extensions; its file name is its name.
-install -m 0755 "$INPUT/extensions/pgbouncer-extension" "$OUTPUT/extensions/pgbouncer-extension"
-install -m 0644 "$INPUT/pgbouncer_extension.py" "$OUTPUT/pgbouncer_extension.py"
-
-# Fail the build, not the first cold start, if the binary cannot load its libraries.
-LD_LIBRARY_PATH="$OUTPUT/lib" "$OUTPUT/bin/pgbouncer" --version
+bash "$INPUT/pooler/install_layer.sh" "$INPUT" "$OUTPUT" "$PWD/pgbouncer" /usr/lib64
 rm -rf "$work"

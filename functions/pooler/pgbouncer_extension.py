@@ -1,8 +1,9 @@
 """PgBouncer as a Lambda extension: one pooler per execution environment, shared by its requests.
 
 Ships in the layer as /opt/pgbouncer_extension.py, started by /opt/extensions/pgbouncer-extension.
-Standard library only (boto3, from the Python runtime, only when the password is a secret), so
-the same file runs in the layer on AWS and in the local execution environments.
+Standard library only (boto3, from the Python runtime, only when the password is a secret) and
+the contract module (shipped beside it as /opt/functions/contract.py), so the same file runs in
+the layer on AWS and in the local execution environments.
 
 Lifecycle, as Lambda expects of an external extension:
 register for SHUTDOWN only (Managed Instances refuse INVOKE) -> check that PgBouncer loads
@@ -39,6 +40,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+
+from functions import contract
 
 EXTENSION_NAME = "pgbouncer-extension"
 READY_TIMEOUT_S = 8.0
@@ -84,14 +87,14 @@ class PoolerConfig:
     db_user: str
     db_password: str | None
     db_secret_arn: str | None
-    pooler_port: int = 6432
-    pool_mode: str = "transaction"
-    default_pool_size: int = 20
-    min_pool_size: int = 0
-    server_idle_timeout: int = 600
-    max_client_conn: int = 1000
-    pgbouncer_bin: str = "/opt/bin/pgbouncer"
-    run_dir: Path = Path("/tmp")
+    pooler_port: int = contract.POOLER_PORT_DEFAULT
+    pool_mode: str = contract.POOLER_DEFAULTS.pool_mode
+    default_pool_size: int = contract.POOLER_DEFAULTS.default_pool_size
+    min_pool_size: int = contract.POOLER_DEFAULTS.min_pool_size
+    server_idle_timeout: int = contract.POOLER_DEFAULTS.server_idle_timeout
+    max_client_conn: int = contract.POOLER_DEFAULTS.max_client_conn
+    pgbouncer_bin: str = contract.PGBOUNCER_BIN_DEFAULT
+    run_dir: Path = Path(contract.POOLER_RUN_DIR_DEFAULT)
     server_tls_sslmode: str = "require"
     os_user: str = "postgres"
     db_connect_timeout_s: float = 5.0
@@ -106,23 +109,25 @@ class PoolerConfig:
             missing.append("DB_USER")
         if missing:
             raise PoolerError(f"missing environment: {', '.join(missing)}", CONFIG_INVALID)
+        c = contract
         try:
+            knobs = c.PoolerKnobs.from_environment(env)
             cfg = cls(
-                db_host=env["DB_HOST"],
-                db_port=int(env.get("DB_PORT", "5432")),
-                db_name=env["DB_NAME"],
-                db_user=env.get("DB_USER", ""),
-                db_password=env.get("DB_PASSWORD"),
-                db_secret_arn=env.get("DB_SECRET_ARN"),
-                pooler_port=int(env.get("POOLER_PORT", "6432")),
-                pool_mode=env.get("POOL_MODE", "transaction"),
-                default_pool_size=int(env.get("DEFAULT_POOL_SIZE", "20")),
-                min_pool_size=int(env.get("MIN_POOL_SIZE", "0")),
-                server_idle_timeout=int(env.get("SERVER_IDLE_TIMEOUT", "600")),
-                max_client_conn=int(env.get("MAX_CLIENT_CONN", "1000")),
-                pgbouncer_bin=env.get("PGBOUNCER_BIN", "/opt/bin/pgbouncer"),
-                run_dir=Path(env.get("POOLER_RUN_DIR", "/tmp")),
-                server_tls_sslmode=env.get("SERVER_TLS_SSLMODE", "require"),
+                db_host=env[c.ENV_DB_HOST],
+                db_port=int(env.get(c.ENV_DB_PORT, c.DB_PORT_DEFAULT)),
+                db_name=env[c.ENV_DB_NAME],
+                db_user=env.get(c.ENV_DB_USER, ""),
+                db_password=env.get(c.ENV_DB_PASSWORD),
+                db_secret_arn=env.get(c.ENV_DB_SECRET_ARN),
+                pooler_port=int(env.get(c.ENV_POOLER_PORT, c.POOLER_PORT_DEFAULT)),
+                pool_mode=knobs.pool_mode,
+                default_pool_size=knobs.default_pool_size,
+                min_pool_size=knobs.min_pool_size,
+                server_idle_timeout=knobs.server_idle_timeout,
+                max_client_conn=knobs.max_client_conn,
+                pgbouncer_bin=env.get(c.ENV_PGBOUNCER_BIN, c.PGBOUNCER_BIN_DEFAULT),
+                run_dir=Path(env.get(c.ENV_POOLER_RUN_DIR, c.POOLER_RUN_DIR_DEFAULT)),
+                server_tls_sslmode=env.get(c.ENV_SERVER_TLS_SSLMODE, "require"),
                 os_user=env.get("POOLER_OS_USER", "postgres"),
                 db_connect_timeout_s=float(env.get("DB_CONNECT_TIMEOUT", "5")),
             )

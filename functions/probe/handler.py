@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 
+from functions import contract
 from functions.probe.dbsecret import read_secret
 
 COUNT_SQL = (
@@ -42,18 +43,19 @@ def build_sample(
         "time": stamp,
         "epoch": epoch,
         "arms": {
-            arm: {"DatabaseConnections": by_role.get(role, 0)} for arm, role in arm_roles.items()
+            arm: {contract.DATABASE_CONNECTIONS: by_role.get(role, 0)}
+            for arm, role in arm_roles.items()
         },
         "database": {"connections_total": sum(by_role.values()), "by_role": by_role},
     }
 
 
 def _connect(env: Mapping[str, str]) -> psycopg.Connection[tuple[Any, ...]]:
-    secret = read_secret(env["DB_SECRET_ARN"])
+    secret = read_secret(env[contract.ENV_DB_SECRET_ARN])
     return psycopg.connect(
-        host=env["DB_HOST"],
-        port=int(env.get("DB_PORT", "5432")),
-        dbname=env["DB_NAME"],
+        host=env[contract.ENV_DB_HOST],
+        port=int(env.get(contract.ENV_DB_PORT, contract.DB_PORT_DEFAULT)),
+        dbname=env[contract.ENV_DB_NAME],
         user=secret.username,
         password=secret.password,
         sslmode="require",
@@ -67,7 +69,7 @@ def handler(event: Mapping[str, Any] | None, context: object) -> dict[str, Any]:
     """Lambda entry point: count sessions per role; keeps one connection across invocations."""
     global _connection
     env = os.environ
-    arm_roles: dict[str, str] = json.loads(env["ARM_ROLES"])
+    arm_roles: dict[str, str] = json.loads(env[contract.ENV_ARM_ROLES])
     for attempt in (1, 2):
         try:
             if _connection is None or _connection.closed:

@@ -88,6 +88,7 @@ def arm_sample(spec: RunSpec, profile: ArmProfile, second: int) -> dict[str, obj
     conc = concurrency_at(spec, second)
     ee_count = profile.ees if profile.ees is not None else max(conc, 1)
     per_ee = _split(conc, ee_count)
+    busiest = max(per_ee, default=0)
     ees: dict[str, object] = {}
     db = 0
     if not profile.in_ee_pooler:
@@ -120,7 +121,7 @@ def arm_sample(spec: RunSpec, profile: ArmProfile, second: int) -> dict[str, obj
         "DatabaseConnections": db,
     }
     if profile.ees is not None:
-        entry["ExecutionEnvironmentConcurrency"] = max(per_ee)
+        entry["ExecutionEnvironmentConcurrency"] = busiest
         entry["ExecutionEnvironmentConcurrencyLimit"] = 16
     if spec.with_pools:
         entry["ees"] = ees

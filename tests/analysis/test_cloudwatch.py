@@ -37,7 +37,7 @@ from analysis.collect import collect
 from analysis.dataset import read_metrics
 from analysis.report import build_report
 from analysis.summary import summarize
-from local.postgres import free_port
+from local.ports import claim_for_process
 from tests.analysis.factory import RunSpec, make_run_folder, outputs_for
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def endpoint() -> Iterator[str]:
         return original(self, stat)
 
     cw_models.Statistics.get_statistics_for_type = with_percentiles  # type: ignore[method-assign]
-    port = free_port()
+    port = claim_for_process()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:

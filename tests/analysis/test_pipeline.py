@@ -296,3 +296,26 @@ def test_littles_law_floor_uses_the_query_time_the_poolers_measured(run_dir: Pat
     assert arm.seconds_per_query == pytest.approx(0.00084)
     assert arm.seconds_per_query_source == "manifest scenario.query_ms"
     assert arm.littles_law_floor == pytest.approx(qps * 0.00084)
+
+
+def test_the_verdict_says_what_the_pooler_did_to_each_execution_model(tmp_path: Path) -> None:
+    # Given all four arms: each pooled one next to its twin without a pooler (no per-EE pools)
+    arms = {
+        "standard": ArmProfile(requests=100, ees=None, server_per_client=1.0),
+        "managed": ArmProfile(requests=100, ees=3, server_per_client=0.25),
+        "direct": ArmProfile(requests=100, ees=None, in_ee_pooler=False),
+        "managed-direct": ArmProfile(requests=100, ees=3, in_ee_pooler=False),
+    }
+    summary = summarize(make_run_folder(tmp_path, RunSpec(arms=arms)))
+    ratio = {a.arm: a.db_connections_per_concurrent_request for a in summary.arms}
+    assert ratio["managed"] is not None and ratio["managed-direct"] is not None
+    assert ratio["managed"] < ratio["managed-direct"]
+    # Then the ranking names every arm, and one sentence per pair says what the pooler did
+    for label in ("Managed Instances without a pooler", "standard Lambda without a pooler"):
+        assert label in summary.verdict
+    cut = 1 - ratio["managed"] / ratio["managed-direct"]
+    assert (
+        f"Managed Instances used {ratio['managed']:.2f} with its in-EE PgBouncer (managed) and "
+        f"{ratio['managed-direct']:.2f} without (managed-direct): the pooler cuts it by {cut:.0%}."
+    ) in summary.verdict
+    assert "without (direct): the pooler changes nothing there." in summary.verdict

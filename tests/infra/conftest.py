@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from functions import contract
 from local.processes import SESSION_ENV
 
 # The jsii kernel (a node process) starts on first import of aws_cdk and lives as long as this
@@ -89,12 +90,18 @@ ISOLATED_STACK_NAME = "Poolbench-Isolated--B"
 def isolated_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     """The other network mode (no NAT, AWS APIs through endpoints only), all arms, a 2nd name."""
     return synthesize(
-        {"natGateways": 0, "arms": "standard,managed,proxy", "stackName": ISOLATED_STACK_NAME},
+        {"natGateways": 0, "arms": ",".join(contract.ARMS), "stackName": ISOLATED_STACK_NAME},
         tmp_path_factory.mktemp("cdk-isolated"),
     )
 
 
-@pytest.fixture(scope="session", params=["default", "proxy", "isolated"])
+@pytest.fixture(scope="session")
+def direct_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """Only the arms without a pooler: no layer at all."""
+    return synthesize({"arms": "direct,managed-direct"}, tmp_path_factory.mktemp("cdk-direct"))
+
+
+@pytest.fixture(scope="session", params=["default", "proxy", "isolated", "direct"])
 def any_synth(request: pytest.FixtureRequest) -> Iterator[Synth]:
     """Each variant in turn, for properties that must hold whatever the arms and network."""
     yield request.getfixturevalue(f"{request.param}_synth")

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,14 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from infra.assets import PIP_PLATFORMS, PYTHON_VERSION, asset_requirements, pip_install_command
+from infra.assets import (
+    FUNCTIONS_DIR,
+    PIP_PLATFORMS,
+    PYTHON_VERSION,
+    asset_requirements,
+    copy_commands,
+    pip_install_command,
+)
 
 pytestmark = pytest.mark.infra
 
@@ -73,3 +81,31 @@ def test_every_asset_requirement_resolves_to_a_wheel_the_arm64_runtime_loads(
             and (t.interpreter in (interpreter, "py3") or t.abi == "abi3")
             for t in tags
         ), filename
+
+
+@pytest.mark.parametrize("package", ["app", "probe"])
+def test_bundling_copies_the_package_and_the_contract_it_imports(
+    package: str, tmp_path: Path
+) -> None:
+    # Given the bundling script's steps after pip, run on the repository's functions/ folder
+    out = tmp_path / "asset-output"
+    script = " && ".join(copy_commands(package, str(FUNCTIONS_DIR), str(out)))
+    subprocess.run(["bash", "-c", script], check=True)
+    # Then the asset imports the contract from itself alone (-I -S: no repository, no venv)
+    probe = (
+        "import sys; sys.path[:0] = [sys.argv[1]]; import functions.contract as c; "
+        "print(c.__file__); print(','.join(c.ARMS))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", probe, str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    where, arms = result.stdout.splitlines()
+    assert Path(where) == out / "functions" / "contract.py"
+    assert arms == "standard,managed,proxy,direct,managed-direct"
+    assert (out / "functions" / package / "handler.py").is_file()
+    others = {"app", "probe", "pooler"} - {package}
+    assert not [p for p in others if (out / "functions" / p).exists()]

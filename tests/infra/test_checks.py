@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 from cfnlint.api import ManualArgs, lint_file  # type: ignore[import-untyped]
 
+import infra.nag
 import infra.stack
+from functions import contract
 from infra.app import build_app
 from infra.nag import FRAMEWORK_INVOKE_REASON, REASONS, framework_finding
 from infra.settings import SettingsError
@@ -65,8 +67,9 @@ def test_nag_runs_and_every_acknowledgment_is_needed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given the same app with no acknowledgments at all
-    monkeypatch.setattr(infra.stack, "suppress_reviewed_findings", lambda stack: None)
-    app, stack = build_app({**NO_DOCKER, "arms": "standard,managed,proxy"}, outdir=str(tmp_path))
+    monkeypatch.setattr(infra.nag, "acknowledge", lambda *args, **kwargs: None)
+    every_arm = ",".join(contract.ARMS)
+    app, stack = build_app({**NO_DOCKER, "arms": every_arm}, outdir=str(tmp_path))
     # When it is synthesized, cdk-nag stops it ...
     with pytest.raises(RuntimeError, match="ValidationFailed"):
         app.synth()
@@ -77,7 +80,7 @@ def test_nag_runs_and_every_acknowledgment_is_needed(
         for v in p["violations"]
     }
     # ... and what it finds is exactly what nag.py reviewed: nothing unreviewed, nothing stale
-    reviewed = set(REASONS) | {framework_finding(stack)}
+    reviewed = set(REASONS) | {framework_finding(stack.database.roles_setup_function)}
     assert found == reviewed
     assert FRAMEWORK_INVOKE_REASON
 
@@ -136,7 +139,8 @@ BAD_CONTEXT = [
     ),
     pytest.param(
         {"arms": "standard,turbo"},
-        "context 'arms'=standard,turbo: unknown arm 'turbo', arms are standard, managed, proxy",
+        "context 'arms'=standard,turbo: unknown arm 'turbo', arms are "
+        "standard, managed, proxy, direct, managed-direct",
         id="unknown-arm",
     ),
     pytest.param(

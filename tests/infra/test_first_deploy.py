@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from functions import contract
 from infra.database import PROXY_NAME_MAX, RDS_NAME_MAX, cluster_identifier, proxy_name
 from infra.stack import UNBUNDLED_MESSAGE
 from tests.infra.conftest import ISOLATED_STACK_NAME, Synth, created_before
@@ -56,15 +57,20 @@ def test_every_arm_function_is_created_after_what_its_init_needs(any_synth: Synt
     }
     assert writers and endpoints
     assert bool(nat_routes) == (not stack.settings.isolated)
-    client_group = {
-        "standard": network.functions_sg,
-        "managed": network.capacity_provider_sg,
-        "proxy": stack.arms.proxy_arm_sg,
-    }
+
+    def client_group(arm: str) -> object:
+        """The group an arm's connections leave from: its function's, or the instances'."""
+        spec = contract.arm(arm)
+        if spec.managed:
+            return network.capacity_provider_sg
+        if spec.pooler is contract.Pooler.SHARED:
+            return stack.arms.proxy_arm_sg
+        return network.functions_sg  # standard and direct
+
     for arm, fn in stack.arms.functions.items():
         # Given the function (for managed: with its $LATEST.PUBLISHED and capacity config)
         before = created_before(any_synth.raw, any_synth.logical_id(fn))
-        group = client_group[arm]
+        group = client_group(arm)
         # Then the writer, the arm's login role, every endpoint and the NAT route come first
         must = {"writer": writers, "roles": {roles}, "endpoints": endpoints, "nat": nat_routes}
         # ... and every security-group rule on the way to the database and the AWS APIs
@@ -80,7 +86,7 @@ def test_every_arm_function_is_created_after_what_its_init_needs(any_synth: Synt
             )
         else:
             must["db ingress"] = _ingress(any_synth, database.security_group, group)
-        if arm != "managed":  # the capacity provider's group allows all outbound inline
+        if not contract.arm(arm).managed:  # the capacity provider's group: all outbound inline
             must["egress"] = _egress(any_synth, group)
         for what, ids in must.items():
             if what != "nat":

@@ -8,7 +8,7 @@ import pytest
 
 from functions.probe.dbsecret import DbSecret
 from functions.probe.handler import build_sample
-from functions.probe.roles import apply_roles, on_event, role_statements
+from functions.probe.setup_roles import apply_roles, on_event, role_statements
 
 pytestmark = pytest.mark.infra
 

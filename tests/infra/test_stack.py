@@ -10,13 +10,14 @@ import pytest
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk.assertions import Match
 
+from functions import contract
 from infra.functions import check_managed_function
 from infra.settings import Settings
 from tests.infra.conftest import Synth
 
 pytestmark = pytest.mark.infra
 
-SHARED_PROPS = ("Runtime", "MemorySize", "Architectures", "Timeout", "Code", "Layers", "Handler")
+SHARED_PROPS = ("Runtime", "MemorySize", "Architectures", "Timeout", "Code", "Handler")
 
 
 def arm_functions(synth: Synth) -> dict[str, dict[str, Any]]:
@@ -33,16 +34,22 @@ def test_exactly_one_capacity_provider_attached_only_to_the_managed_arm(any_synt
     # Then there is one capacity provider ...
     assert len(providers) == 1
     (provider_id,) = providers
-    # ... and exactly one function, the managed arm's, runs on it
+    # ... and exactly the managed arms' functions (managed, managed-direct) run on it
     on_provider = {
         k
         for k, v in any_synth.resources("AWS::Lambda::Function").items()
         if "CapacityProviderConfig" in v["Properties"]
     }
-    assert on_provider == {any_synth.logical_id(any_synth.stack.arms.functions["managed"])}
-    cfg = any_synth.raw["Resources"][on_provider.pop()]["Properties"]["CapacityProviderConfig"]
-    lmi = cfg["LambdaManagedInstancesCapacityProviderConfig"]
-    assert lmi["CapacityProviderArn"] == {"Fn::GetAtt": [provider_id, "Arn"]}
+    managed = {
+        any_synth.logical_id(fn)
+        for arm, fn in any_synth.stack.arms.functions.items()
+        if contract.arm(arm).managed
+    }
+    assert on_provider == managed
+    for function_id in on_provider:
+        props = any_synth.raw["Resources"][function_id]["Properties"]
+        lmi = props["CapacityProviderConfig"]["LambdaManagedInstancesCapacityProviderConfig"]
+        assert lmi["CapacityProviderArn"] == {"Fn::GetAtt": [provider_id, "Arn"]}
 
 
 def test_capacity_provider_is_arm64_m8g_in_our_subnets_and_group(default_synth: Synth) -> None:
@@ -83,13 +90,17 @@ def test_arms_share_one_layer_runtime_memory_architecture_timeout_and_code(
     assert first["Runtime"] == "python3.13"
     assert first["Architectures"] == ["arm64"]
     assert first["Handler"] == "functions.app.handler.handler"
-    # ... and the one layer is the pooler layer of this stack
+    # ... and every arm with the in-EE pooler carries the one pooler layer of this stack; the
+    # arms without it (proxy, direct, managed-direct) carry no layer at all
     layers = any_synth.resources("AWS::Lambda::LayerVersion")
-    assert len(layers) == 1
-    assert first["Layers"] == [{"Ref": next(iter(layers))}]
-    (layer,) = layers.values()
-    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
-    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    pooled = {arm for arm in functions if contract.arm(arm).has_layer}
+    assert len(layers) == (1 if pooled else 0)
+    for arm, fn in functions.items():
+        expected = [{"Ref": next(iter(layers))}] if arm in pooled else None
+        assert fn["Properties"].get("Layers") == expected, arm
+    for layer in layers.values():
+        assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+        assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
 
 
 def test_managed_function_satisfies_managed_instances_rules(default_synth: Synth) -> None:
@@ -346,10 +357,10 @@ def test_each_arm_logs_in_as_its_own_role(any_synth: Synth) -> None:
     (roles,) = any_synth.resources("Custom::PoolbenchDbRoles").values()
     names = [r["Name"] for r in roles["Properties"]["Roles"]]
     arms = any_synth.stack.settings.arms
-    assert names == [f"poolbench_{a}" for a in arms] + ["poolbench_probe"]
+    assert names == [contract.db_role(a) for a in arms] + ["poolbench_probe"]
     for arm, fn in arm_functions(any_synth).items():
         env = fn["Properties"]["Environment"]["Variables"]
-        assert env["DB_USER"] == f"poolbench_{arm}"
+        assert env["DB_USER"] == contract.db_role(arm)
         assert env["ARM"] == arm
     # The roles are created only once the cluster (and its writer) exists
     (roles_id,) = any_synth.resources("Custom::PoolbenchDbRoles")
@@ -398,12 +409,13 @@ def test_outputs_are_the_contract(any_synth: Synth) -> None:
         "ManagedPerEnvironmentMaxConcurrency",
         "ManagedMinExecutionEnvironments",
         "ManagedMaxExecutionEnvironments",
-        *(f"{a.capitalize()}FunctionName" for a in arms),
+        *(contract.function_name_output(a) for a in arms),
     }
     outputs = any_synth.raw["Outputs"]
     assert set(outputs) == expected
     # The managed arm's capacity, as the capacity provider config and scaling config have it
-    managed = arm_functions(any_synth)["managed"]["Properties"]
+    first_managed = next(a for a in arms if contract.arm(a).managed)
+    managed = arm_functions(any_synth)[first_managed]["Properties"]
     lmi = managed["CapacityProviderConfig"]["LambdaManagedInstancesCapacityProviderConfig"]
     scaling = managed["FunctionScalingConfig"]
     assert outputs["ManagedPerEnvironmentMaxConcurrency"]["Value"] == str(
@@ -422,7 +434,7 @@ def test_outputs_are_the_contract(any_synth: Synth) -> None:
     assert outputs["Region"]["Value"] == {"Ref": "AWS::Region"}
     assert json.dumps(outputs["ApiUrl"]["Value"]).endswith('"/"]]}')
     for arm, fn in any_synth.stack.arms.functions.items():
-        assert outputs[f"{arm.capitalize()}FunctionName"]["Value"] == {
+        assert outputs[contract.function_name_output(arm)]["Value"] == {
             "Ref": any_synth.logical_id(fn)
         }
 
@@ -434,7 +446,7 @@ def test_probe_runs_in_the_vpc_and_knows_every_arm_role(any_synth: Synth) -> Non
     assert "VpcConfig" in props
     env = props["Environment"]["Variables"]
     arms = any_synth.stack.settings.arms
-    assert json.loads(env["ARM_ROLES"]) == {a: f"poolbench_{a}" for a in arms}
+    assert json.loads(env["ARM_ROLES"]) == {a: contract.db_role(a) for a in arms}
 
 
 def test_functions_reach_secrets_manager_and_logs_through_endpoints(default_synth: Synth) -> None:
@@ -444,3 +456,61 @@ def test_functions_reach_secrets_manager_and_logs_through_endpoints(default_synt
     }
     assert any("secretsmanager" in s for s in services)
     assert any(".logs" in s for s in services)
+
+
+@pytest.mark.parametrize("arm", ["direct", "managed-direct"])
+def test_direct_arms_connect_to_the_writer_with_their_own_secret_and_no_pooler(
+    direct_synth: Synth, arm: str
+) -> None:
+    stack = direct_synth.stack
+    props = arm_functions(direct_synth)[arm]["Properties"]
+    env = props["Environment"]["Variables"]
+    # Straight to the writer endpoint, with the password the handler reads from its own secret
+    assert env["CONNECT_DIRECT"] == "1"
+    assert env["DB_HOST"] == {
+        "Fn::GetAtt": [direct_synth.logical_id(stack.database.cluster), "Endpoint.Address"]
+    }
+    assert env["DB_USER"] == contract.db_role(arm)
+    own_secret = direct_synth.logical_id(stack.database.role_secrets[arm])
+    assert env["DB_SECRET_ARN"] == {"Ref": own_secret}
+    # No pooler anywhere: no layer, no extension settings
+    assert "Layers" not in props
+    assert not [k for k in env if k.startswith(("POOL", "DEFAULT_POOL", "MIN_POOL", "SERVER_"))]
+    assert not direct_synth.resources("AWS::Lambda::LayerVersion")
+    # Managed-direct runs on the capacity provider (its VPC config); direct in the functions'
+    # group, the one the database admits
+    if arm == "managed-direct":
+        assert "VpcConfig" not in props
+        assert "CapacityProviderConfig" in props
+    else:
+        assert props["VpcConfig"]["SecurityGroupIds"] == [
+            {"Fn::GetAtt": [direct_synth.logical_id(stack.network.functions_sg), "GroupId"]}
+        ]
+    # Least privilege: the function's role reads its own secret and no other
+    role_id = props["Role"]["Fn::GetAtt"][0]
+    read = set()
+    for policy in direct_synth.resources("AWS::IAM::Policy").values():
+        if {"Ref": role_id} not in policy["Properties"]["Roles"]:
+            continue
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"]
+            actions = actions if isinstance(actions, list) else [actions]
+            if any(a.startswith("secretsmanager:") for a in actions):
+                read.add(json.dumps(statement["Resource"]))
+    assert read == {json.dumps({"Ref": own_secret})}
+
+
+def test_every_handler_of_ours_names_a_function_that_exists(any_synth: Synth) -> None:
+    # The role setup (functions.probe.setup_roles.on_event), the probe and the arms: a renamed
+    # module would otherwise surface only as a failed deploy.
+    import importlib
+
+    handlers = {
+        fn["Properties"]["Handler"]
+        for fn in any_synth.resources("AWS::Lambda::Function").values()
+        if str(fn["Properties"].get("Handler", "")).startswith("functions.")
+    }
+    assert "functions.probe.setup_roles.on_event" in handlers
+    for handler in handlers:
+        module, _, name = handler.rpartition(".")
+        assert callable(getattr(importlib.import_module(module), name)), handler

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from input_errors import InputError
 from loadtest.presets import LOCUSTFILE, PRESETS, locust_command, resolve_scenario
-from poolbench.errors import InputError
 
 TWO_ARMS = ("standard", "managed")
 
@@ -120,7 +120,8 @@ def test_smoke_finishes_in_seconds() -> None:
         ({"users": 0}, "--users must be at least 1 (got 0)"),
         (
             {"arms": "standard,lmi"},
-            "--arms: unknown arm 'lmi' (valid arms: standard, managed, proxy)",
+            "--arms: unknown arm 'lmi' (valid arms: standard, managed, proxy, direct, "
+            "managed-direct)",
         ),
         (
             {"arms": "proxy"},

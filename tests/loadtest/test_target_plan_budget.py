@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from input_errors import InputError
 from loadtest.budget import ArmBudget, split_budget
 from loadtest.plan import make_plan, ramp_users_per_arm
 from loadtest.target import arm_url, load_target
-from poolbench.errors import InputError
 
 
 def _write(path: Path, document: object) -> Path:
@@ -70,7 +70,8 @@ def test_unknown_arm_in_outputs_file(tmp_path: Path) -> None:
     with pytest.raises(InputError) as error:
         load_target(file)
     assert str(error.value) == (
-        f"outputs file {file}: Arms: unknown arm 'lmi' (valid arms: standard, managed, proxy)"
+        f"outputs file {file}: Arms: unknown arm 'lmi' (valid arms: "
+        "standard, managed, proxy, direct, managed-direct)"
     )
 
 

@@ -12,7 +12,9 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from local.postgres import PostgresServer, PostgresSettings, Role, free_port
+from local.ports import claim_for_process
+from local.postgres import PostgresServer, PostgresSettings, Role
+from local.stack import find_pgbouncer, function_environment
 
 
 class Database:
@@ -33,17 +35,16 @@ class Database:
         return self.server.connections_by_role().get(role.name, 0)
 
     def function_env(self, role: Role, arm: str = "test", **extra: str) -> dict[str, str]:
-        return {
-            "ARM": arm,
-            "DB_HOST": "127.0.0.1",
-            "DB_PORT": str(self.server.port),
-            "DB_NAME": self.server.settings.dbname,
-            "DB_USER": role.name,
-            "DB_PASSWORD": role.password,
-            "PGBOUNCER_BIN": "/usr/sbin/pgbouncer",
-            "SERVER_TLS_SSLMODE": "disable",
-            **extra,
-        }
+        """The environment the local stack gives a function (its own builder, the PgBouncer
+        it finds), with ``extra`` on top."""
+        env = function_environment(
+            arm,
+            role,
+            db_port=self.server.port,
+            db_name=self.server.settings.dbname,
+            pgbouncer=find_pgbouncer(),
+        )
+        return {**env, **extra}
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,7 @@ class SecretsManager(dict[str, str]):
 
 @pytest.fixture(scope="module")
 def secrets_manager() -> Iterator[SecretsManager]:
-    port = free_port()
+    port = claim_for_process()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:

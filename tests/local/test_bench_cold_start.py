@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_cold_start.py"
-pytestmark = pytest.mark.local
+pytestmark = [pytest.mark.local, pytest.mark.slow]  # `poolbench run` end to end, or a long bench
 
 
 def test_one_cold_start_prints_every_phase() -> None:

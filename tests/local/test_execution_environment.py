@@ -254,6 +254,32 @@ def test_password_from_secrets_manager_reaches_pooler_and_handler(
     assert role.password not in (ee_settings.work_dir / "pooler" / "pgbouncer.ini").read_text()
 
 
+def test_managed_direct_ee_reads_the_secret_and_holds_a_connection_per_slot(
+    database: Database, secrets_manager: SecretsManager, tmp_path: Path
+) -> None:
+    """managed-direct as AWS runs it: no layer, CONNECT_DIRECT=1, the password only in
+    Secrets Manager (moto's server). Every slot's process logs in itself."""
+    role = database.fresh_role("managed_direct")
+    env = database.function_env(role, "managed-direct")
+    del env["DB_PASSWORD"]
+    env.update(secrets_manager, DB_SECRET_ARN=secrets_manager.for_role(role), CONNECT_DIRECT="1")
+    ee_settings = replace(
+        settings(tmp_path, env, "managed-direct-1", max_concurrency=4), layer_dir=None
+    )
+
+    async def scenario(ees: list[ExecutionEnvironment]) -> list[dict[str, Any]]:
+        replies = await asyncio.gather(*(ees[0].invoke(event(sleep_ms=1500)) for _ in range(4)))
+        return [body(r) for r in replies]
+
+    with peak_connections(database, role) as samples:
+        served = run(with_ees([ee_settings], scenario))
+
+    assert len({r["worker"] for r in served}) == 4
+    assert all(r["arm"] == "managed-direct" and r["query_ms"] for r in served)
+    assert max(samples) == 4  # one server connection per slot in flight, no pooler between
+    assert not (ee_settings.work_dir / "pooler" / "pgbouncer.ini").exists()  # no extension ran
+
+
 def test_sleep_beyond_the_function_timeout_is_a_400_that_says_why(
     database: Database, tmp_path: Path
 ) -> None:

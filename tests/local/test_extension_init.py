@@ -24,7 +24,8 @@ import pytest
 from psycopg import sql
 
 from local.execution_environment import EEInitError, EESettings, ExecutionEnvironment
-from local.postgres import PostgresServer, PostgresSettings, Role, free_port
+from local.ports import claim_for_process
+from local.postgres import PostgresServer, PostgresSettings, Role
 from local.processes import tagged_pids
 from tests.local.conftest import Database, SecretsManager
 
@@ -218,7 +219,7 @@ def test_unreachable_database_fails_init_after_its_timeout(
     database: Database, tmp_path: Path
 ) -> None:
     role = database.fresh_role("standard")
-    nothing_there = free_port()
+    nothing_there = claim_for_process()
     env = database.function_env(role, DB_PORT=str(nothing_there), DB_CONNECT_TIMEOUT="1.5")
 
     error, elapsed, log = failed_init(ee_settings(tmp_path, env, "unreachable-1"))

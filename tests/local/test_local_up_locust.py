@@ -14,7 +14,7 @@ import pytest
 
 from tests.interrupt import interrupt_poolbench
 
-pytestmark = pytest.mark.local
+pytestmark = [pytest.mark.local, pytest.mark.slow]  # `poolbench run` end to end, or a long bench
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -44,6 +44,17 @@ def model(runner: StackRunner, arm: str) -> FunctionModel:
     return runner.stack.models[arm]
 
 
+def ee_count(runner: StackRunner, arm: str, *, ready: bool = False) -> int:
+    """How many EEs the arm has (or has ready), read on the stack's loop, where they change."""
+    m = model(runner, arm)
+    return runner.read(lambda: len(m.ready_ees()) if ready else len(m.ees))
+
+
+def total(runner: StackRunner, arm: str, counter: str) -> int:
+    m = model(runner, arm)
+    return runner.read(lambda: m.counters.total[counter])
+
+
 def wait_until(predicate: object, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -53,6 +64,7 @@ def wait_until(predicate: object, timeout_s: float) -> None:
     raise AssertionError(f"condition not met within {timeout_s} s")
 
 
+@pytest.mark.slow
 def test_standard_arm_runs_one_ee_and_one_connection_per_concurrent_request(
     tmp_path: Path,
 ) -> None:
@@ -62,8 +74,8 @@ def test_standard_arm_runs_one_ee_and_one_connection_per_concurrent_request(
         # When 50 requests arrive at once, each holding its connection for 1 s
         first = fire(url, 50, sleep_ms=1000)
         settle_one_sample(runner)
-        ees_after_first = len(model(runner, "standard").ees)
-        cold_after_first = model(runner, "standard").counters.total["ColdStarts"]
+        ees_after_first = ee_count(runner, "standard")
+        cold_after_first = total(runner, "standard", "ColdStarts")
 
         # And a second identical wave follows
         second = fire(url, 50, sleep_ms=1000)
@@ -80,13 +92,14 @@ def test_standard_arm_runs_one_ee_and_one_connection_per_concurrent_request(
         # the function's init ran in every new EE, and never again in a warm one
         assert all(r.body["cold_start"] for r in first)
         assert not any(r.body["cold_start"] for r in second)
-        assert model(runner, "standard").init_summary()["count"] == 50
-        assert model(runner, "standard").counters.total["ColdStarts"] == 50
-        assert len(model(runner, "standard").ees) == 50
+        assert runner.read(model(runner, "standard").init_summary)["count"] == 50
+        assert total(runner, "standard", "ColdStarts") == 50
+        assert ee_count(runner, "standard") == 50
         assert peak(runner, "standard", "DatabaseConnections") == 50
         assert peak(runner, "standard", "ConcurrentExecutions") == 50
 
 
+@pytest.mark.slow
 def test_managed_arm_shares_poolers_then_throttles_and_scales_out(tmp_path: Path) -> None:
     # Given 3 EEs x 16 slots, pools of 3 server connections each; a scaler that targets full
     # slots and reacts in 0.5 s
@@ -103,10 +116,10 @@ def test_managed_arm_shares_poolers_then_throttles_and_scales_out(tmp_path: Path
 
         # When 100 arrive at once: the 52 beyond the 48 slots are throttled (500)
         burst = fire(url, 100, sleep_ms=1000)
-        throttled = model(runner, "managed").counters.total["Throttles"]
+        throttled = total(runner, "managed", "Throttles")
 
         # Then the scaler adds EEs, and a later wave of 100 succeeds entirely
-        wait_until(lambda: len(model(runner, "managed").ready_ees()) >= 7, 30)
+        wait_until(lambda: ee_count(runner, "managed", ready=True) >= 7, 30)
         later = fire(url, 100, sleep_ms=1000)
 
     assert statuses(fit) == {200: 48}
@@ -116,6 +129,40 @@ def test_managed_arm_shares_poolers_then_throttles_and_scales_out(tmp_path: Path
     assert all(r.body == {"message": "Internal server error"} for r in burst if r.status == 500)
     assert throttled == 52
     assert statuses(later) == {200: 100}
+
+
+@pytest.mark.slow
+def test_direct_arms_hold_one_db_connection_per_concurrent_request(tmp_path: Path) -> None:
+    # Given both arms without a pooler: standard EEs, and 3 managed EEs x 16 slots
+    settings = StackSettings(
+        run_dir=tmp_path,
+        arms=("direct", "managed-direct"),
+        managed=ManagedSettings(slots_per_ee=16, min_ees=3),
+    )
+    with running_stack(settings) as runner:
+        # When 30 warm EEs of direct (a first wave started them: cold starts take turns, so
+        # that wave's requests do not all overlap) and 48 slots of managed-direct each get a
+        # request at once, holding its connection for 2 s
+        fire(runner.stack.api_url + "direct", 30, sleep_ms=1000)
+        direct = fire(runner.stack.api_url + "direct", 30, sleep_ms=2000)
+        managed = fire(runner.stack.api_url + "managed-direct", 48, sleep_ms=2000)
+        settle_one_sample(runner)
+        ees = {arm: model(runner, arm).ees for arm in ("direct", "managed-direct")}
+        extensions = runner.read(
+            lambda: sum(len(ee.extension_procs) for group in ees.values() for ee in group.values())
+        )
+
+        # Then no EE ran an extension, and PostgreSQL saw one connection per request in flight
+        assert statuses(direct) == {200: 30}
+        assert statuses(managed) == {200: 48}
+        assert extensions == 0
+        assert len({r.body["ee"] for r in direct}) == 30
+        assert len({r.body["ee"] for r in managed}) == 3  # 3 EEs x 16 slots, all busy
+        assert len({r.body["worker"] for r in managed}) == 48  # a process per slot
+        assert peak(runner, "direct", "ConcurrentExecutions") == 30
+        assert peak(runner, "direct", "DatabaseConnections") == 30
+        assert peak(runner, "managed-direct", "ConcurrentExecutions") == 48
+        assert peak(runner, "managed-direct", "DatabaseConnections") == 48
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +240,7 @@ def test_metrics_endpoint_serves_the_latest_sample(three_arms: StackRunner) -> N
     assert all("pool" in ee for ee in sample["arms"]["managed"]["ees"].values()), sample
 
 
+@pytest.mark.slow
 def test_idle_environments_are_reaped_and_scaled_in(tmp_path: Path) -> None:
     # Given a 2 s idle timeout for standard EEs and a 1 s lull before managed scale-in
     settings = StackSettings(
@@ -206,19 +254,23 @@ def test_idle_environments_are_reaped_and_scaled_in(tmp_path: Path) -> None:
     with running_stack(settings) as runner:
         # When a burst needs more EEs than either arm keeps idle
         standard = fire(runner.stack.api_url + "standard", 6, sleep_ms=500)
-        pids = [
-            proc.pid
-            for ee in model(runner, "standard").ees.values()
-            for proc in (ee.runtime_proc, *ee.extension_procs)
-            if proc is not None
-        ]
+        standard_ees = model(runner, "standard").ees
+        pids = runner.read(
+            lambda: [
+                proc.pid
+                for ee in standard_ees.values()
+                for proc in (ee.runtime_proc, *ee.extension_procs)
+                if proc is not None
+            ]
+        )
         managed = fire(runner.stack.api_url + "managed", 8, sleep_ms=1500)
         # (inits only ever grow: a third EE was started, whenever the scale-in came)
-        wait_until(lambda: (model(runner, "managed").init_summary()["count"] or 0) > 2, 15)
+        inits = model(runner, "managed").init_summary
+        wait_until(lambda: (runner.read(inits)["count"] or 0) > 2, 15)
 
         # Then, once idle, standard EEs are reaped and managed shrinks back to its minimum
-        wait_until(lambda: len(model(runner, "standard").ees) == 0, 15)
-        wait_until(lambda: len(model(runner, "managed").ees) == 2, 30)
+        wait_until(lambda: ee_count(runner, "standard") == 0, 15)
+        wait_until(lambda: ee_count(runner, "managed") == 2, 30)
 
         assert statuses(standard) == {200: 6}
         assert statuses(managed) == {200: 8}  # 2 EEs x 4 slots: all fit

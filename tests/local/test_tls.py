@@ -89,7 +89,7 @@ def test_the_probe_counts_each_arms_sessions_as_postgresql_does(
     import psycopg
 
     from functions.probe.dbsecret import DbSecret
-    from functions.probe.roles import apply_roles
+    from functions.probe.setup_roles import apply_roles
 
     # the probe's role made by the stack's own role step (pg_monitor: it sees every session)
     probe_role = Role(f"probe_{uuid.uuid4().hex[:6]}", "probe-" + uuid.uuid4().hex)

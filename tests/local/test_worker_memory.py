@@ -24,7 +24,7 @@ import pytest
 from local.execution_environment import EESettings, ExecutionEnvironment
 from tests.local.conftest import Database, SecretsManager
 
-pytestmark = pytest.mark.local
+pytestmark = [pytest.mark.local, pytest.mark.slow]  # `poolbench run` end to end, or a long bench
 
 WORKERS = 4
 MIB = 1024 * 1024

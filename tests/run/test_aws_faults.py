@@ -11,14 +11,14 @@ import pytest
 from botocore.stub import Stubber
 from moto.server import ThreadedMotoServer
 
-from local.postgres import free_port
+from input_errors import InputError
+from local.ports import claim_for_process
 from poolbench.aws_faults import check_aws_faults, inject_aws
-from poolbench.errors import InputError
 
 
 @pytest.fixture
 def rds() -> Iterator[Any]:
-    port = free_port()
+    port = claim_for_process()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:

@@ -15,7 +15,7 @@ import pytest
 from poolbench.cli import main
 from tests.run.test_run_local import locust_requests, only_run_dir, summary_arms
 
-pytestmark = pytest.mark.local
+pytestmark = [pytest.mark.local, pytest.mark.slow]  # `poolbench run` end to end, or a long bench
 
 
 def test_faults_are_injected_counted_and_reported(tmp_path: Path) -> None:

@@ -26,12 +26,13 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from local.postgres import free_port
+from functions import contract
+from local.ports import claim_for_process
 from local.settings import StackSettings
 from local.stack import StackRunner, running_stack
 from poolbench.cli import main
 
-pytestmark = pytest.mark.local
+pytestmark = [pytest.mark.local, pytest.mark.slow]  # `poolbench run` end to end, or a long bench
 
 STACK_REGION = "eu-west-1"
 SHELL_REGION = "us-east-1"
@@ -50,7 +51,7 @@ def _post(url: str, body: dict[str, Any]) -> None:
 
 @pytest.fixture(scope="module")
 def moto_server() -> Iterator[str]:
-    port = free_port()
+    port = claim_for_process()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
@@ -240,7 +241,7 @@ def test_good_run_in_another_region_with_two_stacks_reads_the_stacks_figures(
 def test_unreachable_api_fails_the_run_and_says_why(
     aws: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    closed = f"http://127.0.0.1:{free_port()}/prod/"
+    closed = f"http://127.0.0.1:{claim_for_process()}/prod/"
     outputs = write(tmp_path / "o.json", {"PoolbenchStack": cdk_outputs(closed)})
 
     started = time.monotonic()
@@ -370,7 +371,7 @@ def test_allow_throttles_lets_an_underprovisioned_run_through_the_checks(
 ) -> None:
     # The capacity check is skipped; the run then stops at the next check (credentials here
     # are fine), so the unreachable API fails it with exit 1, not 2
-    closed = f"http://127.0.0.1:{free_port()}/prod/"
+    closed = f"http://127.0.0.1:{claim_for_process()}/prod/"
     outputs = write(tmp_path / "o.json", {"PoolbenchStack": cdk_outputs(closed)})
     code = run_aws(outputs, tmp_path / "out", "--users", "100", "--allow-throttles")
     assert code == 1, capsys.readouterr().err
@@ -405,3 +406,68 @@ def test_ctrl_c_in_the_cloudwatch_wait_says_how_to_collect_later(
     )
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "completed"
     assert result.left_after == []
+
+
+def test_an_aws_run_of_the_arms_without_a_pooler_reads_their_own_outputs(
+    aws: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a stack of the two no-pooler arms (their CloudFormation output keys CamelCase:
+    # ManagedDirectFunctionName), CloudWatch in the stack's Region and the probe's samples
+    arms = ("direct", "managed-direct")
+    functions = {a: f"PoolbenchStack-{contract.arm(a).title}" for a in arms}
+    probe_db = {"direct": 4, "managed-direct": 4}
+    client = boto3.client("cloudwatch", region_name=STACK_REGION)
+    minute0 = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=2)
+    client.put_metric_data(
+        Namespace="AWS/Lambda",
+        MetricData=[
+            {
+                "MetricName": "ConcurrentExecutions",
+                "Dimensions": [{"Name": "FunctionName", "Value": fn}],
+                "Timestamp": minute0 + timedelta(minutes=i, seconds=1),
+                "Value": 4.0,
+            }
+            for fn in functions.values()
+            for i in range(6)
+        ],
+    )
+    samples = []
+    for i in range(200):
+        epoch = time.time() + i
+        samples.append(
+            json.dumps(
+                {
+                    "time": datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                    "epoch": epoch,
+                    "arms": {a: {"DatabaseConnections": n} for a, n in probe_db.items()},
+                    "database": {"connections_total": 8, "by_role": {}},
+                }
+            )
+        )
+    _post(
+        f"{aws}/moto-api/static/lambda-simple/response",
+        {"results": samples, "region": STACK_REGION, "account_id": "123456789012"},
+    )
+    settings = StackSettings(run_dir=tmp_path / "stack", arms=arms)
+    with running_stack(settings) as runner:
+        outputs = cdk_outputs(
+            runner.stack.api_url,
+            Arms=",".join(arms),
+            StandardFunctionName=None,
+            ManagedFunctionName=None,
+            **{contract.function_name_output(a): fn for a, fn in functions.items()},
+        )
+        file = write(tmp_path / "cdk-outputs.json", {"PoolbenchStack": outputs})
+
+        code = run_aws(file, tmp_path / "out")
+
+    # Then the run drives both arms, and the summary has their concurrency and connections
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((only_run_dir(tmp_path / "out") / "summary.json").read_text())
+    by_arm = {a["arm"]: a for a in summary["arms"]}
+    assert set(by_arm) == set(arms)
+    for arm in arms:
+        assert by_arm[arm]["requests"] == 10 and by_arm[arm]["failures"] == 0
+        assert by_arm[arm]["peak_concurrency"] == 4.0
+        assert by_arm[arm]["db_connections_per_concurrent_request"] == pytest.approx(1.0)
+    assert "Managed Instances without a pooler used 1.00" in summary["verdict"]

@@ -20,7 +20,7 @@ import pytest
 from poolbench.cli import main
 from tests.interrupt import interrupt_poolbench
 
-pytestmark = pytest.mark.local
+pytestmark = [pytest.mark.local, pytest.mark.slow]  # `poolbench run` end to end, or a long bench
 
 
 def only_run_dir(out: Path) -> Path:

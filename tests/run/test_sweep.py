@@ -14,8 +14,8 @@ from matplotlib import image as mpimg
 
 from analysis.cost import DEFAULT_PRICES
 from analysis.sweep_report import CSV_COLUMNS, crossings
+from input_errors import InputError
 from poolbench.cli import main
-from poolbench.errors import InputError
 from poolbench.sweep import parse_list
 from tests.analysis.test_browser import (
     CHROMIUM,
@@ -66,6 +66,7 @@ def small_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.local
+@pytest.mark.slow
 def test_small_sweep_rows_are_the_points_summaries(small_sweep: Path) -> None:
     sweep = json.loads((small_sweep / "sweep.json").read_text())
     assert sweep["status"] == "completed"
@@ -113,6 +114,7 @@ def test_small_sweep_rows_are_the_points_summaries(small_sweep: Path) -> None:
 
 
 @pytest.mark.local
+@pytest.mark.slow
 def test_report_rebuilds_the_sweep(small_sweep: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = (small_sweep / "sweep.csv").read_text()
     (small_sweep / "sweep.csv").unlink()
@@ -128,6 +130,7 @@ def test_report_rebuilds_the_sweep(small_sweep: Path, capsys: pytest.CaptureFixt
 
 
 @pytest.mark.local
+@pytest.mark.slow
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed")
 def test_sweep_html_opens_offline_and_shows_both_arms(small_sweep: Path, tmp_path: Path) -> None:
@@ -188,6 +191,7 @@ def test_parse_list_and_the_crossing_in_words() -> None:
 
 
 @pytest.mark.local
+@pytest.mark.slow
 def test_ctrl_c_keeps_finished_points_and_marks_the_sweep(tmp_path: Path) -> None:
     out = tmp_path / "out"
     args = ["sweep", "--users", "2,3", *SMALL[:2], "--requests", "60", "--sleep-ms", "100"]

@@ -24,7 +24,7 @@ from tests.run.test_run_aws import (  # noqa: F401  (fixtures)
     write,
 )
 
-pytestmark = pytest.mark.local
+pytestmark = [pytest.mark.local, pytest.mark.slow]  # `poolbench run` end to end, or a long bench
 
 
 def test_aws_sweep_runs_each_point_against_the_stack(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from input_errors import InputError
 from poolbench.cli import main
-from poolbench.errors import InputError
 from poolbench.input_checks import check_local_scale
 
 

@@ -16,7 +16,7 @@ from analysis.cost import (
     load_prices,
     managed_instances,
 )
-from poolbench.errors import InputError
+from input_errors import InputError
 
 US = load_prices("us-east-1")
 DEP = Deployment()  # 2048 MB, 2 GiB/vCPU -> 1 vCPU per EE, m8g.large, minimum 3 instances

@@ -33,23 +33,71 @@ def python313() -> str | None:
     return None
 
 
+FUNCTIONS = REPO / "functions"
+INSTALL = POOLER / "install_layer.sh"
+
+
+def host_libevent_dir() -> Path:
+    """Where this host keeps libevent-2.1 (Debian's multiarch folder, or lib64 as on AL2023)."""
+    for candidate in (*Path("/usr/lib").glob("*-linux-gnu"), Path("/usr/lib64"), Path("/usr/lib")):
+        if any(candidate.glob("libevent-2.1.so*")):
+            return candidate
+    pytest.fail("no libevent-2.1 on this host: run scripts/bootstrap (it installs PgBouncer)")
+
+
+def pgbouncer() -> str:
+    found = shutil.which("pgbouncer", path="/usr/sbin:/usr/local/sbin:/usr/bin")
+    if found is None:
+        pytest.fail("pgbouncer not found: run scripts/bootstrap")
+    return found
+
+
 def assemble_layer(root: Path) -> Path:
-    """What build_layer.sh installs from this repository (the PgBouncer build aside)."""
-    (root / "extensions").mkdir(parents=True)
-    shutil.copy2(POOLER / "extensions" / "pgbouncer-extension", root / "extensions")
-    shutil.copy2(POOLER / "pgbouncer_extension.py", root)
+    """build_layer.sh's last step, executed: install_layer.sh lays out the layer from this
+    repository with the host's PgBouncer standing in for the one built on Amazon Linux."""
+    result = subprocess.run(
+        ["bash", str(INSTALL), str(FUNCTIONS), str(root), pgbouncer(), str(host_libevent_dir())],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
     return root
 
 
-def test_build_script_is_valid_bash_and_installs_what_the_layout_needs() -> None:
+def test_build_script_is_valid_bash_and_ends_in_the_install_step() -> None:
     subprocess.run(["bash", "-n", str(BUILD)], check=True)
-    script = BUILD.read_text()
-    assert 'PGBOUNCER_VERSION="${PGBOUNCER_VERSION:-1.25.1}"' in script
-    assert (
-        '"$INPUT/extensions/pgbouncer-extension" "$OUTPUT/extensions/pgbouncer-extension"' in script
+    subprocess.run(["bash", "-n", str(INSTALL)], check=True)
+    # The build hands its binary to the very step the tests below execute.
+    assert 'bash "$INPUT/pooler/install_layer.sh" "$INPUT" "$OUTPUT"' in BUILD.read_text()
+
+
+def test_install_step_lays_out_what_the_extension_and_lambda_need(tmp_path: Path) -> None:
+    layer = assemble_layer(tmp_path / "opt")
+    shipped = sorted(str(p.relative_to(layer)) for p in layer.rglob("*") if p.is_file())
+    assert "bin/pgbouncer" in shipped  # PGBOUNCER_BIN's default, /opt/bin/pgbouncer
+    assert "extensions/pgbouncer-extension" in shipped
+    assert "pgbouncer_extension.py" in shipped
+    # The contract the extension imports ships beside it, the file itself, not a copy of it.
+    assert {"functions/__init__.py", "functions/contract.py"} <= set(shipped)
+    assert (layer / "functions" / "contract.py").read_bytes() == (
+        FUNCTIONS / "contract.py"
+    ).read_bytes()
+    assert any(p.startswith("lib/libevent-2.1.so") for p in shipped)
+    assert os.access(layer / "extensions" / "pgbouncer-extension", os.X_OK)
+    # Nothing of the function packages: the layer is the pooler only.
+    assert not [p for p in shipped if p.startswith(("functions/app", "functions/probe"))]
+
+
+def test_install_step_refuses_a_missing_libevent(tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["bash", str(INSTALL), str(FUNCTIONS), str(tmp_path / "opt"), pgbouncer(), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
-    assert '"$INPUT/pgbouncer_extension.py" "$OUTPUT/pgbouncer_extension.py"' in script
-    assert 'install -m 0755 pgbouncer "$OUTPUT/bin/pgbouncer"' in script  # /opt/bin/pgbouncer
+    assert result.returncode == 1
+    assert f"no libevent-2.1.so* in {tmp_path}" in result.stderr
 
 
 @pytest.fixture(scope="module")
