@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
+from functions.contract import ARMS
+from input_errors import InputError
 from loadtest.budget import ArmBudget, split_budget
 from loadtest.plan import make_plan, ramp_users_per_arm
-from loadtest.target import KNOWN_ARMS, arm_url, load_target, select_arms
-from poolbench.errors import InputError
+from loadtest.target import arm_url, load_target, select_arms
 
 
 def test_split_budget_gives_the_spare_to_the_largest_remainder_not_the_first_index() -> None:
@@ -213,7 +214,7 @@ def test_select_arms_keeps_the_target_s_arms_or_narrows_them_in_order() -> None:
     assert str(error.value) == "X: no arms given"
     with pytest.raises(InputError) as error:
         select_arms(available, "nope", where="X")
-    assert str(error.value) == f"X: unknown arm 'nope' (valid arms: {', '.join(KNOWN_ARMS)})"
+    assert str(error.value) == f"X: unknown arm 'nope' (valid arms: {', '.join(ARMS)})"
 
 
 def test_an_outputs_file_in_utf8_with_a_non_ascii_stack_name(tmp_path: Path) -> None:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from functions.contract import ARMS
+from input_errors import InputError
 from local.settings import (
     ManagedSettings,
     PoolerSettings,
@@ -14,26 +16,8 @@ from local.settings import (
     StackSettings,
     StandardSettings,
 )
-from poolbench.errors import InputError
 
 BASE = StackSettings(run_dir=Path("/run"))
-
-
-def test_the_pooler_knobs_become_the_layer_s_environment() -> None:
-    pooler = PoolerSettings(
-        default_pool_size=7,
-        min_pool_size=2,
-        server_idle_timeout_s=33,
-        max_client_conn=44,
-        pool_mode="session",
-    )
-    assert pooler.function_env() == {
-        "DEFAULT_POOL_SIZE": "7",
-        "MIN_POOL_SIZE": "2",
-        "SERVER_IDLE_TIMEOUT": "33",
-        "MAX_CLIENT_CONN": "44",
-        "POOL_MODE": "session",
-    }
 
 
 def test_relative_paths_become_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -64,8 +48,8 @@ def test_the_defaults_pass_and_validate_returns_the_settings() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"arms": ("standard", "lmi")}, "unknown arm 'lmi': choose from standard, managed, proxy"),
-        ({"arms": ()}, "no arms: give --arms standard,managed (or any of standard,managed,proxy)"),
+        ({"arms": ("standard", "lmi")}, f"unknown arm 'lmi': choose from {', '.join(ARMS)}"),
+        ({"arms": ()}, f"no arms: give --arms standard,managed (or any of {','.join(ARMS)})"),
         ({"arms": ("managed", "managed")}, "an arm is named twice in --arms"),
         ({"managed": ManagedSettings(slots_per_ee=0)}, "--slots-per-ee must be at least 1"),
         ({"managed": ManagedSettings(min_ees=0)}, "--min-ees must be at least 1"),

@@ -16,7 +16,7 @@ from analysis.faults import fault_outcome
 from analysis.locust_results import read_history
 from analysis.runfolder import RunFolder
 from analysis.summary import summarize
-from poolbench.errors import InputError
+from input_errors import InputError
 from tests.analysis.factory import RunSpec, make_run_folder
 
 T0, T1 = "2026-11-22T10:00:10Z", "2026-11-22T10:00:20Z"
