@@ -149,6 +149,40 @@ def _results() -> dict[str, str]:
     return parse_results(listed.stdout)
 
 
+def refresh_copies(root: Path = ROOT) -> int:
+    """Bring mutants/ up to date with the tree for every file mutmut does not mutate.
+
+    mutmut 3.8 copies `source_paths` into mutants/ once and skips files already there, so a
+    script, a data file or an unmutated module changed since (a merge) would stay stale there
+    and the tests would run against the old one. Returns how many files were refreshed or
+    removed."""
+    config = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mutmut"]
+    mutated = set(config["only_mutate"])
+    copy = root / "mutants"
+    if not copy.is_dir():
+        return 0
+    changed = 0
+    copied = [*config["source_paths"], "tests", *config.get("also_copy", [])]
+    for source in (c for c in copied if (root / c).is_dir()):
+        real = {p.relative_to(root) for p in (root / source).rglob("*") if p.is_file()}
+        real = {p for p in real if "__pycache__" not in p.parts}
+        for rel in sorted(real):
+            if str(rel) in mutated:
+                continue
+            target = copy / rel
+            if not target.is_file() or target.read_bytes() != (root / rel).read_bytes():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(root / rel, target)
+                changed += 1
+        for stale in (copy / source).rglob("*"):
+            rel = stale.relative_to(copy)
+            artifact = stale.suffix in (".meta", ".spans") or "__pycache__" in rel.parts
+            if stale.is_file() and rel not in real and not artifact:
+                stale.unlink()
+                changed += 1
+    return changed
+
+
 def run_mutmut(children: int, names: list[str], *, fresh: bool) -> int:
     """mutmut run, then the score and the survivors check.
 
@@ -157,6 +191,9 @@ def run_mutmut(children: int, names: list[str], *, fresh: bool) -> int:
     re-tested by name (with the tests as they are now) before the score is taken."""
     if fresh:
         shutil.rmtree(ROOT / "mutants", ignore_errors=True)
+    refreshed = refresh_copies()
+    if refreshed:
+        print(f"mutation: {refreshed} unmutated files in mutants/ brought up to date")
     if not _mutmut_run(children, names):
         return 1
     results = _results()

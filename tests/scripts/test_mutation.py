@@ -97,3 +97,40 @@ def test_every_documented_survivor_line_is_read(tmp_path: Path) -> None:
         "a.b.xǁCǁm__mutmut_2": "equivalent: x or y",
     }
     assert SCRIPT.justified()  # the shipped doc has its lines in that form
+
+
+def test_mutants_copies_of_unmutated_files_follow_the_tree(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.mutmut]\nsource_paths = ["pkg"]\nonly_mutate = ["pkg/pure.py"]\n'
+        'also_copy = ["docs"]\n',
+        encoding="utf-8",
+    )
+    for name, text in {
+        "pkg/pure.py": "x = 1\n",
+        "pkg/other.py": "y = 2\n",
+        "pkg/build.sh": "new\n",
+        "tests/test_a.py": "a\n",
+        "docs/d.md": "d\n",
+    }.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    copy = tmp_path / "mutants"
+    for name, text in {
+        "pkg/pure.py": "x = 1  # with mutmut's trampolines\n",
+        "pkg/pure.py.meta": "{}",
+        "pkg/build.sh": "old\n",
+        "pkg/gone.py": "z = 3\n",
+        "tests/test_gone.py": "g\n",
+    }.items():
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        (copy / name).write_text(text, encoding="utf-8")
+
+    assert SCRIPT.refresh_copies(tmp_path) == 6  # build.sh, other.py, test_a, d.md; 2 gone
+    assert (copy / "pkg/build.sh").read_text(encoding="utf-8") == "new\n"
+    assert (copy / "pkg/other.py").read_text(encoding="utf-8") == "y = 2\n"
+    assert (copy / "tests/test_a.py").is_file() and (copy / "docs/d.md").is_file()
+    assert not (copy / "pkg/gone.py").exists() and not (copy / "tests/test_gone.py").exists()
+    # what mutmut owns is left alone: the mutated module and its results
+    assert "trampolines" in (copy / "pkg/pure.py").read_text(encoding="utf-8")
+    assert (copy / "pkg/pure.py.meta").is_file()
+    assert SCRIPT.refresh_copies(tmp_path) == 0
