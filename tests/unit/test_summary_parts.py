@@ -209,3 +209,56 @@ def test_load_seconds_come_from_the_window_and_are_none_without_one() -> None:
     assert summary._load_seconds(RunFolder(Path("/r"), {})) is None
     empty = {"load_started_at": "2026-11-22T10:00:00Z", "load_ended_at": "2026-11-22T10:00:00Z"}
     assert summary._load_seconds(RunFolder(Path("/r"), empty)) is None
+
+
+def test_the_verdict_says_what_the_pooler_did_against_each_arm_s_twin() -> None:
+    assert summary.verdict([arm("direct", 1.0), arm("standard", 0.5)]) == (
+        "Standard Lambda used 0.50 DB connections per concurrent request; standard Lambda "
+        "without a pooler used 1.00. Standard Lambda used 0.50 with its in-EE PgBouncer "
+        "(standard) and 1.00 without (direct): the pooler cuts it by 50%."
+    )
+    raised = summary.verdict([arm("managed-direct", 0.2), arm("managed", 0.3)])
+    assert raised.endswith(
+        " Managed Instances used 0.30 with its in-EE PgBouncer (managed) and 0.20 without "
+        "(managed-direct): the pooler raises it by 50%."
+    )
+    same = summary.verdict([arm("direct", 0.5), arm("standard", 0.52)])
+    assert same.endswith("(direct): the pooler changes nothing there.")
+    nothing_without = summary.verdict([arm("direct", 0.0), arm("standard", 0.4)])
+    assert nothing_without.startswith("Standard Lambda without a pooler used 0.00")
+    assert nothing_without.endswith("and 0.00 without (direct): the pooler changes nothing there.")
+
+
+def test_every_pair_gets_its_sentence_and_an_arm_without_a_twin_none() -> None:
+    arms = [
+        arm("standard", 0.25),
+        arm("proxy", 0.1),
+        arm("managed", 0.05),
+        arm("direct", 1.0),
+        arm("managed-direct", 0.5),
+        arm("other", 0.7),
+    ]
+    said = summary.verdict(arms)
+    assert said.count(" with its in-EE PgBouncer ") == 2
+    assert "(standard) and 1.00 without (direct): the pooler cuts it by 75%." in said
+    assert "(managed) and 0.50 without (managed-direct): the pooler cuts it by 90%." in said
+    # a twin that was not measured: no sentence
+    alone = summary.verdict([arm("direct", 1.0), arm("managed", 0.5, successes=0)])
+    assert " with its in-EE PgBouncer " not in alone
+
+
+def test_the_verdict_counts_an_arm_with_one_success_and_sorts_a_zero_ratio_first() -> None:
+    assert summary.verdict([arm("managed", 0.5, successes=1)]).startswith(
+        "Managed Instances used 0.50"
+    )
+    assert summary.verdict([arm("standard", 0.5), arm("managed", 0.0)]).startswith(
+        "Managed Instances used 0.00 DB connections per concurrent request; standard Lambda"
+    )
+    folder = RunFolder(path=Path("/r"), manifest={"status": "completed"})
+    one = replace(arm("standard", 1.0, successes=1), peak_concurrency=1.0)
+    assert summary.warnings_for([one], folder, {"standard": object()}) == []
+
+
+def test_a_one_second_window_is_one_second() -> None:
+    window = {"load_started_at": "2026-11-22T10:00:00Z", "load_ended_at": "2026-11-22T10:00:01Z"}
+    assert summary._load_seconds(RunFolder(Path("/r"), window)) == 1.0
