@@ -7,7 +7,18 @@ from dataclasses import replace
 
 import pytest
 
-from analysis.cost import ArmLoad, Deployment, arm_cost, load_prices, proxy_cost, proxy_hourly
+from analysis import cost as cost_module
+from analysis.cost import (
+    ArmLoad,
+    Deployment,
+    arm_cost,
+    aurora_cost,
+    load_prices,
+    managed_instances,
+    proxy_cost,
+    proxy_hourly,
+)
+from input_errors import InputError
 
 US = load_prices("us-east-1")
 
@@ -62,3 +73,68 @@ def test_no_requests_give_an_hourly_figure_but_none_per_request() -> None:
     hourly = 3 * 0.08976 * 1.15 + 36 / 1e6 * 0.2
     assert one.usd_per_hour_at_this_load == pytest.approx(hourly, rel=1e-12)
     assert one.usd_per_million_requests == pytest.approx(hourly / 36 * 1e6, rel=1e-12)
+
+
+def test_prices_print_as_the_price_page_prints_them() -> None:
+    assert cost_module._usd(0.0000133334) == "0.0000133334"
+    assert cost_module._usd(2.0) == "2"
+    assert cost_module._usd(0.5) == "0.5"
+    assert cost_module._usd(10.0) == "10"
+
+
+def test_the_standard_arm_says_its_billed_duration_and_needs_a_second_of_load() -> None:
+    load = ArmLoad("standard", 10, 1.0, 12.34, None)
+    cost = arm_cost(load, Deployment(), US)
+    assert cost.assumptions[2] == (
+        "billed duration = mean response time 12.3 ms (Locust's, an upper bound of Lambda's "
+        "Duration)"
+    )
+    # 10 requests in 1 s = 36,000 an hour: 0.0072 for requests + 36,000 x 12.34 ms x 2 GB x price
+    hourly = 36_000 / 1e6 * 0.2 + 36_000 * 0.01234 * 2 * 0.0000133334
+    assert cost.usd_per_hour_at_this_load == pytest.approx(hourly, rel=1e-12)
+    nothing = arm_cost(replace(load, load_seconds=0.0), Deployment(), US)
+    assert nothing.usd_per_hour_at_this_load is None
+    assert nothing.assumptions[-1] == "no mean duration or load time measured: no figure"
+
+
+def test_the_managed_arm_without_an_ee_count_bills_the_minimum_and_says_so() -> None:
+    load = ArmLoad("managed", 10, 1.0, None, None)
+    cost = arm_cost(load, Deployment(), US)
+    assert cost.assumptions[-1] == "no EE count measured: the minimum instances"
+    assert cost.assumptions[1].startswith("3 x m8g.large ($0.08976/h, 2 vCPU; ")
+    assert cost.assumptions[1].endswith(" for 0 EEs x 1 vCPU, minimum 3 instances")
+    measured = arm_cost(replace(load, execution_environments=0.5), Deployment(), US)
+    assert "no EE count measured: the minimum instances" not in measured.assumptions
+    assert measured.assumptions[1].endswith(" for 0.5 EEs x 1 vCPU, minimum 3 instances")
+    # one second of load is enough for a figure; none is not
+    assert measured.usd_per_hour_at_this_load == pytest.approx(
+        3 * 0.08976 * 1.15 + 36_000 / 1e6 * 0.2, rel=1e-12
+    )
+    assert (
+        arm_cost(replace(load, load_seconds=0.0), Deployment(), US).usd_per_hour_at_this_load
+        is None
+    )
+
+
+def test_an_instance_type_the_table_lacks_is_one_line() -> None:
+    with pytest.raises(InputError) as error:
+        arm_cost(ArmLoad("managed", 1, 1.0, None, 1), Deployment(instance_type="z9.huge"), US)
+    assert str(error.value) == (
+        "the price table for us-east-1 has no EC2 price for z9.huge: add it under ec2_on_demand "
+        "in a --prices file"
+    )
+
+
+def test_half_instances_round_up_not_to_even() -> None:
+    # 5 EEs x 1 vCPU / 2 vCPU = 2.5 instances: 3, where round() alone would give 2
+    assert managed_instances(5, Deployment(min_instances=1), 2) == 3
+    assert managed_instances(4, Deployment(min_instances=1), 2) == 2
+
+
+def test_aurora_says_its_price_and_whether_the_acu_is_known() -> None:
+    unknown = aurora_cost(Deployment(), US)
+    assert unknown.assumptions == [
+        f"Aurora Serverless v2 $0.12/ACU-h ({US.sources['aurora']})",
+        "cluster ACU unknown (local run): no figure",
+    ]
+    assert unknown.usd_per_hour_at_this_load is None
