@@ -194,6 +194,10 @@ def run_mutmut(children: int, names: list[str], *, fresh: bool) -> int:
     refreshed = refresh_copies()
     if refreshed:
         print(f"mutation: {refreshed} unmutated files in mutants/ brought up to date")
+    # mutmut maps each test to the functions it reached when it first saw the test; a function
+    # added since (a merge) would map to none of the older tests and its mutants would survive
+    # untested. Its results stay; the map is rebuilt on every run (a minute or two).
+    (ROOT / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     if not _mutmut_run(children, names):
         return 1
     results = _results()
