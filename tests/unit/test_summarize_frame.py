@@ -344,3 +344,23 @@ def test_host_cpu_is_taken_over_the_load_window_or_every_sample_without_one(
     assert unbounded.host_cpu is not None
     assert (unbounded.host_cpu["seconds"], unbounded.host_cpu["mean_cpu_percent"]) == (3, 43.3)
     assert summarize(run, frame=frame(), write=False).host_cpu is None
+
+
+def test_identity_fields_fall_back_when_the_manifest_lacks_them(tmp_path: Path) -> None:
+    run = make_run_folder(tmp_path)
+    edit_manifest(run, run_id="r-42")
+    assert summarize(run, frame=frame(), write=False).run_id == "r-42"
+    edit_manifest(run, run_id=None, status=None, command=None)
+    bare = summarize(run, frame=frame(), write=False)
+    assert (bare.run_id, bare.status, bare.command) == (run.name, "unknown", "")
+
+
+def test_a_saturated_host_is_a_warning(tmp_path: Path) -> None:
+    run = make_run_folder(tmp_path)
+    busy: Series = [
+        (f"2026-11-22T10:00:{s:02d}Z", "host", "HostCpuPercent", "Average", 100.0)
+        for s in range(10, 20)
+    ]
+    summary = summarize(run, frame=frame(SERIES + busy), write=False)
+    assert summary.host_saturated is True
+    assert any(w.startswith("Host saturated: CPU was at or above") for w in summary.warnings)
