@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -138,3 +140,107 @@ def test_aurora_says_its_price_and_whether_the_acu_is_known() -> None:
         "cluster ACU unknown (local run): no figure",
     ]
     assert unknown.usd_per_hour_at_this_load is None
+
+
+ENTRY = {"source": "the test", "as_of": "2026-12-01"}
+
+
+def price_table(**changes: object) -> dict[str, object]:
+    table: dict[str, object] = {
+        "lambda_requests_per_million": {"usd": 1.0, **ENTRY},
+        "lambda_arm64_gb_second": {"usd": 0.00001, **ENTRY},
+        "managed_instances_fee_share": {"share": 0.1, **ENTRY},
+        "aurora_serverless_v2_acu_hour": {"usd": 0.1, **ENTRY},
+        "rds_proxy_acu_hour": {"usd": 0.01, **ENTRY},
+        "ec2_on_demand": {"m8g.large": {"usd_per_hour": 0.1, "vcpus": 1, **ENTRY}},
+    }
+    table.update(changes)
+    return table
+
+
+def write_prices(path: Path, document: object) -> Path:
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+def test_a_price_file_in_full(tmp_path: Path) -> None:
+    path = write_prices(tmp_path / "p.json", {"regions": {"xx-1": price_table()}})
+    prices = load_prices("xx-1", path)
+    assert prices.region == "xx-1"
+    assert prices.proxy_minimum_acu == 8  # the default when the file gives none
+    assert prices.managed_fee_share == 0.1
+    assert prices.instances["m8g.large"].vcpus == 1  # one vCPU is a whole number >= 1
+    assert prices.instances["m8g.large"].source == "the test, as of 2026-12-01"
+    assert prices.sources["fee"] == "the test, as of 2026-12-01"
+    four = price_table(rds_proxy_acu_hour={"usd": 0.01, "minimum_acu": 4, **ENTRY})
+    write_prices(path, {"regions": {"xx-1": four}})
+    assert load_prices("xx-1", path).proxy_minimum_acu == 4
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        ({"regions": {"a": {}, "b": {}}}, "has no region 'xx-1' (it has: a, b)"),
+        ({"regions": []}, "has no region 'xx-1' (it has: none)"),
+        ([1], "has no region 'xx-1' (it has: none)"),
+    ],
+)
+def test_a_price_file_without_the_region_lists_what_it_has(
+    tmp_path: Path, document: object, problem: str
+) -> None:
+    path = write_prices(tmp_path / "p.json", document)
+    with pytest.raises(InputError) as error:
+        load_prices("xx-1", path)
+    assert str(error.value) == f"price file {path} {problem}"
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        (
+            {"lambda_requests_per_million": {"usd": "1", **ENTRY}},
+            "lambda_requests_per_million needs a number 'usd'",
+        ),
+        ({"lambda_arm64_gb_second": 7}, "lambda_arm64_gb_second needs a number 'usd'"),
+        (
+            {"managed_instances_fee_share": {"usd": 0.1, **ENTRY}},
+            "managed_instances_fee_share needs a number 'share'",
+        ),
+        (
+            {"ec2_on_demand": {"m8g.large": {"usd": 0.1, "vcpus": 2, **ENTRY}}},
+            "ec2_on_demand.m8g.large needs a number 'usd_per_hour'",
+        ),
+    ],
+)
+def test_each_bad_price_is_named_with_its_file_and_region(
+    tmp_path: Path, changes: dict[str, object], problem: str
+) -> None:
+    path = write_prices(tmp_path / "p.json", {"regions": {"xx-1": price_table(**changes)}})
+    with pytest.raises(InputError) as error:
+        load_prices("xx-1", path)
+    default = cost_module.DEFAULT_PRICES
+    assert str(error.value) == f"{path} [xx-1]: {problem} (see {default})"
+
+
+@pytest.mark.parametrize("vcpus", [0, 1.5, "2"])
+def test_an_instance_needs_a_whole_number_of_vcpus(tmp_path: Path, vcpus: object) -> None:
+    bad = {"m8g.large": {"usd_per_hour": 0.1, "vcpus": vcpus, **ENTRY}}
+    path = write_prices(tmp_path / "p.json", {"regions": {"xx-1": price_table(ec2_on_demand=bad)}})
+    with pytest.raises(InputError) as error:
+        load_prices("xx-1", path)
+    assert str(error.value) == (
+        f"{path} [xx-1]: ec2_on_demand.m8g.large needs 'vcpus', a whole number >= 1"
+    )
+
+
+def test_an_unreadable_or_malformed_price_file_says_which_and_why(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as error:
+        load_prices("xx-1", tmp_path / "none.toml")
+    assert str(error.value) == (
+        f"cannot read the price file {tmp_path / 'none.toml'}: No such file or directory"
+    )
+    broken = tmp_path / "p.toml"
+    broken.write_text("regions = [", encoding="utf-8")
+    with pytest.raises(InputError) as error:
+        load_prices("xx-1", broken)
+    assert str(error.value).startswith(f"price file {broken} is not valid toml: ")
