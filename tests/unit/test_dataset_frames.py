@@ -203,3 +203,16 @@ def test_merges_keep_the_columns_in_order_and_equal_times_stable_at_scale() -> N
 def test_only_commas_quotes_and_line_breaks_are_quoted() -> None:
     assert dataset._quote("XX") == "XX"
     assert dataset._quote("a X b") == "a X b"
+
+
+def test_times_must_be_in_the_contract_s_format_and_bad_values_are_missing(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ValueError):
+        frame([("2026-11-22 10:00:00", "a", "m", "Sum", 1.0, "Count", "local")])
+    path = tmp_path / "metrics.csv"
+    path.write_text(
+        f"time,arm,metric,stat,value,unit,source\n{T0},a,m,Sum,abc,Count,local\n",
+        encoding="utf-8",
+    )
+    assert dataset.read_metrics(path)["value"].isna().tolist() == [True]

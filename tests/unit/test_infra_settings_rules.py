@@ -98,6 +98,11 @@ def refusal(context: dict[str, object]) -> str:
             "the version would never become ACTIVE; set -c maxVcpuCount=20",
         ),
         (
+            {"arms": "managed,managed-direct", "memoryMb": "8192"},
+            "context 'maxVcpuCount'=16: 3 minimum execution environments x 4 vCPU x 2 managed "
+            "arms need 24 vCPUs; the version would never become ACTIVE; set -c maxVcpuCount=24",
+        ),
+        (
             {"minAcu": "-0.5"},
             "context 'minAcu'=-0.5: ACU is 0..256 in steps of 0.5; set -c minAcu=0.5",
         ),

@@ -262,3 +262,10 @@ def test_the_verdict_counts_an_arm_with_one_success_and_sorts_a_zero_ratio_first
 def test_a_one_second_window_is_one_second() -> None:
     window = {"load_started_at": "2026-11-22T10:00:00Z", "load_ended_at": "2026-11-22T10:00:01Z"}
     assert summary._load_seconds(RunFolder(Path("/r"), window)) == 1.0
+
+
+def test_a_twin_at_zero_connections_per_request_is_a_full_cut() -> None:
+    assert summary.verdict([arm("direct", 1.0), arm("standard", 0.0)]).endswith(
+        "Standard Lambda used 0.00 with its in-EE PgBouncer (standard) and 1.00 without "
+        "(direct): the pooler cuts it by 100%."
+    )
