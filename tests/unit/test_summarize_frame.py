@@ -125,6 +125,10 @@ def test_every_figure_of_the_summary_from_its_series(tmp_path: Path) -> None:
     }
     assert {k: managed[k] for k in expected_managed} == expected_managed
     assert managed["cost"]["usd_per_hour_at_this_load"] == pytest.approx(0.321672)
+    # 60,000 requests an hour at $0.2/M + 60,000 x 5.0135 s (Locust's mean) x 2 GB x the GB-s price
+    assert standard["cost"]["usd_per_hour_at_this_load"] == pytest.approx(
+        60_000 / 1e6 * 0.2 + 60_000 * 5.0135 * 2 * 0.0000133334, rel=1e-9
+    )
     assert standard["throttles"] is None and standard["throttle_reasons"] == {}
     assert standard["queries_per_s"] == pytest.approx(1000 * 2 / 60)
     assert summary["warnings"][0].startswith("Arm 'managed' was throttled 4 times")
@@ -157,6 +161,7 @@ def test_without_queries_or_a_window_there_are_no_rates(tmp_path: Path) -> None:
     summary = summarize(run, frame=frame(local_only), write=False)
     assert summary.load_seconds is None
     assert summary.arm("managed").queries_per_s is None
+    assert summary.arm("managed").cost["usd_per_hour_at_this_load"] is None  # no load time
     assert summary.arm("managed").littles_law_floor is None
     assert summary.api == {}
     assert summary.database_capacity_acu is None
@@ -305,6 +310,7 @@ def test_without_a_window_there_is_no_rate_even_with_queries(tmp_path: Path) -> 
     summary = summarize(run, frame=frame(), write=False)
     assert summary.load_seconds is None
     assert summary.arm("managed").queries_per_s is None
+    assert summary.arm("managed").cost["usd_per_hour_at_this_load"] is None  # no load time
 
 
 def test_arms_come_from_locust_when_the_scenario_names_none(tmp_path: Path) -> None:
