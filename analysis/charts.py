@@ -22,8 +22,9 @@ from matplotlib.figure import Figure
 from analysis import dataset
 from analysis import host as host_module
 from analysis import requests as request_records
+from analysis.cloudwatch_source import period_s
 from analysis.runfolder import CHARTS, write_bytes_atomic
-from analysis.summary import RunSummary
+from analysis.summary import THROTTLE_REASONS, RunSummary, per_second
 from functions import contract
 
 DPI = 100
@@ -384,6 +385,199 @@ def pools(
     )
 
 
+EE_CONCURRENCY = contract.EE_CONCURRENCY
+EE_LIMIT = contract.EE_CONCURRENCY_LIMIT
+LIMIT_COLOR = "#ff7f0e"  # not an arm's colour, nor one of the per-EE lines'
+REASON_COLORS = {
+    "ConcurrencyThrottles": "#8c564b",
+    "CPUThrottles": "#e377c2",
+    "MemoryThrottles": "#7f7f7f",
+}
+
+
+def managed_arms(frame: pd.DataFrame, summary: RunSummary) -> list[str]:
+    """Arms with a per-EE concurrency limit (Managed Instances, whatever the arm is named):
+    the local model samples it, CloudWatch publishes it for a capacity provider's function."""
+    limits = frame[(frame["metric"] == EE_LIMIT) & frame["value"].notna()]
+    known = set(limits["arm"].astype(str))
+    return [a.arm for a in summary.arms if a.arm in known]
+
+
+def ee_concurrency(
+    frame: pd.DataFrame, summary: RunSummary, window: TimeWindow | None = None
+) -> Chart | None:
+    """Per managed arm: how full each EE ran against its limit over time. ConcurrentExecutions
+    alone hides it: 48 in flight is 3 EEs at their limit of 16, or 6 EEs half full.
+
+    Local runs sample every EE each second (a line each, or a band over many); CloudWatch
+    publishes the arm's ExecutionEnvironmentConcurrency (the maximum over its EEs) per 5-minute
+    period, drawn as steps."""
+    arms = managed_arms(frame, summary)
+    if not arms:
+        return None
+    fig = Figure(figsize=(10, 2.6 * len(arms)), layout="constrained")
+    axes = fig.subplots(len(arms), 1, sharex=True, squeeze=False)[:, 0]
+    for index, (ax, arm) in enumerate(zip(axes, arms, strict=True)):
+        color = _color(arm, index)
+        per_ee = frame[
+            (frame["arm"] == arm)
+            & (frame["metric"] == EE_CONCURRENCY)
+            & frame["source"].str.startswith("ee:")
+        ].dropna(subset=["value"])
+        if not per_ee.empty:
+            table = per_ee.groupby(["time", "source"], observed=True)["value"].max().unstack()
+            x = _x(table.index)
+            if table.shape[1] <= MAX_EE_LINES:
+                # colours outside the arms' own, so the fullest-EE line stays the arm's
+                for number, source in enumerate(sorted(table.columns, key=_ee_number)):
+                    ax.step(
+                        x,
+                        table[source].to_numpy(),
+                        where="mid",
+                        linewidth=0.9,
+                        color=f"C{4 + number % 6}",
+                        label=source[3:],
+                    )
+            else:
+                ax.fill_between(
+                    x,
+                    table.min(axis=1).to_numpy(dtype=float),
+                    table.max(axis=1).to_numpy(dtype=float),
+                    color=color,
+                    alpha=0.25,
+                    label=f"{table.shape[1]} EEs: min to max",
+                )
+                ax.plot(x, table.median(axis=1).to_numpy(dtype=float), color=color, label="median")
+        # a CloudWatch value stands for the period it starts; a local one for its second
+        where = "post" if _from_cloudwatch(frame, arm, EE_CONCURRENCY) else "mid"
+        fullest = _whole_periods(
+            dataset.series(frame, arm, EE_CONCURRENCY), frame, arm, EE_CONCURRENCY
+        )
+        if not fullest.empty:
+            ax.step(
+                _x(fullest.index),
+                fullest.to_numpy(),
+                where=where,
+                color=color,
+                linewidth=2.4,
+                marker=_period_marker(where),
+                label="fullest EE",
+            )
+        limit = _whole_periods(dataset.series(frame, arm, EE_LIMIT), frame, arm, EE_LIMIT)
+        if not limit.empty:
+            ax.step(
+                _x(limit.index),
+                limit.to_numpy(),
+                where=where,
+                marker=_period_marker(where),
+                color=LIMIT_COLOR,
+                linestyle="--",
+                linewidth=1.8,
+                label=f"limit ({limit.max():g} per EE)",
+            )
+        if per_ee.empty and fullest.empty:
+            _no_data(ax, "per-EE concurrency")
+        ax.set_title(arm_label_of(summary, arm), loc="left", fontsize=10)
+        ax.set_ylabel("requests in one EE")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        _legend_outside(ax, 7)
+    axes[-1].set_xlabel("time (UTC)")
+    return Chart(
+        "ee_concurrency",
+        "Concurrency per execution environment against its limit",
+        "ExecutionEnvironmentConcurrency per managed arm: local runs, each EE's most requests in "
+        "flight per second (over "
+        f"{MAX_EE_LINES} EEs, a band from the emptiest to the fullest and their median); on AWS, "
+        "the fullest EE per 5-minute period (CloudWatch's maximum). Dashed: "
+        "ExecutionEnvironmentConcurrencyLimit; an EE at it throttles the next request.",
+        _render(fig, summary, window),
+    )
+
+
+def _whole_periods(values: pd.Series, frame: pd.DataFrame, arm: str, metric: str) -> pd.Series:
+    """A CloudWatch value stands for the period it starts: the last one gets its end too, so
+    a step through it spans the period (a short run may have one period only)."""
+    if values.empty or not _from_cloudwatch(frame, arm, metric):
+        return values
+    end = values.index[-1] + pd.Timedelta(seconds=period_s(metric))
+    tail = pd.Series([float(values.iloc[-1])], index=pd.DatetimeIndex([end]))
+    return pd.Series(pd.concat([values, tail]))
+
+
+def _period_marker(where: str) -> str | None:
+    """CloudWatch periods get a dot each: a short run has one or two, and a step through a
+    single point draws nothing."""
+    return "o" if where == "post" else None
+
+
+def _from_cloudwatch(frame: pd.DataFrame, arm: str, metric: str) -> bool:
+    rows = frame[(frame["arm"] == arm) & (frame["metric"] == metric)]
+    return bool((rows["source"] == "cloudwatch").any())
+
+
+def arm_label_of(summary: RunSummary, arm: str) -> str:
+    return next((a.label for a in summary.arms if a.arm == arm), arm)
+
+
+def throttles(
+    frame: pd.DataFrame, summary: RunSummary, window: TimeWindow | None = None
+) -> Chart | None:
+    """Throttles per second per arm, and by reason where the source names one (local: the
+    function model's; AWS: the Managed Instances reason metrics). None when no arm has a
+    Throttles series at all (nothing to draw, not zero)."""
+    arms = [a for a in summary.arms if not per_second(frame, a.arm, contract.THROTTLES).empty]
+    if not arms:
+        return None
+    fig = Figure(figsize=(10, 2.2 * len(arms)), layout="constrained")
+    axes = fig.subplots(len(arms), 1, sharex=True, squeeze=False)[:, 0]
+    for index, (ax, arm) in enumerate(zip(axes, arms, strict=True)):
+        rate = _whole_periods(
+            per_second(frame, arm.arm, contract.THROTTLES), frame, arm.arm, contract.THROTTLES
+        )
+        where = "post" if _from_cloudwatch(frame, arm.arm, contract.THROTTLES) else "mid"
+        ax.step(
+            _x(rate.index),
+            rate.to_numpy(),
+            where=where,
+            marker=_period_marker(where),
+            color=_color(arm.arm, index),
+            linewidth=3.0,
+            label=f"all ({arm.throttles or 0:,.0f})",
+        )
+        for reason in THROTTLE_REASONS:
+            by_reason = _whole_periods(per_second(frame, arm.arm, reason), frame, arm.arm, reason)
+            if by_reason.empty:
+                continue
+            count = arm.throttle_reasons.get(reason)
+            ax.step(
+                _x(by_reason.index),
+                by_reason.to_numpy(),
+                where=where,
+                marker=_period_marker(where),
+                color=REASON_COLORS[reason],
+                linestyle="--",
+                linewidth=2.0,
+                label=f"{reason} ({count or 0:,.0f})",
+            )
+        ax.set_title(arm.label, loc="left", fontsize=10)
+        ax.set_ylabel("throttles/s")
+        ax.set_ylim(bottom=0, top=max(1.0, float(rate.max()) * 1.1))
+        ax.grid(alpha=0.3)
+        _legend_outside(ax, 7)
+    axes[-1].set_xlabel("time (UTC)")
+    return Chart(
+        "throttles",
+        "Throttles per second, by reason",
+        "Lambda's Throttles per second (local: each second; AWS: each period's sum over its "
+        "length, 60 s, and 300 s for the Managed Instances reason metrics), with the totals "
+        "in the legend. Local reasons are the function model's: it throttles only for "
+        "concurrency (a full EE, or the concurrency limit); CPU and memory throttles happen "
+        "only on AWS.",
+        _render(fig, summary, window),
+    )
+
+
 def render_charts(
     frame: pd.DataFrame,
     history: pd.DataFrame | None,
@@ -404,9 +598,13 @@ def render_charts(
         parts = time_breakdown(records, summary)
         if parts is not None:
             charts.append(parts)
-    pool_chart = pools(frame, summary, window)
-    if pool_chart is not None:
-        charts.append(pool_chart)
+    for optional in (
+        ee_concurrency(frame, summary, window),
+        throttles(frame, summary, window),
+        pools(frame, summary, window),
+    ):
+        if optional is not None:
+            charts.append(optional)
     cpu_chart = host_cpu(frame, summary, window)
     if cpu_chart is not None:
         charts.append(cpu_chart)

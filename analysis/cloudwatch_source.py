@@ -40,6 +40,27 @@ POLL_INTERVAL_S = 30.0
 FIRST_POLL_DELAY = timedelta(minutes=1)
 
 
+FUNCTION_PERIOD_S = 60  # Lambda's function metrics, RDS, API Gateway
+MANAGED_PERIOD_S = 300  # Lambda Managed Instances publish every 5 minutes
+MANAGED_METRICS = (
+    (contract.EE_CONCURRENCY, "Maximum", "Count"),
+    (contract.EE_CONCURRENCY, "SampleCount", "Count"),
+    (contract.EE_CONCURRENCY_LIMIT, "Maximum", "Count"),
+    ("ConcurrencyThrottles", "Sum", "Count"),
+    ("CPUThrottles", "Sum", "Count"),
+    ("MemoryThrottles", "Sum", "Count"),
+    ("ExecutionEnvironmentCPUUtilization", "Maximum", "Percent"),
+)
+
+
+def period_s(metric: str) -> int:
+    """The period a metric of this name is fetched at: a CloudWatch Sum over it divided by
+    this is a rate per second."""
+    return (
+        MANAGED_PERIOD_S if any(metric == m for m, _, _ in MANAGED_METRICS) else FUNCTION_PERIOD_S
+    )
+
+
 Dimensions = tuple[tuple[str, str], ...]
 SeriesId = tuple[str, str, Dimensions]
 
@@ -148,7 +169,9 @@ def _function_queries(arm: str, function: str) -> Iterator[MetricQuery]:
         (contract.DURATION, "p99", "Milliseconds"),
     ):
         sentinel = metric == contract.INVOCATIONS
-        yield MetricQuery(arm, "AWS/Lambda", metric, stat, 60, dims, unit, sentinel=sentinel)
+        yield MetricQuery(
+            arm, "AWS/Lambda", metric, stat, FUNCTION_PERIOD_S, dims, unit, sentinel=sentinel
+        )
 
 
 def _managed_queries(arm: str, function: str, capacity_provider: str) -> Iterator[MetricQuery]:
@@ -157,20 +180,20 @@ def _managed_queries(arm: str, function: str, capacity_provider: str) -> Iterato
         ("FunctionName", function),
         ("Resource", f"{function}:{LMI_VERSION}"),
     )
-    for metric, stat, unit in (
-        (contract.EE_CONCURRENCY, "Maximum", "Count"),
-        (contract.EE_CONCURRENCY, "SampleCount", "Count"),
-        (contract.EE_CONCURRENCY_LIMIT, "Maximum", "Count"),
-        ("ConcurrencyThrottles", "Sum", "Count"),
-        ("CPUThrottles", "Sum", "Count"),
-        ("MemoryThrottles", "Sum", "Count"),
-        ("ExecutionEnvironmentCPUUtilization", "Maximum", "Percent"),
-    ):
+    for metric, stat, unit in MANAGED_METRICS:
         # Which extra dimensions (Resource `<fn>:$LATEST.PUBLISHED`?) LMI metrics carry is not
         # documented with certainty: the function's name must match, ListMetrics says the rest.
         sentinel = (metric, stat) == (contract.EE_CONCURRENCY, "Maximum")
         yield MetricQuery(
-            arm, "AWS/Lambda", metric, stat, 300, dims, unit, match=dims[1:2], sentinel=sentinel
+            arm,
+            "AWS/Lambda",
+            metric,
+            stat,
+            MANAGED_PERIOD_S,
+            dims,
+            unit,
+            match=dims[1:2],
+            sentinel=sentinel,
         )
 
 

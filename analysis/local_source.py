@@ -29,7 +29,15 @@ from input_errors import InputError
 MAX_GAUGES = frozenset({contract.CONCURRENT_EXECUTIONS, contract.EE_CONCURRENCY})
 # Counters: the count within the second.
 COUNTERS = frozenset(
-    {contract.INVOCATIONS, contract.ERRORS, contract.THROTTLES, contract.COLD_STARTS}
+    {
+        contract.INVOCATIONS,
+        contract.ERRORS,
+        contract.THROTTLES,
+        contract.COLD_STARTS,
+        "ConcurrencyThrottles",
+        "CPUThrottles",
+        "MemoryThrottles",
+    }
 )
 # Everything else numeric is a reading at the sample time (ExecutionEnvironments, ...).
 

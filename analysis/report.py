@@ -34,23 +34,70 @@ from analysis.runfolder import (
     write_text_atomic,
 )
 from analysis.summary import RunSummary, summarize
+from analysis.sweep_report import SWEEP_JSON, crossings, max_connections_of, read_sweep
+from analysis.sweep_report import rows as sweep_rows
+from input_errors import InputError
 
 TEMPLATES = Path(__file__).parent / "templates"
 
 
-def _num(value: float | None, digits: int = 0) -> str:
-    """Numbers for the table: missing shows as 'n/a', never as 0."""
+def people(value: Any) -> str:
+    """A number as a person reads it: thousands separated, and no more digits than the
+    measurement carries (3 significant, never more than 3 decimals); 'n/a' for missing."""
     if value is None:
         return "n/a"
-    if digits == 0 and float(value).is_integer():
-        return f"{int(value)}"
-    return f"{value:.{digits or 1}f}"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if not isinstance(value, float):
+        return str(value)
+    size = abs(value)
+    if value.is_integer():
+        return f"{int(value):,}"
+    if size >= 100:
+        return f"{value:,.0f}"
+    if size >= 10:
+        return f"{value:.1f}"
+    if size >= 1:
+        return f"{value:.2f}"
+    if size >= 0.001:
+        return f"{value:.3f}"
+    return "< 0.001" if value > 0 else "> -0.001"
+
+
+def _num(value: float | None, digits: int | None = None) -> str:
+    """Numbers for the tables: missing shows as 'n/a', never as 0; `digits` fixes the
+    decimals (columns read best aligned), else people() rounds."""
+    if value is None:
+        return "n/a"
+    if digits is None:
+        return people(float(value))
+    return f"{value:,.{min(digits, 3)}f}"
+
+
+def _usd(value: float | None) -> str:
+    """Dollars: cents from a dollar up, three decimals below one."""
+    if value is None:
+        return "n/a"
+    return f"${value:,.2f}" if abs(value) >= 1 else f"${value:.3f}"
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return people(value)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(v) for v in value]
+    return value
 
 
 def _show(value: Any) -> str:
+    """Any value for the page, its floats rounded for people (summary.json keeps them)."""
     if isinstance(value, dict | list):
-        return json.dumps(value, sort_keys=True)
-    return "n/a" if value is None else str(value)
+        return json.dumps(_rounded(value), sort_keys=True)
+    return people(value)
 
 
 # The scenario table for people: what each manifest key means, with its unit, and whether it
@@ -81,18 +128,75 @@ def scenario_rows(scenario: dict[str, Any]) -> list[tuple[str, str]]:
         if value is None:
             continue
         label, unit = SCENARIO_LABELS.get(key, (key, ""))
-        if isinstance(value, bool):
-            text = "yes" if value else "no"
-        elif isinstance(value, list | tuple):
-            text = ", ".join(str(v) for v in value)
-        elif isinstance(value, float):
-            text = f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
-        elif isinstance(value, int):
-            text = f"{value:,}"
+        if isinstance(value, list | tuple):
+            text = ", ".join(people(v) for v in value)
         else:
-            text = str(value)
+            text = people(value)
         rows.append((label, f"{text}{unit}"))
     return rows
+
+
+def sweep_fit_sentences(folder: RunFolder, summary: RunSummary) -> list[str]:
+    """When the run is a point of a `poolbench sweep`, where each per-EE-pool arm's fitted
+    line meets max_connections, over the sweep's points measured so far (this one included);
+    nothing when the run is not in a sweep or no line can be fitted yet."""
+    sweep_dir = folder.path.parent
+    if not (sweep_dir / SWEEP_JSON).is_file():
+        return []
+    try:
+        sweep = read_sweep(sweep_dir)
+        table = sweep_rows(sweep_dir, sweep, current=(folder.path.name, summary.to_json()))
+    except (InputError, OSError, ValueError, KeyError):  # a damaged sweep says nothing
+        return []
+    found = crossings(table)
+    if not found:
+        return []
+    points = len({r["_run_dir"] for r in table})
+    return [
+        f"Sweep {sweep.get('sweep_id', sweep_dir.name)}, over its {points} points measured "
+        f"so far: {c.sentence()}"
+        for c in found
+    ]
+
+
+def what_this_run_says(folder: RunFolder, summary: RunSummary) -> list[str]:
+    """Sentences made only of measured numbers (and the cost model's figures): DB connections
+    per arm at this load, where a sweep's fit meets max_connections, and cost per arm."""
+    said: list[str] = []
+    users = (folder.manifest.get("scenario") or {}).get("users")
+    load = f"{people(users)} users per arm" if users is not None else "this load"
+    for arm in summary.arms:
+        label = arm.label[:1].upper() + arm.label[1:]
+        if arm.peak_db_connections is None:
+            said.append(f"{label}: no DB connection samples at {load}.")
+            continue
+        ratio = arm.db_connections_per_concurrent_request
+        per = f" ({_num(ratio, 2)} per concurrent request)" if ratio is not None else ""
+        said.append(
+            f"{label}: peak {people(arm.peak_db_connections)} DB connections at {load}, "
+            f"with peak {_num(arm.peak_concurrency)} concurrent requests{per}."
+        )
+    limit = max_connections_of(folder.manifest)
+    if limit is not None:
+        total = summary.database_peak_connections
+        said.append(
+            f"The database's max_connections: {people(limit)}"
+            + (f"; all sessions peaked at {people(total)}." if total is not None else ".")
+        )
+    said += sweep_fit_sentences(folder, summary)
+    local = summary.target == "local"
+    for arm in summary.arms:
+        cost = arm.cost or {}
+        per_million = cost.get("usd_per_million_requests")
+        if per_million is None:
+            continue
+        label = arm.label[:1].upper() + arm.label[1:]
+        said.append(
+            f"{label}: {_usd(per_million)} per million requests, "
+            f"{_usd(cost.get('usd_per_hour_at_this_load'))} per hour at this load"
+            + (" (estimated from a local run, priced as if on AWS)." if local else ".")
+        )
+    return said
 
 
 def _environment() -> jinja2.Environment:
@@ -104,6 +208,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["num"] = _num
+    env.filters["usd"] = _usd
     env.filters["show"] = _show
     env.filters["b64"] = lambda data: base64.b64encode(data).decode("ascii")
     return env
@@ -120,7 +225,7 @@ def render_html(
     manifest = folder.manifest
     floor_note = summary.arms[0].seconds_per_query_source if summary.arms else "n/a"
     if summary.arms:
-        floor_note = f"{summary.arms[0].seconds_per_query * 1000:g} ms, {floor_note}"
+        floor_note = f"{people(summary.arms[0].seconds_per_query * 1000)} ms, {floor_note}"
     return (
         _environment()
         .get_template("report.html.j2")
@@ -134,6 +239,8 @@ def render_html(
             inits=dict(manifest.get("inits") or {}),
             git_commit=manifest.get("git_commit"),
             floor_note=floor_note,
+            says=what_this_run_says(folder, summary),
+            managed=[a for a in summary.arms if a.ee_concurrency_limit is not None],
             generated_at=(generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC"),
         )
     )

@@ -16,6 +16,8 @@ import pandas as pd
 
 from analysis import dataset
 from analysis import requests as request_records
+from analysis.cloudwatch_source import SOURCE as CLOUDWATCH
+from analysis.cloudwatch_source import period_s
 from analysis.collect import load_dataset, load_or_collect
 from analysis.cost import (
     LOCAL_LABEL,
@@ -98,6 +100,13 @@ class ArmSummary:
     cold_starts: int | None = None
     cost: dict[str, Any] = field(default_factory=dict)
     """analysis.cost: usd_per_million_requests, usd_per_hour_at_this_load, assumptions."""
+    peak_throttles_per_s: float | None = None
+    """Throttles per second at their worst: a local second, or a CloudWatch period's sum over
+    its length (an average over the minute on AWS)."""
+    peak_ee_concurrency: float | None = None
+    """ExecutionEnvironmentConcurrency: the fullest EE's in-flight requests (managed arms)."""
+    ee_concurrency_limit: float | None = None
+    """ExecutionEnvironmentConcurrencyLimit: the requests one EE may run at once."""
 
 
 THROTTLE_REASONS = ("ConcurrencyThrottles", "CPUThrottles", "MemoryThrottles")
@@ -136,6 +145,8 @@ class RunSummary:
     host_saturated: bool | None = None
     database_cost: dict[str, Any] = field(default_factory=dict)
     """analysis.cost: Aurora per hour, apart from the arms (they share it)."""
+    runtime: str = "python"
+    """The function under test on every arm (manifest; runs from before the knob: python)."""
 
     def arm(self, name: str) -> ArmSummary:
         """The summary of one arm by name."""
@@ -153,6 +164,20 @@ def total(frame: pd.DataFrame, arm: str, metric: str) -> float | None:
     """Sum of a counter's per-period sums; None when no value was recorded."""
     values = dataset.series(frame, arm, metric, stats=("Sum",))
     return None if values.empty else float(values.sum())
+
+
+def per_second(frame: pd.DataFrame, arm: str, metric: str) -> pd.Series:
+    """A counter as a rate per second over time: local samples count one second each; a
+    CloudWatch Sum covers its query's period (60 s, or 300 s for Managed Instances metrics),
+    so its rate is the period's average."""
+    rows = dataset.arm_level(frame)
+    rows = rows[(rows["arm"] == arm) & (rows["metric"] == metric) & (rows["stat"] == "Sum")]
+    rows = rows.dropna(subset=["value"])
+    if rows.empty:
+        return pd.Series(dtype="float64")
+    period = (rows["source"].astype(str) == CLOUDWATCH).map({True: period_s(metric), False: 1})
+    rates = rows["value"].to_numpy(dtype="float64") / period.to_numpy(dtype="float64")
+    return pd.Series(rates, index=pd.DatetimeIndex(rows["time"])).groupby(level=0).max()
 
 
 def peak_of(frame: pd.DataFrame, arm: str, metric: str, stat: str) -> float | None:
@@ -248,9 +273,16 @@ def summarize_arm(
             if _asked(frame, arm, reason)
         },
         errors=total(frame, arm, contract.ERRORS),
+        peak_throttles_per_s=_peak(per_second(frame, arm, contract.THROTTLES)),
+        peak_ee_concurrency=dataset.peak(frame, arm, contract.EE_CONCURRENCY),
+        ee_concurrency_limit=dataset.peak(frame, arm, contract.EE_CONCURRENCY_LIMIT),
         duration_p50_ms=peak_of(frame, arm, contract.DURATION, "p50"),
         duration_p99_ms=peak_of(frame, arm, contract.DURATION, "p99"),
     )
+
+
+def _peak(values: pd.Series) -> float | None:
+    return None if values.empty else float(values.max())
 
 
 def _asked(frame: pd.DataFrame, arm: str, metric: str) -> bool:
@@ -451,6 +483,7 @@ def summarize(
     summary = RunSummary(
         run_id=str(folder.manifest.get("run_id") or folder.path.name),
         target=folder.target,
+        runtime=str(folder.manifest.get("runtime") or "python"),
         status=str(folder.manifest.get("status") or "unknown"),
         command=str(folder.manifest.get("command") or ""),
         load_seconds=load_seconds,

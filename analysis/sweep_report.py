@@ -32,6 +32,7 @@ SWEEP_CSV = "sweep.csv"
 SWEEP_HTML = "sweep.html"
 CSV_COLUMNS = (
     "users",
+    "runtime",
     "slots_per_ee",
     "pool_size",
     "arm",
@@ -97,14 +98,29 @@ def _knob(manifest: dict[str, Any], point: dict[str, Any], name: str) -> Any:
     return int(value) if value is not None and str(value).isdigit() else value
 
 
-def rows(sweep_dir: Path, sweep: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per point x arm, in the order the points ran."""
+def rows(
+    sweep_dir: Path,
+    sweep: dict[str, Any],
+    current: tuple[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per point x arm, in the order the points ran.
+
+    `current` is (run folder name, summary) of a point whose report is being built: its
+    summary is taken as given (its summary.json is not written yet), and it counts even
+    though sweep.json records its folder only once its report is done."""
     found: list[dict[str, Any]] = []
-    for point in sweep["points"]:
+    points = list(sweep["points"])
+    if current is not None and all(p.get("run_dir") != current[0] for p in points):
+        users = (_manifest(sweep_dir / current[0]).get("scenario") or {}).get("users")
+        points.append({"users": users, "run_dir": current[0], "status": "running"})
+    for point in points:
         if not point.get("run_dir"):
             continue
         run_dir = sweep_dir / str(point["run_dir"])
-        summary = _point_summary(run_dir)
+        if current is not None and point["run_dir"] == current[0]:
+            summary: dict[str, Any] | None = current[1]
+        else:
+            summary = _point_summary(run_dir)
         if summary is None:
             continue
         manifest = _manifest(run_dir)
@@ -112,6 +128,8 @@ def rows(sweep_dir: Path, sweep: dict[str, Any]) -> list[dict[str, Any]]:
             found.append(
                 {
                     "users": point["users"],
+                    # the function under test (manifest; runs before the knob: python)
+                    "runtime": manifest.get("runtime") or point.get("runtime") or "python",
                     "slots_per_ee": _knob(manifest, point, "slots_per_ee"),
                     "pool_size": _knob(manifest, point, "pool_size"),
                     "arm": arm["arm"],
@@ -134,7 +152,7 @@ def rows(sweep_dir: Path, sweep: dict[str, Any]) -> list[dict[str, Any]]:
                     ),
                     # for the charts, not the CSV
                     "_floor": arm.get("littles_law_floor"),
-                    "_max_connections": _max_connections(manifest),
+                    "_max_connections": max_connections_of(manifest),
                     "_status": point.get("status"),
                     "_run_dir": point["run_dir"],
                 }
@@ -142,7 +160,7 @@ def rows(sweep_dir: Path, sweep: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-def _max_connections(manifest: dict[str, Any]) -> int | None:
+def max_connections_of(manifest: dict[str, Any]) -> int | None:
     """local: the stack's max_connections; aws: from the deployed max ACU, when recorded."""
     stack = manifest.get("stack") or {}
     if isinstance(stack.get("max_connections"), int):
@@ -201,8 +219,10 @@ def _x(row: dict[str, Any]) -> float:
 
 
 def _series(table: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Rows per line: the arm, plus the swept pooler knobs when more than one value ran."""
-    vary = [k for k in ("slots_per_ee", "pool_size") if len({r[k] for r in table}) > 1]
+    """Rows per line: the arm, plus the swept knobs (runtime, pooler) when more than one value
+    ran; a row without a knob (from before it) counts as one value."""
+    knobs = ("runtime", "slots_per_ee", "pool_size")
+    vary = [k for k in knobs if len({r.get(k) for r in table}) > 1]
     lines: dict[str, list[dict[str, Any]]] = {}
     for row in table:
         name = " ".join([row["arm"], *(f"{k}={row[k]}" for k in vary)])

@@ -105,6 +105,17 @@ def db_role(name: str, prefix: str = "poolbench_") -> str:
     return prefix + name.replace("-", "_")
 
 
+# --- the function under test ----------------------------------------------------------------
+
+RUNTIMES: tuple[str, ...] = ("python", "nodejs")
+"""The function under test, on every arm of a run (never per arm): the Python handler
+(functions/app, python3.13) or the Node.js one (functions/nodejs, nodejs24.x, pg)."""
+DEFAULT_RUNTIME = "python"
+DEFAULT_SLOTS_PER_VCPU: Mapping[str, int] = {"python": 16, "nodejs": 64}
+"""AWS's default per-EE concurrency per vCPU on Managed Instances, by runtime: Python runs a
+process per slot, Node.js worker threads with async handlers."""
+
+
 # --- environment variables (docs/contracts.md) -----------------------------------------------
 
 ENV_ARM = "ARM"
@@ -192,6 +203,8 @@ OUT_API_NAME = "ApiName"
 OUT_API_STAGE = "ApiStage"
 OUT_PROBE_FUNCTION = "ProbeFunctionName"
 OUT_FUNCTION_TIMEOUT = "FunctionTimeoutSeconds"
+OUT_RUNTIME = "Runtime"
+"""The function under test on every arm (``RUNTIMES``); absent in a stack from before it: python."""
 
 
 def function_name_output(arm_name: str) -> str:

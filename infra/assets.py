@@ -20,9 +20,13 @@ from __future__ import annotations
 
 import importlib.metadata
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
+from typing import Any
 
-from aws_cdk import AssetHashType, BundlingOptions, Stack
+import jsii
+from aws_cdk import AssetHashType, BundlingOptions, ILocalBundling, Stack
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
@@ -31,9 +35,17 @@ from infra.settings import Settings
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = REPO_ROOT / "functions"
 RUNTIME = lambda_.Runtime.PYTHON_3_13
+"""The Python runtime: the probe's always, the arms' with ``-c runtime=python``."""
+NODE_RUNTIME = lambda_.Runtime.NODEJS_24_X
 ARCHITECTURE = lambda_.Architecture.ARM_64
+FUNCTION_RUNTIMES = {"python": RUNTIME, "nodejs": NODE_RUNTIME}
+"""The Lambda runtime of the function under test, by ``-c runtime=``."""
+HANDLERS = {"python": "functions.app.handler.handler", "nodejs": "index.handler"}
+NODE_FUNCTION_DIR = FUNCTIONS_DIR / "nodejs"
 FUNCTION_PACKAGES = ("app", "probe", "pooler")
 """The sub-packages of ``functions/``: each asset takes one and leaves out the others."""
+NOT_PYTHON = ("nodejs",)
+"""Folders of ``functions/`` no Python asset ships (the Node.js function, its node_modules)."""
 
 _NOISE = ("**/__pycache__", "**/*.pyc", "**/.mypy_cache", "**/.pytest_cache")
 
@@ -97,7 +109,7 @@ def function_code(scope: Construct, settings: Settings, package: str) -> lambda_
     if package not in FUNCTION_PACKAGES:
         raise ValueError(f"unknown functions package {package!r}")
     others = [p for p in FUNCTION_PACKAGES if p != package]
-    exclude = [*others, *_NOISE]
+    exclude = [*others, *NOT_PYTHON, *_NOISE]
     if not bundling_enabled(scope, settings):
         return lambda_.Code.from_asset(str(FUNCTIONS_DIR), exclude=exclude)
     script = " && ".join(
@@ -130,3 +142,72 @@ def copy_commands(package: str, source: str, output: str) -> list[str]:
         f"cp -r {src}/{package} {out}/functions/{package}",
         f"find {out} -name __pycache__ -prune -exec rm -rf {{}} +",
     ]
+
+
+NODE_SOURCES = ("index.mjs", "package.json", "package-lock.json")
+"""What the Node.js function's asset is made of: the handler and the lockfile npm installs."""
+
+
+def npm_bundle_commands(output_dir: str) -> list[list[str]]:
+    """The one recipe, run locally or in Docker: the lockfile's production packages (pg and its
+    pure-JavaScript dependencies; aws-lambda-ric is a devDependency and stays out) installed into
+    the output beside the handler. ``--ignore-scripts``: nothing of pg's builds anything."""
+    return [
+        [
+            "npm",
+            "ci",
+            "--omit=dev",
+            "--ignore-scripts",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            "--prefix",
+            output_dir,
+        ]
+    ]
+
+
+@jsii.implements(ILocalBundling)
+class NpmLocalBundling:
+    """Bundles the Node.js function on this machine, no Docker: pg is pure JavaScript, so what
+    npm installs here is what runs on arm64 Linux. Declines (Docker then runs the same commands
+    in the nodejs24.x build image) when npm is not on PATH."""
+
+    def try_bundle(self, output_dir: str, **_options: Any) -> bool:
+        if shutil.which("npm") is None:
+            return False
+        bundle_node_function(Path(output_dir))
+        return True
+
+
+def bundle_node_function(output_dir: Path) -> None:
+    """Copies the handler and lockfile into output_dir and installs the production packages."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for name in NODE_SOURCES:
+        shutil.copy2(NODE_FUNCTION_DIR / name, output_dir / name)
+    for command in npm_bundle_commands(str(output_dir)):
+        subprocess.run(command, check=True, cwd=output_dir, capture_output=True, text=True)
+
+
+def node_function_code(scope: Construct, settings: Settings) -> lambda_.Code:
+    """``functions/nodejs``: index.mjs with pg from the lockfile, bundled by ``npm ci
+    --omit=dev`` (locally when npm is there, else in Docker); unbundled (tests), the sources."""
+    exclude = ["node_modules", "**/node_modules"]
+    if not bundling_enabled(scope, settings):
+        return lambda_.Code.from_asset(str(NODE_FUNCTION_DIR), exclude=exclude)
+    script = " && ".join(
+        [
+            *(f"cp /asset-input/{name} /asset-output/{name}" for name in NODE_SOURCES),
+            *(shlex.join(c) for c in npm_bundle_commands("/asset-output")),
+        ]
+    )
+    return lambda_.Code.from_asset(
+        str(NODE_FUNCTION_DIR),
+        exclude=exclude,
+        bundling=BundlingOptions(
+            image=NODE_RUNTIME.bundling_image,
+            command=["bash", "-c", script],
+            environment={"HOME": "/tmp", "npm_config_cache": "/tmp/.npm"},
+            local=NpmLocalBundling(),
+        ),
+    )

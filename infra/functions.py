@@ -14,7 +14,7 @@ What each arm is (Managed Instances or not, which pooler) comes from ``functions
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Annotations, Duration, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -22,12 +22,20 @@ from constructs import Construct, IDependable
 
 from functions import contract
 from infra import nag
-from infra.assets import ARCHITECTURE, RUNTIME
+from infra.assets import ARCHITECTURE, FUNCTION_RUNTIMES, HANDLERS
 from infra.database import DB_PORT, Database, arm_role
 from infra.network import Network, retention
 from infra.settings import Settings
 
-HANDLER = "functions.app.handler.handler"
+NODE_LAYER_WARNING = (
+    "runtime=nodejs: the pooler layer's extension is a Python 3 script that reads the secret with"
+    " boto3; Lambda's nodejs24.x runtime (Amazon Linux 2023) is not known to ship python3 or"
+    " boto3, so its EEs may fail init on AWS. Unverified without an account: see docs/aws.md"
+    " (Node.js runtime)."
+)
+MANAGED_RUNTIMES = ("python3.13", "python3.14", "nodejs22.x", "nodejs24.x")
+"""Lambda runtimes Managed Instances run among those this stack deploys (FACTS.md: Python
+3.13+, Node.js 22+)."""
 
 
 class ArmFunctions(Construct):
@@ -53,6 +61,8 @@ class ArmFunctions(Construct):
         for arm in settings.arms:
             fn = self._function(arm, network=network, database=database, layer=layer, code=code)
             self.functions[arm] = fn
+            if settings.runtime == "nodejs" and contract.arm(arm).has_layer:
+                Annotations.of(fn).add_warning_v2("poolbench:node-extension", NODE_LAYER_WARNING)
         managed = [fn for arm, fn in self.functions.items() if contract.arm(arm).managed]
         if managed:
             self._add_capacity_provider(network, managed)
@@ -140,11 +150,11 @@ class ArmFunctions(Construct):
             self,
             f"{name}Fn",
             description=f"poolbench {arm} arm",
-            runtime=RUNTIME,
+            runtime=FUNCTION_RUNTIMES[self.settings.runtime],
             architecture=ARCHITECTURE,
             memory_size=self.settings.memory_mb,
             timeout=Duration.seconds(self.settings.timeout_seconds),
-            handler=HANDLER,
+            handler=HANDLERS[self.settings.runtime],
             code=code,
             layers=[layer] if spec.has_layer and layer is not None else [],
             environment=self._environment(arm, database),
@@ -233,8 +243,12 @@ def check_managed_function(fn: lambda_.Function, settings: Settings) -> None:
     cfn = fn.node.default_child
     assert isinstance(cfn, lambda_.CfnFunction)
     problems = []
-    if fn.runtime.name != RUNTIME.name:
-        problems.append(f"runtime {fn.runtime.name} (Managed Instances Python needs python3.13+)")
+    expected = FUNCTION_RUNTIMES[settings.runtime].name
+    if fn.runtime.name != expected or fn.runtime.name not in MANAGED_RUNTIMES:
+        problems.append(
+            f"runtime {fn.runtime.name} (context runtime={settings.runtime} deploys {expected};"
+            " Managed Instances run python3.13+ and nodejs22.x+)"
+        )
     if fn.architecture.name != ARCHITECTURE.name:
         problems.append(f"architecture {fn.architecture.name} (the capacity provider is arm64)")
     memory = cfn.memory_size

@@ -12,7 +12,7 @@ from aws_cdk import BundlingOptions, DockerImage, RemovalPolicy
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from infra.assets import ARCHITECTURE, FUNCTIONS_DIR, RUNTIME, bundling_enabled
+from infra.assets import ARCHITECTURE, FUNCTION_RUNTIMES, FUNCTIONS_DIR, bundling_enabled
 from infra.settings import Settings
 
 BUILD_IMAGE = "public.ecr.aws/amazonlinux/amazonlinux:2023"
@@ -49,7 +49,8 @@ class PoolerLayer(Construct):
             "Layer",
             code=code,
             compatible_architectures=[ARCHITECTURE],
-            compatible_runtimes=[RUNTIME],
+            # The function under test's (-c runtime=); the layer's content is the same for both.
+            compatible_runtimes=[FUNCTION_RUNTIMES[settings.runtime]],
             description=f"poolbench: PgBouncer {PGBOUNCER_VERSION} extension (arm64, AL2023)",
             removal_policy=RemovalPolicy.DESTROY,
         )

@@ -68,6 +68,24 @@ LMI_MEMORY_HEADROOM = 0.8
 """Share of the EE's memory the workers and the pooler may plan to use; the rest is left for the
 page cache and growth under load (result sets, TLS buffers). A choice, not an AWS figure."""
 
+RUNTIMES = contract.RUNTIMES
+"""The function under test on every arm: python3.13 (functions/app) or nodejs24.x
+(functions/nodejs, pg). Both are Managed Instances runtimes (Python 3.13+, Node.js 22+)."""
+
+DEFAULT_SLOTS_PER_VCPU = contract.DEFAULT_SLOTS_PER_VCPU
+"""AWS's default per-EE concurrency per vCPU on Managed Instances (FACTS.md)."""
+
+NODE_RUNTIME_MEMORY_MIB = 192
+"""Memory of one managed Node.js EE's runtime before its requests: one node process whose
+aws-lambda-ric runs 8 worker threads (its default for 1 vCPU), each with the handler and pg
+loaded. Measured 2026-12-01 by ``scripts/ee_memory.py --runtime nodejs --slots 64`` (Node
+24.21.0, aws-lambda-ric 4.0.2, pg 8.16.3, local stack, three runs): 127-164 MiB PSS idle,
+132-171 MiB with 64 seed requests in flight (190 MiB RSS); rounded up. Not measured on Lambda."""
+
+NODE_SLOT_MEMORY_MIB = 1
+"""Memory one more in-flight Node.js request takes (a pg Client, its socket buffers, the
+promise chain): the same measurement gives 0.07 MiB per slot; rounded up to 1."""
+
 
 class SettingsError(ValueError):
     """A context value the stack cannot be built with; the message says which and how to fix it."""
@@ -87,8 +105,11 @@ class Settings:
     """Timeout of every arm's function; API Gateway REST integrations end at 29 s anyway."""
     managed_instance_types: tuple[str, ...] = ("m8g.large",)
     """Instance types the capacity provider may launch (arm64 only); m8g.large as in the seed."""
-    per_environment_max_concurrency: int = 16
-    """Concurrent requests per managed execution environment (Python default: 16 per vCPU)."""
+    runtime: str = "python"
+    """The function under test on every arm: python (python3.13) or nodejs (nodejs24.x, pg)."""
+    per_environment_max_concurrency: int = 0
+    """Concurrent requests per managed execution environment; 0: the runtime's default per vCPU
+    (Python 16, Node.js 64) times the EE's vCPUs."""
     memory_gib_per_vcpu: int = 2
     """ExecutionEnvironmentMemoryGiBPerVCpu of the managed arm: 2, 4 or 8."""
     min_execution_environments: int = 3
@@ -139,6 +160,11 @@ class Settings:
     """Run the cdk-nag AwsSolutions checks at synthesis (errors fail ``cdk synth``)."""
 
     def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise _fail("runtime", self.runtime, "must be python or nodejs", "nodejs")
+        if self.per_environment_max_concurrency == 0:
+            default = DEFAULT_SLOTS_PER_VCPU[self.runtime] * max(int(self.managed_vcpus), 1)
+            object.__setattr__(self, "per_environment_max_concurrency", default)
         _validate(self)
 
     @property
@@ -162,9 +188,18 @@ class Settings:
         return self.nat_gateways == 0
 
     @property
+    def slot_memory_model(self) -> tuple[int, int, str]:
+        """(MiB the runtime takes before any slot, MiB per slot, how to say it): Python runs a
+        worker process per slot; Node.js one process whose worker threads share the slots."""
+        if self.runtime == "nodejs":
+            return NODE_RUNTIME_MEMORY_MIB, NODE_SLOT_MEMORY_MIB, "Node.js requests"
+        return 0, WORKER_MEMORY_MIB, "workers"
+
+    @property
     def managed_memory_needed_mib(self) -> int:
-        """What one managed EE plans to use: a worker per slot plus the pooler."""
-        return self.per_environment_max_concurrency * WORKER_MEMORY_MIB + POOLER_MEMORY_MIB
+        """What one managed EE plans to use: the runtime, its slots, the pooler."""
+        base, per_slot, _ = self.slot_memory_model
+        return base + self.per_environment_max_concurrency * per_slot + POOLER_MEMORY_MIB
 
     def pooler_environment(self) -> dict[str, str]:
         """The PgBouncer knobs as the extension's environment variables (DESIGN.md contract)."""
@@ -403,12 +438,14 @@ def _instance_type_problem(itype: str) -> str | None:
 
 
 def _validate_managed_memory(s: Settings) -> None:
-    """One worker process per slot (Python on Managed Instances): the slots must fit the EE."""
+    """The slots must fit the EE: a worker process per slot in Python, a share of one process
+    in Node.js (Settings.slot_memory_model)."""
     usable = int(s.memory_mb * LMI_MEMORY_HEADROOM)
     needed = s.managed_memory_needed_mib
     if needed <= usable:
         return
-    fits = max((usable - POOLER_MEMORY_MIB) // WORKER_MEMORY_MIB, 1)
+    base, per_slot, what = s.slot_memory_model
+    fits = max((usable - POOLER_MEMORY_MIB - base) // per_slot, 1)
     memory = s.memory_mb
     while int(memory * LMI_MEMORY_HEADROOM) < needed:
         memory += 1024 * s.memory_gib_per_vcpu
@@ -416,8 +453,9 @@ def _validate_managed_memory(s: Settings) -> None:
     raise _fail(
         "perEnvironmentMaxConcurrency",
         s.per_environment_max_concurrency,
-        f"{s.per_environment_max_concurrency} workers x {WORKER_MEMORY_MIB} MiB + "
-        f"{POOLER_MEMORY_MIB} MiB pooler = {needed} MiB exceed "
+        f"{s.per_environment_max_concurrency} {what} x {per_slot} MiB + "
+        + (f"{base} MiB runtime + " if base else "")
+        + f"{POOLER_MEMORY_MIB} MiB pooler = {needed} MiB exceed "
         f"{LMI_MEMORY_HEADROOM:.0%} of the {s.memory_mb} MiB execution environment",
         fix,
     )

@@ -11,7 +11,7 @@ from constructs import Construct
 
 from functions import contract
 from infra.api import Api
-from infra.assets import bundling_enabled, function_code
+from infra.assets import bundling_enabled, function_code, node_function_code
 from infra.database import Database
 from infra.functions import ArmFunctions
 from infra.network import Network
@@ -64,7 +64,9 @@ class PoolbenchStack(Stack):
             network=self.network,
             database=self.database,
             layer=self.layer.layer if self.layer else None,
-            code=function_code(self, settings, "app"),
+            code=node_function_code(self, settings)
+            if settings.runtime == "nodejs"
+            else function_code(self, settings, "app"),
         )
         self.probe = Probe(
             self,
@@ -111,6 +113,9 @@ class PoolbenchStack(Stack):
         CfnOutput(self, "ApiUrl", value=self.api.url, description="Arm URL = ApiUrl + arm name")
         CfnOutput(self, "Arms", value=",".join(s.arms), description="Deployed arms, in order")
         CfnOutput(self, "MetricsSource", value=METRICS_SOURCE)
+        CfnOutput(
+            self, contract.OUT_RUNTIME, value=s.runtime, description="The function under test"
+        )
         for arm, fn in self.arms.functions.items():
             CfnOutput(self, contract.function_name_output(arm), value=fn.function_name)
         if self.arms.capacity_provider is not None:

@@ -30,6 +30,7 @@ from pathlib import Path
 from aiohttp import web
 
 from functions import contract
+from local.node_runtime import NodeRuntime
 from local.processes import (
     TAG_ENV,
     ChildProcess,
@@ -41,7 +42,7 @@ from local.processes import (
     spawn,
     wait_group_gone,
 )
-from local.zygote import RuntimeZygote
+from local.zygote import Zygote, runs_with_python
 
 logger = logging.getLogger(__name__)
 
@@ -110,11 +111,17 @@ class EESettings:
     init_timeout_s: float = 10.0  # Lambda's init limit; managed EEs add 0.25 s per worker here
     preload: tuple[str, ...] = RUNTIME_PRELOAD
     # Standard EEs: fork the runtime from this warm parent instead of starting a fresh Python.
-    zygote: RuntimeZygote | None = None
+    zygote: Zygote | None = None
+    # Every EE: fork a python3 extension launcher from this warm parent, which has imported
+    # what the layer's launcher imports (used only for the layer it preloaded from).
+    extension_zygote: Zygote | None = None
     shutdown_grace_s: float = 2.0
     # The function's timeout, as the stack deploys it on AWS (infra timeoutSeconds, 29 s: API
     # Gateway's integration limit). Also given to the function as FUNCTION_TIMEOUT_MS.
     invoke_timeout_s: float = 29.0
+    # The Node.js function under aws-lambda-ric instead of the Python one (local/node_runtime.py);
+    # code_dir and handler are then its folder and handler.
+    node: NodeRuntime | None = None
 
     def __post_init__(self) -> None:
         # The runtime and the extensions run in other folders: hand them absolute paths only.
@@ -145,8 +152,15 @@ class EESettings:
         """Forking and initialising N workers on a small machine takes longer than one."""
         return self.init_timeout_s + 0.25 * (self.max_concurrency or 0)
 
+    @property
+    def ready_pollers(self) -> int:
+        """/next polls that mean the runtime's init is done: one per Python worker process."""
+        return self.node.ready_pollers(self.max_concurrency) if self.node else self.slots
+
     def runtime_argv(self) -> list[str]:
         """`python -m awslambdaric <handler>`, with the preload ahead of it for managed EEs."""
+        if self.node is not None:
+            return self.node.argv()
         if self.max_concurrency and self.preload:
             return [self.python, "-c", _PRELOAD_THEN_RUNTIME, ",".join(self.preload), self.handler]
         return [self.python, "-m", "awslambdaric", self.handler]
@@ -198,17 +212,20 @@ class ExecutionEnvironment:
         self.on_unhealthy = on_unhealthy
         self.in_flight = WindowMax()
         self.extensions: dict[str, Extension] = {}
-        self.extension_procs: list[subprocess.Popen[bytes]] = []
+        self.extension_procs: list[ChildProcess] = []
         self.runtime_proc: ChildProcess | None = None
         self.init_ms = 0.0
         # Cold-start phases (scripts/bench_cold_start.py): epoch times, and ms per phase
         self.created_at = time.time()
         self.started_at: float | None = None
         self.phase_ms: dict[str, float] = {}
+        # ...and when each step began or ended (time.time()): spawned, registered, ready, ...
+        self.marks: dict[str, float] = {}
         # None is the shutdown sentinel: it releases one long-polling worker request.
         self._queue: asyncio.Queue[PendingInvocation | None] = asyncio.Queue()
         self._pending: dict[str, PendingInvocation] = {}
         self._pollers = 0
+        self._init_moved = asyncio.Event()  # set when an API call may have finished a step
         self._init_error: str | None = None
         self._init_error_type = ""
         self._runner: web.AppRunner | None = None
@@ -279,16 +296,36 @@ class ExecutionEnvironment:
         layer = self.settings.layer_dir
         paths = sorted((layer / "extensions").iterdir()) if layer else []
         executables = [p for p in paths if p.is_file() and os.access(p, os.X_OK)]
+        work_dir = self.settings.work_dir.resolve()
+        zygote = self.settings.extension_zygote
+        if layer is None or zygote is None or layer.resolve() not in zygote.path:
+            zygote = None  # its preloaded modules are another layer's
+        self.marks["extensions_spawned"] = time.time()
         for path in executables:
             self._refuse_if_shutting_down()
-            proc = spawn(
-                [str(path.resolve())],  # its cwd is the EE folder: no relative path
-                tag=self.settings.tag,
-                env=self._base_env(),
-                cwd=self.settings.work_dir.resolve(),
-                log_file=self.settings.work_dir.resolve() / "extensions.log",
-            )
+            proc: ChildProcess
+            if zygote is not None and runs_with_python(path):
+                proc = await asyncio.to_thread(
+                    zygote.fork_script,
+                    script=path.resolve(),
+                    env={**self._base_env(), TAG_ENV: self.settings.tag},
+                    cwd=work_dir,
+                    log_file=work_dir / "extensions.log",
+                )
+            else:
+                proc = spawn(
+                    [str(path.resolve())],  # its cwd is the EE folder: no relative path
+                    tag=self.settings.tag,
+                    env=self._base_env(),
+                    cwd=work_dir,
+                    log_file=work_dir / "extensions.log",
+                )
             self.extension_procs.append(proc)
+        if self.shutting_down:  # it began while the zygote forked: these are ours to end
+            for proc in self.extension_procs:
+                signal_group(proc, signal.SIGKILL)
+                await asyncio.to_thread(wait_group_gone, proc)
+            self._refuse_if_shutting_down()
         await self._wait_for(
             lambda: (
                 len(self.extensions) == len(executables)
@@ -301,12 +338,18 @@ class ExecutionEnvironment:
     async def _start_runtime(self) -> None:
         env = self._base_env()
         env["AWS_EXECUTION_ENV"] = "AWS_Lambda_python3.13"
+        if self.settings.node is not None:
+            env.update(
+                self.settings.node.env(self.settings.max_concurrency, self.settings.function_name)
+            )
         if self.settings.max_concurrency:
             env["AWS_LAMBDA_MAX_CONCURRENCY"] = str(self.settings.max_concurrency)
         log_file = self.settings.work_dir.resolve() / "runtime.log"
         runtime: ChildProcess
         self._refuse_if_shutting_down()
-        if self.settings.zygote is not None and not self.settings.max_concurrency:
+        self.marks["runtime_spawned"] = time.time()
+        forkable = self.settings.node is None and not self.settings.max_concurrency
+        if self.settings.zygote is not None and forkable:
             runtime = await asyncio.to_thread(
                 self.settings.zygote.fork_runtime,
                 env={**env, TAG_ENV: self.settings.tag},
@@ -327,7 +370,9 @@ class ExecutionEnvironment:
             await asyncio.to_thread(wait_group_gone, runtime)
             self._refuse_if_shutting_down()
         self.runtime_proc = runtime
-        await self._wait_for(lambda: self._pollers >= self.settings.slots, [runtime], "runtime")
+        await self._wait_for(
+            lambda: self._pollers >= self.settings.ready_pollers, [runtime], "runtime"
+        )
 
     def _refuse_if_shutting_down(self) -> None:
         """Nothing is started once shutdown has begun: it would outlive its EE."""
@@ -356,7 +401,11 @@ class ExecutionEnvironment:
                     f"{self.ee_id}: {what} init did not finish within"
                     f" {self.settings.init_deadline_s:.0f} s; see {self.settings.work_dir}"
                 )
-            await asyncio.sleep(0.01)
+            # Woken by the APIs as init moves on; the timeout only to see a process that
+            # exited: a 10 ms poll per EE cost 10,000 wake-ups a second with 100 EEs in init.
+            self._init_moved.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._init_moved.wait(), 0.05)
 
     def _watch(self) -> None:
         """An extension or runtime that dies while serving makes the EE unhealthy (Lambda
@@ -474,6 +523,7 @@ class ExecutionEnvironment:
 
     async def _next(self, request: web.Request) -> web.StreamResponse:
         self._pollers += 1
+        self._init_moved.set()
         try:
             inv = await self._queue.get()
         finally:
@@ -515,6 +565,7 @@ class ExecutionEnvironment:
         body = await request.read()
         self._init_error = f"runtime init failed: {_error_message(body)}"
         self._init_error_type = request.headers.get("Lambda-Runtime-Function-Error-Type", "")
+        self._init_moved.set()
         return web.json_response({"status": "OK"}, status=202)
 
     async def _register(self, request: web.Request) -> web.Response:
@@ -528,6 +579,8 @@ class ExecutionEnvironment:
                 status=400,
             )
         ext = Extension(name=name, extension_id=str(uuid.uuid4()), events=events)
+        self.marks.setdefault("registered", time.time())
+        self._init_moved.set()
         self.extensions[ext.extension_id] = ext
         return web.json_response(
             {"functionName": self.settings.function_name, "functionVersion": "$LATEST"},
@@ -539,6 +592,7 @@ class ExecutionEnvironment:
         if ext is None:
             return web.json_response({"errorMessage": "unknown extension"}, status=403)
         ext.next_called = True
+        self._init_moved.set()
         await ext.shutdown.wait()
         deadline = int((time.time() + self.settings.shutdown_grace_s) * 1000)
         return web.json_response(
@@ -551,6 +605,7 @@ class ExecutionEnvironment:
         error_type = request.headers.get("Lambda-Extension-Function-Error-Type", "")
         self._init_error = f"{name}: {error_type}: {_error_message(await request.read())}"
         self._init_error_type = error_type
+        self._init_moved.set()
         return web.json_response({"status": "OK"}, status=202)
 
 

@@ -39,9 +39,28 @@ logger = logging.getLogger(__name__)
 
 EESettingsFactory = Callable[[str, int | None], EESettings]
 
+# EE inits share this machine's cores (on AWS each EE has its own). An init costs ~50 ms of CPU
+# and ~150 ms end to end here (scripts/bench_cold_start.py, docs/cold_starts.md): a third of it
+# on the CPU, the rest waiting on PgBouncer, PostgreSQL and the APIs. So 3 per core keep the
+# cores busy; the default bound is well above that, and still keeps a burst of 1,000 from
+# sharing the cores so thinly that each init misses Lambda's 10 s limit.
+INIT_SLOTS_PER_CORE = 8
+
+
+def machine_init_slots(per_core: int = INIT_SLOTS_PER_CORE) -> asyncio.Semaphore:
+    """How many EE inits may run at once on this machine, shared by every arm."""
+    return asyncio.Semaphore(per_core * (os.cpu_count() or 1))
+
 
 class Throttled(Exception):
-    """Lambda's 429: no capacity for this request now."""
+    """Lambda's 429: no capacity for this request now. `reason` names the throttle-reason
+    metric it counts under as well (Managed Instances publish ConcurrencyThrottles,
+    CPUThrottles, MemoryThrottles beside Throttles); the local models only ever run out of
+    concurrency: a full EE (managed) or the concurrency limit (standard)."""
+
+    def __init__(self, reason: str = "ConcurrencyThrottles") -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class Counters:
@@ -49,21 +68,25 @@ class Counters:
 
     NAMES = (contract.INVOCATIONS, contract.ERRORS, contract.THROTTLES, contract.COLD_STARTS)
 
-    def __init__(self) -> None:
-        self.window = dict.fromkeys(self.NAMES, 0)
-        self.total = dict.fromkeys(self.NAMES, 0)
+    def __init__(self, extra: tuple[str, ...] = ()) -> None:
+        self.names = (*self.NAMES, *extra)
+        self.window = dict.fromkeys(self.names, 0)
+        self.total = dict.fromkeys(self.names, 0)
 
     def add(self, name: str, n: int = 1) -> None:
         self.window[name] += n
         self.total[name] += n
 
     def take(self) -> dict[str, int]:
-        taken, self.window = self.window, dict.fromkeys(self.NAMES, 0)
+        taken, self.window = self.window, dict.fromkeys(self.names, 0)
         return taken
 
 
 class FunctionModel(ABC):
     """One arm's function: its EEs, its routing, its CloudWatch-named gauges."""
+
+    THROTTLE_REASONS: tuple[str, ...] = ("ConcurrencyThrottles",)
+    """The throttle reasons this model can raise (Throttled.reason), sampled as counters."""
 
     def __init__(
         self,
@@ -73,12 +96,12 @@ class FunctionModel(ABC):
     ) -> None:
         self.arm = arm
         self.make_settings = make_settings
-        # EE inits share this machine's cores (on AWS each EE has its own): letting hundreds
-        # init at once only makes every one of them miss Lambda's 10 s init limit.
-        self.init_slots = init_slots or asyncio.Semaphore(2 * (os.cpu_count() or 1))
+        self.init_slots = init_slots or machine_init_slots()
         self.ees: dict[str, ExecutionEnvironment] = {}
         self.concurrency = WindowMax()
-        self.counters = Counters()
+        # A reason the model can throttle for is a counter of its own, 0 when it did not
+        # happen; a reason it has no way to hit (CPU, memory) is absent, never 0.
+        self.counters = Counters(self.THROTTLE_REASONS)
         self.init_ms: list[float] = []
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -97,8 +120,9 @@ class FunctionModel(ABC):
         self.concurrency.add(1)
         try:
             result = await self._route(payload, request_id)
-        except Throttled:
+        except Throttled as throttle:
             self.counters.add(contract.THROTTLES)
+            self.counters.add(throttle.reason)
             raise
         except (FunctionError, EEInitError, RuntimeError, TimeoutError):
             self.counters.add(contract.INVOCATIONS)

@@ -14,6 +14,19 @@ from functions import contract
 from functions.contract import ARMS, DEFAULT_ARMS
 from input_errors import InputError
 
+RUNTIMES = contract.RUNTIMES
+DEFAULT_SLOTS_PER_VCPU = contract.DEFAULT_SLOTS_PER_VCPU
+# A local managed EE stands for a 1-vCPU EE (the stack's 2048 MB at 2 GiB per vCPU), so its
+# default slots are the runtime's per-vCPU default.
+
+
+def check_runtime(runtime: str, flag: str = "--runtime") -> str:
+    """One line naming the choices, for the CLI (exit 2) and the stack alike."""
+    if runtime not in RUNTIMES:
+        raise InputError(f"unknown {flag} {runtime!r}: choose {' or '.join(RUNTIMES)}")
+    return runtime
+
+
 PoolerSettings = contract.PoolerKnobs
 """The in-EE PgBouncer, as the layer's env contract sets it on every arm's function: the
 contract's own knobs and defaults (DEFAULT_POOL_SIZE 20 per db/user, as PgBouncer's)."""
@@ -64,9 +77,12 @@ class StackSettings:
     sample_interval_s: float = 1.0
     stack_name: str = "PoolbenchLocal"
     samples_file: Path | None = None  # default: <run_dir>/samples.jsonl
-    # Standard EEs' runtimes forked from one warm parent (local/zygote.py) rather than each a
-    # fresh Python: the same runtime client, a fifth of the CPU per cold start.
+    # Standard EEs' runtimes and every EE's extension launcher forked from warm parents
+    # (local/zygote.py) rather than each a fresh Python: the same code, a fraction of the CPU.
     zygote: bool = True
+    # EE inits at once per core, over all arms (local/function_models.py INIT_SLOTS_PER_CORE)
+    init_slots_per_core: int = 8
+    runtime: str = "python"  # the function under test on every arm: python or nodejs
 
     def __post_init__(self) -> None:
         # Every path here crosses a process boundary (PgBouncer, the runtimes, the zygote that
@@ -76,6 +92,7 @@ class StackSettings:
             object.__setattr__(self, "samples_file", self.samples_file.absolute())
 
     def validate(self) -> StackSettings:
+        check_runtime(self.runtime)
         unknown = [a for a in self.arms if a not in ARMS]
         if unknown:
             raise InputError(f"unknown arm {unknown[0]!r}: choose from {', '.join(ARMS)}")
@@ -101,6 +118,7 @@ class StackSettings:
             (self.proxy.pool_size >= 1, "--proxy-pool-size must be at least 1"),
             (self.max_connections >= 10, "--max-connections must be at least 10"),
             (self.sample_interval_s > 0, "the sample interval must be positive"),
+            (self.init_slots_per_core >= 1, "init slots per core must be at least 1"),
         ]
         for ok, message in checks:
             if not ok:

@@ -23,22 +23,23 @@ import threading
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from functions import contract
 from local.cpu import CpuSampler
 from local.execution_environment import DEFAULT_LAYER_DIR, REPO_ROOT, EESettings
-from local.function_models import FunctionModel, ManagedModel, StandardModel
+from local.function_models import FunctionModel, ManagedModel, StandardModel, machine_init_slots
 from local.gateway import STAGE, Gateway
 from local.metrics import MetricsRecorder, PoolerEndpoint
+from local.node_runtime import NodeRuntime, node_versions
 from local.ports import PortClaims
 from local.postgres import PostgresServer, PostgresSettings, Role
 from local.processes import OrphanWatcher, kill_tagged
 from local.settings import PoolerSettings, StackSettings
 from local.shared_pooler import SharedPooler
-from local.zygote import RuntimeZygote
+from local.zygote import Zygote
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -115,7 +116,10 @@ class LocalStack:
         self._recorder_task: asyncio.Task[None] | None = None
         self._ports = PortClaims()  # held until stop(), so no other stack takes them
         self._pgbouncer = find_pgbouncer()
-        self.zygote: RuntimeZygote | None = None
+        # The Node.js function's runtime, checked before anything starts (bootstrap built it?)
+        self.node = NodeRuntime().check() if settings.runtime == "nodejs" else None
+        self.zygote: Zygote | None = None  # standard EEs' runtimes
+        self.extension_zygote: Zygote | None = None  # every EE's extension launcher
         self.leftovers: list[int] = []  # what the final sweep had to kill: a teardown bug
         self._stop_task: asyncio.Future[None] | None = None
         self._watcher: OrphanWatcher | None = None
@@ -139,19 +143,37 @@ class LocalStack:
                 shared[arm] = PoolerEndpoint(
                     f"{arm}-pooler", "127.0.0.1", self.shared_pooler.port, self.roles[arm]
                 )
-            if self.settings.zygote and any(
-                not contract.arm(a).managed for a in self.settings.arms
+            python = self.node is None  # the zygote forks Python runtimes only
+            if (
+                python
+                and self.settings.zygote
+                and any(not contract.arm(a).managed for a in self.settings.arms)
             ):
-                self.zygote = RuntimeZygote(
+                self.zygote = Zygote(
                     tag=self.tag,
                     python=sys.executable,
                     code_dir=REPO_ROOT,
                     log_file=self.run_dir / "zygote.log",
+                    # the handler's psycopg, and what awslambdaric imports that reads no
+                    # environment at import (awslambdaric itself does: it is the child's)
+                    preload=("psycopg", "http.client", "simplejson"),
                 )
                 await asyncio.to_thread(self.zygote.start)
-            init_slots = asyncio.Semaphore(2 * (os.cpu_count() or 1))  # shared: one machine
+            if self.settings.zygote and any(contract.arm(a).has_layer for a in self.settings.arms):
+                # What the layer's launcher imports, imported once: each EE's launcher is then
+                # a fork, not a fresh python3 that starts up and imports ssl, urllib, ...
+                self.extension_zygote = Zygote(
+                    tag=self.tag,
+                    python=sys.executable,
+                    code_dir=REPO_ROOT,
+                    log_file=self.run_dir / "zygote.log",
+                    preload=("pgbouncer_extension",),
+                    path=(DEFAULT_LAYER_DIR.resolve(),),
+                )
+                await asyncio.to_thread(self.extension_zygote.start)
+            slots = machine_init_slots(self.settings.init_slots_per_core)  # shared: one machine
             for arm in self.settings.arms:
-                self.models[arm] = self._make_model(arm, init_slots)
+                self.models[arm] = self._make_model(arm, slots)
             await asyncio.gather(*(model.start() for model in self.models.values()))
             self.recorder = MetricsRecorder(
                 self.models,
@@ -210,7 +232,7 @@ class LocalStack:
         spec = contract.arm(arm)
 
         def make_settings(ee_id: str, max_concurrency: int | None) -> EESettings:
-            return EESettings(
+            settings = EESettings(
                 ee_id=ee_id,
                 work_dir=self.run_dir / "ees" / ee_id,
                 function_env=env,
@@ -220,6 +242,12 @@ class LocalStack:
                 layer_dir=DEFAULT_LAYER_DIR if spec.has_layer else None,
                 function_name=function_name(arm),
                 zygote=self.zygote,
+                extension_zygote=self.extension_zygote,
+            )
+            if self.node is None:
+                return settings
+            return replace(
+                settings, node=self.node, code_dir=self.node.code_dir, handler=self.node.handler
             )
 
         if spec.managed:
@@ -227,6 +255,11 @@ class LocalStack:
         return StandardModel(arm, make_settings, self.settings.standard, init_slots)
 
     # --- what others see -----------------------------------------------------------------------
+
+    def zygotes(self) -> list[int]:
+        """The pids of the warm parents that fork EEs' processes (for CPU accounting)."""
+        zygotes = (self.zygote, self.extension_zygote)
+        return [pid for z in zygotes if z is not None and (pid := z.pid) is not None]
 
     @property
     def api_url(self) -> str:
@@ -241,6 +274,7 @@ class LocalStack:
             "MetricsSource": "local",
             "MetricsUrl": f"{self.api_url}_poolbench/metrics",
             "Region": "local",
+            contract.OUT_RUNTIME: self.settings.runtime,
         }
         for arm in self.settings.arms:
             values[contract.function_name_output(arm)] = function_name(arm)
@@ -259,6 +293,7 @@ class LocalStack:
             "settings": knobs,
             "postgresql": self.database.version,
             "pgbouncer": pgbouncer_version(self._pgbouncer),
+            "runtime_versions": node_versions(self.node) if self.node else {},
         }
 
     # --- stop ---------------------------------------------------------------------------------
@@ -295,8 +330,9 @@ class LocalStack:
         await asyncio.gather(*(m.stop() for m in self.models.values()), return_exceptions=True)
         if self._gateway is not None:
             self._gateway.log_totals()
-        if self.zygote is not None:
-            await asyncio.to_thread(self.zygote.stop)
+        for zygote in (self.zygote, self.extension_zygote):
+            if zygote is not None:
+                await asyncio.to_thread(zygote.stop)
         if self.shared_pooler is not None:
             await asyncio.to_thread(self.shared_pooler.stop)
         await asyncio.to_thread(self.database.stop)

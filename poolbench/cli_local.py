@@ -12,7 +12,14 @@ from rich.table import Table
 
 from input_errors import InputError
 from loadtest.presets import PRESETS
-from local.settings import ManagedSettings, PoolerSettings, ProxySettings, StandardSettings
+from local.settings import (
+    DEFAULT_SLOTS_PER_VCPU,
+    ManagedSettings,
+    PoolerSettings,
+    ProxySettings,
+    StandardSettings,
+    check_runtime,
+)
 from local.stack import LocalStack, serve
 from poolbench import stack_options as opt
 from poolbench.cli_run import PRESET_STACK_KNOBS, SEED_SLOTS_PER_EE
@@ -42,6 +49,7 @@ def up(
         Path | None, typer.Option(help="Write the endpoints here, in cdk deploy's outputs shape.")
     ] = None,
     arms: opt.Arms = "standard,managed",
+    runtime: opt.Runtime = "python",
     run_dir: Annotated[
         Path | None,
         typer.Option(help="Folder for the stack's files (default reports/local-<time>)."),
@@ -92,9 +100,10 @@ def up(
     )
     if preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    check_runtime(runtime)
     knobs = opt.knob_values(locals())
     for name, default in (
-        ("slots_per_ee", _M.slots_per_ee),
+        ("slots_per_ee", DEFAULT_SLOTS_PER_VCPU[runtime]),
         ("target_utilisation", _M.target_utilisation),
     ):
         if knobs[name] is None:
@@ -103,6 +112,7 @@ def up(
         run_dir=run_dir or Path("reports") / stamped_name("local-"),
         arms=arms,
         gateway_port=port,
+        runtime=runtime,
         **knobs,
     )
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from functions import contract
 from functions.contract import TARGETS
 from input_errors import InputError
 from loadtest.presets import PRESETS, Scenario, get_preset, resolve_scenario
@@ -17,11 +18,13 @@ from loadtest.target import Target, load_target, parse_arms
 from local.execution_environment import EESettings
 from local.faults import parse_fault
 from local.settings import (
+    DEFAULT_SLOTS_PER_VCPU,
     ManagedSettings,
     PoolerSettings,
     ProxySettings,
     StackSettings,
     StandardSettings,
+    check_runtime,
 )
 from poolbench import stack_options as opt
 from poolbench.aws_faults import check_aws_faults
@@ -90,7 +93,8 @@ def print_summary_table(run_dir: Path) -> None:
 
     summary = summarize(run_dir, write=False)
     table = Table(
-        title=f"poolbench {summary.run_id} ({summary.target}); latency in ms, peaks per arm",
+        title=f"poolbench {summary.run_id} ({summary.target}, {summary.runtime}); latency in ms,"
+        " peaks per arm",
         caption="EEs: most EEs serving in one second (from the responses); thr: Lambda "
         "throttles; DB/conc: peak DB connections per peak concurrent request; latency over "
         f"successful requests, from {_latency_source(summary.arms)}",
@@ -141,15 +145,16 @@ def print_summary_table(run_dir: Path) -> None:
 
 
 def local_stack_settings(
-    scenario: Scenario, preset: str, out: Path, knobs: dict[str, Any]
+    scenario: Scenario, preset: str, out: Path, knobs: dict[str, Any], runtime: str = "python"
 ) -> StackSettings:
     """The local stack for a scenario: the preset's stack knobs where the user gave none (None),
-    and room in max_connections for every user's connection on every arm. `poolbench sweep`
-    builds each point's stack here too."""
+    then the runtime's default slots per EE (Python 16, Node.js 64 per vCPU), and room in
+    max_connections for every user's connection on every arm. `poolbench sweep` builds each
+    point's stack here too."""
     knobs = dict(knobs)
     preset_knobs = PRESET_STACK_KNOBS.get(preset, {})
     for name, default in (
-        ("slots_per_ee", _M.slots_per_ee),
+        ("slots_per_ee", DEFAULT_SLOTS_PER_VCPU[runtime]),
         ("target_utilisation", _M.target_utilisation),
     ):
         if knobs[name] is None:
@@ -166,6 +171,7 @@ def local_stack_settings(
     return opt.build_stack_settings(
         run_dir=out,
         arms=",".join(scenario.arms),
+        runtime=runtime,
         **knobs,  # the run places it in its folder
     )
 
@@ -189,6 +195,7 @@ def run(
     arms: Annotated[
         str | None, typer.Option(help="Arms to drive (default: local standard,managed; aws: all).")
     ] = None,
+    runtime: opt.Runtime = "python",
     schedule: Annotated[
         str, typer.Option(help="parallel: arms at once; sequential: one arm after another.")
     ] = "parallel",
@@ -263,10 +270,12 @@ def run(
 
     Example: poolbench run --preset seed            (the seed experiment on this machine)
     Example: poolbench run --preset smoke --arms standard,managed,proxy
+    Example: poolbench run --preset seed --runtime nodejs
     Example: poolbench run --target aws --outputs-file cdk-outputs.json
     """
     if target not in TARGETS:
         raise InputError(f"--target must be local or aws, not {target!r}")
+    check_runtime(runtime)
     if schedule not in SCHEDULES:
         raise InputError(f"--schedule must be parallel or sequential, not {schedule!r}")
     if not 0 <= max_failure_rate <= 1:
@@ -280,6 +289,7 @@ def run(
             raise InputError("--target aws needs --outputs-file (the file cdk deploy wrote)")
         aws_target = load_target(outputs_file, stack)
         refuse_local_knobs(ctx)
+        check_deployed_runtime(aws_target, runtime)
         target_arms = aws_target.arms
     else:
         if outputs_file is not None:
@@ -305,7 +315,8 @@ def run(
             "the local stack",
             "use --target aws with a longer -c timeoutSeconds",
         )
-        stack_settings = local_stack_settings(scenario, preset, out, opt.knob_values(locals()))
+        knobs = opt.knob_values(locals())
+        stack_settings = local_stack_settings(scenario, preset, out, knobs, runtime)
     faults = tuple(parse_fault(f) for f in (fault or get_preset(preset).faults))
     if faults and aws_target is not None:
         check_aws_faults([f.kind for f in faults])
@@ -331,6 +342,7 @@ def run(
         probe_interval_s=probe_interval,
         max_failure_rate=max_failure_rate,
         faults=faults,
+        runtime=runtime,
     )
     try:
         outcome = execute(request, console)
@@ -348,6 +360,18 @@ def run(
     else:
         console.print(f"run folder: {outcome.run_dir}")
     return 1 if outcome.failure is not None else 0
+
+
+def check_deployed_runtime(target: Target, runtime: str) -> None:
+    """On AWS the runtime is the deployed stack's (-c runtime=...): a run that asks for another
+    would measure what it did not ask for. Stacks from before the knob have no output: python."""
+    deployed = target.outputs.get(contract.OUT_RUNTIME, contract.DEFAULT_RUNTIME)
+    if deployed != runtime:
+        raise InputError(
+            f"--runtime {runtime}: the stack in {target.path} runs {deployed}; redeploy with"
+            f" `npx cdk deploy -c runtime={runtime} --outputs-file {target.path}` or pass"
+            f" --runtime {deployed}"
+        )
 
 
 def _check_aws_before_load(target: Target, scenario: Scenario, allow_throttles: bool) -> None:

@@ -18,10 +18,23 @@ from loadtest.target import load_target, parse_arms
 from local.execution_environment import EESettings
 from local.settings import ManagedSettings, PoolerSettings, ProxySettings, StandardSettings
 from poolbench.aws_target import check_aws_run, check_sleep_fits
-from poolbench.cli_run import AWS_EQUIVALENT, _check_aws_before_load, local_stack_settings
+from poolbench.cli_run import (
+    AWS_EQUIVALENT,
+    _check_aws_before_load,
+    check_deployed_runtime,
+    local_stack_settings,
+)
 from poolbench.open_files import descriptors_needed, ensure_open_files
 from poolbench.run import RunRequest
-from poolbench.sweep import Point, SweepPlan, cross_product, parse_list, point_command, run_sweep
+from poolbench.sweep import (
+    Point,
+    SweepPlan,
+    cross_product,
+    parse_list,
+    parse_runtimes,
+    point_command,
+    run_sweep,
+)
 
 console = Console(stderr=True)
 _M, _S, _P, _X = ManagedSettings(), StandardSettings(), PoolerSettings(), ProxySettings()
@@ -48,6 +61,13 @@ def sweep(
     pool_size: Annotated[
         str | None,
         typer.Option(help="local: in-EE PgBouncer default_pool_size, a list; aws: refused."),
+    ] = None,
+    runtime: Annotated[
+        str | None,
+        typer.Option(
+            help="The function under test, a list: python,nodejs (default python; aws: the"
+            " deployed stack's only, -c runtime=...)."
+        ),
     ] = None,
     requests: Annotated[
         int | None, typer.Option("--requests", help="Requests per arm at every point.")
@@ -94,6 +114,7 @@ def sweep(
 
     Example: poolbench sweep --users 5,20 --arms standard,managed --requests 40 --sleep-ms 200
     Example: poolbench sweep --users 10,25,50 --slots-per-ee 16,64
+    Example: poolbench sweep --users 25,100 --runtime python,nodejs
     """
     if target not in TARGETS:
         raise InputError(f"--target must be local or aws, not {target!r}")
@@ -111,6 +132,7 @@ def sweep(
                 )
     slots = parse_list(slots_per_ee, "--slots-per-ee")
     pools = parse_list(pool_size, "--pool-size")
+    runtimes = parse_runtimes(runtime)
     if prices is not None:
         from analysis.cost import DEFAULT_REGION, load_prices
 
@@ -118,7 +140,7 @@ def sweep(
         if target == "aws" and outputs_file is not None:
             region = load_target(outputs_file, stack).outputs.get("Region", DEFAULT_REGION)
         load_prices(region, prices)  # a bad table stops the sweep before it starts
-    points = cross_product(user_list, slots, pools)
+    points = cross_product(user_list, slots, pools, runtimes)
     base = [f"--target={target}", f"--preset={preset}"]
     given: tuple[tuple[str, object], ...] = (
         ("--arms", arms),
@@ -137,6 +159,12 @@ def sweep(
         if outputs_file is None:
             raise InputError("--target aws needs --outputs-file (the file cdk deploy wrote)")
         aws_target = load_target(outputs_file, stack)
+        if len(runtimes) > 1:
+            raise InputError(
+                "--runtime: a deployed stack runs one runtime; sweep each after its own"
+                " `cdk deploy -c runtime=...`"
+            )
+        check_deployed_runtime(aws_target, runtimes[0] if runtimes else "python")
         target_arms = aws_target.arms
     else:
         if outputs_file is not None:
@@ -174,7 +202,9 @@ def sweep(
                 "proxy_pool_size": _X.pool_size,
                 "max_connections": 2000,
             }
-            stack_settings = local_stack_settings(scenario, preset, out, knobs)
+            stack_settings = local_stack_settings(
+                scenario, preset, out, knobs, point.runtime or "python"
+            )
             ensure_open_files(descriptors_needed(stack_settings, scenario.users))
         else:
             check_aws_run(aws_target, scenario, allow_throttles=False)
@@ -189,6 +219,7 @@ def sweep(
                     stack=stack_settings,
                     aws_target=aws_target,
                     report=False,
+                    runtime=point.runtime or "python",
                 ),
             )
         )
@@ -203,7 +234,12 @@ def sweep(
     plan = SweepPlan(
         target=target,
         command=shlex.join(["poolbench", *(sys.argv[1:] if sys.argv[1:2] == ["sweep"] else [])]),
-        knobs={"users": list(user_list), "slots_per_ee": list(slots), "pool_size": list(pools)},
+        knobs={
+            "users": list(user_list),
+            "slots_per_ee": list(slots),
+            "pool_size": list(pools),
+            "runtime": list(runtimes),
+        },
         points=planned,
         prices=prices,
     )

@@ -67,13 +67,20 @@ class Manifest:
 
     @classmethod
     def start(
-        cls, run_dir: Path, *, target: str, scenario: dict[str, Any], argv: list[str]
+        cls,
+        run_dir: Path,
+        *,
+        target: str,
+        scenario: dict[str, Any],
+        argv: list[str],
+        runtime: str = "python",
     ) -> Manifest:
         data: dict[str, Any] = {
             "poolbench_version": __version__,
             "run_id": run_dir.name,
             "status": "running",
             "target": target,
+            "runtime": runtime,
             "command": " ".join(["poolbench", *argv]),
             "started_at": utc_now(),
             "ended_at": None,

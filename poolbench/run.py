@@ -65,6 +65,7 @@ class RunRequest:
     probe_interval_s: float = 5.0
     max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE
     faults: tuple[Fault, ...] = ()
+    runtime: str = "python"  # the function under test on every arm (local: the stack's)
 
 
 @dataclass(frozen=True)
@@ -250,6 +251,7 @@ def execute(request: RunRequest, console: Console) -> RunOutcome:
         target=request.target,
         scenario={**request.scenario.to_manifest(), "schedule": request.schedule},
         argv=request.argv,
+        runtime=request.runtime,
     )
     console.print(f"run folder: {run_dir}")
     try:
@@ -364,6 +366,7 @@ def _run_local(request: RunRequest, run_dir: Path, manifest: Manifest, console: 
                     **manifest.data["versions"],
                     "postgresql": described["postgresql"],
                     "pgbouncer": described["pgbouncer"],
+                    **described["runtime_versions"],
                 },
                 stack_start_s=round(time.monotonic() - started, 2),
             )

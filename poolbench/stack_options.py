@@ -11,6 +11,7 @@ import typer
 from functions import contract
 from loadtest.target import parse_arms
 from local.settings import (
+    RUNTIMES,
     ManagedSettings,
     PoolerSettings,
     ProxySettings,
@@ -22,6 +23,13 @@ PANEL = "Local stack knobs (each mirrors an AWS setting)"
 
 Arms = Annotated[
     str, typer.Option("--arms", help=f"Comma-separated arms: {', '.join(contract.ARMS)}.")
+]
+Runtime = Annotated[
+    str,
+    typer.Option(
+        help=f"The function under test on every arm: {' or '.join(RUNTIMES)} (the Node.js "
+        "handler on pg under aws-lambda-ric; on AWS: cdk deploy -c runtime=nodejs).",
+    ),
 ]
 SlotsPerEE = Annotated[
     int,
@@ -105,6 +113,7 @@ def build_stack_settings(
     proxy_pool_size: int,
     max_connections: int,
     gateway_port: int = 0,
+    runtime: str = "python",
 ) -> StackSettings:
     return StackSettings(
         run_dir=run_dir,
@@ -121,4 +130,5 @@ def build_stack_settings(
         pooler=PoolerSettings(default_pool_size=pool_size),
         max_connections=max_connections,
         gateway_port=gateway_port,
+        runtime=runtime,
     ).validate()

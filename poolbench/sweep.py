@@ -20,6 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from analysis.runfolder import write_json_atomic
 from input_errors import InputError
+from local.settings import check_runtime
 from poolbench.manifest import utc_now
 from poolbench.run import RunFailed, RunRequest, execute, new_run_dir
 
@@ -31,9 +32,12 @@ class Point:
     users: int
     slots_per_ee: int | None = None
     pool_size: int | None = None
+    runtime: str | None = None
 
     def describe(self) -> str:
         parts = [f"users={self.users}"]
+        if self.runtime is not None:
+            parts.insert(0, f"runtime={self.runtime}")
         if self.slots_per_ee is not None:
             parts.append(f"slots_per_ee={self.slots_per_ee}")
         if self.pool_size is not None:
@@ -65,11 +69,31 @@ def parse_list(text: str | None, flag: str, *, minimum: int = 1) -> tuple[int, .
     return tuple(values)
 
 
-def cross_product(users: Sequence[int], slots: Sequence[int], pools: Sequence[int]) -> list[Point]:
-    """Every combination, users innermost so a knob's curve is run in one stretch."""
+def cross_product(
+    users: Sequence[int],
+    slots: Sequence[int],
+    pools: Sequence[int],
+    runtimes: Sequence[str] = (),
+) -> list[Point]:
+    """Every combination, users innermost so a knob's curve is run in one stretch, runtime
+    outermost so each runtime's curves come in one stretch."""
     maybe_slots: list[int | None] = [*slots] or [None]
     maybe_pools: list[int | None] = [*pools] or [None]
-    return [Point(u, s, p) for s, p, u in itertools.product(maybe_slots, maybe_pools, users)]
+    maybe_runtimes: list[str | None] = [*runtimes] or [None]
+    return [
+        Point(u, s, p, r)
+        for r, s, p, u in itertools.product(maybe_runtimes, maybe_slots, maybe_pools, users)
+    ]
+
+
+def parse_runtimes(text: str | None) -> tuple[str, ...]:
+    """'python,nodejs' -> ('python', 'nodejs'); one line naming a bad or repeated value."""
+    if text is None:
+        return ()
+    parts = [p.strip() for p in text.split(",")]
+    if len(set(parts)) != len(parts):
+        raise InputError(f"--runtime: a value is listed twice ({text})")
+    return tuple(check_runtime(p) for p in parts)
 
 
 def new_sweep_dir(out_root: Path) -> Path:
@@ -221,4 +245,6 @@ def point_command(base: list[str], point: Point) -> list[str]:
         argv += ["--slots-per-ee", str(point.slots_per_ee)]
     if point.pool_size is not None:
         argv += ["--pool-size", str(point.pool_size)]
+    if point.runtime is not None:
+        argv += ["--runtime", point.runtime]
     return argv

@@ -14,6 +14,13 @@ from local.processes import SESSION_ENV, kill_tagged, tagged_pids
 
 os.environ.setdefault(SESSION_ENV, f"pytest-{uuid.uuid4().hex}")
 
+# The project's Node.js (scripts/bootstrap: npm package `node`, 24) ahead of the machine's, for
+# everything the tests start that runs `node` from PATH: jsii under aws_cdk, the CDK CLI. As
+# `npx cdk` does; the machine's Node 20 makes jsii print "Node 20 is not supported".
+PROJECT_NODE_BIN = Path(__file__).resolve().parents[1] / "node_modules" / ".bin"
+if (PROJECT_NODE_BIN / "node").exists():
+    os.environ["PATH"] = f"{PROJECT_NODE_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+
 
 @pytest.fixture(scope="session", autouse=True)
 def no_process_left_behind() -> Iterator[None]:

@@ -6,11 +6,12 @@ the contract module (shipped beside it as /opt/functions/contract.py), so the sa
 the layer on AWS and in the local execution environments.
 
 Lifecycle, as Lambda expects of an external extension:
-register for SHUTDOWN only (Managed Instances refuse INVOKE) -> check that PgBouncer loads
-(`--version`) -> read the credentials -> one login straight to the database -> write
+register for SHUTDOWN only (Managed Instances refuse INVOKE) -> read the credentials -> write
 pgbouncer.ini and the auth file -> start PgBouncer on a Unix socket in POOLER_RUN_DIR (the EE's
-own /tmp: EEs that share a network namespace cannot collide on it, as on a TCP port) -> one
-login to its console -> block on event/next -> on SHUTDOWN or SIGTERM stop PgBouncer and exit 0.
+own /tmp: EEs that share a network namespace cannot collide on it, as on a TCP port); should it
+exit at once, `pgbouncer --version` says why in the loader's words -> one login to the database
+through it (the init credential check; the server connection it opens stays in the pool for the
+first request) -> block on event/next -> on SHUTDOWN or SIGTERM stop PgBouncer and exit 0.
 
 Any failure before event/next is logged and reported to /extension/init/error with an error
 type naming its cause (the constants below; docs/contracts.md lists them), and ends the process
@@ -22,6 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http.client
 import json
 import os
 import pwd
@@ -35,7 +37,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,9 +159,10 @@ class PoolerConfig:
 
 
 def check_pgbouncer_runs(binary: str) -> str:
-    """`pgbouncer --version`: a binary the loader cannot load (a shared library missing from the
-    runtime image, a wrong architecture) fails here, with the loader's own words, rather than
-    as a PgBouncer that never listens. Returns the version line."""
+    """`pgbouncer --version`, run when PgBouncer could not start: a binary the loader cannot
+    load (a shared library missing from the runtime image, a wrong architecture) fails here,
+    with the loader's own words, rather than as a PgBouncer that never listens. Returns the
+    version line."""
     try:
         out = subprocess.run(
             [binary, "--version"],
@@ -350,7 +352,7 @@ def wait_listening(proc: subprocess.Popen[bytes], cfg: PoolerConfig, timeout_s: 
                     return
         except OSError:
             pass
-        time.sleep(0.05)
+        time.sleep(0.005)  # PgBouncer listens within ~10 ms: a cold start waits for this
     raise PoolerError(
         f"PgBouncer did not listen on {where} within {timeout_s:.0f} s", PGBOUNCER_START_FAILED
     )
@@ -457,10 +459,11 @@ def _open(host: str, port: int, timeout_s: float) -> socket.socket:
     return socket.create_connection((host, port), timeout=timeout_s)
 
 
-def connect_within(host: str, port: int, timeout_s: float) -> socket.socket:
+def connect_within(host: str, port: int, timeout_s: float, waited_s: float = 0.0) -> socket.socket:
     """A connection to the database, retried until timeout_s: a cluster that is starting or
     a route that is not there yet answers with a refusal or silence, not with an error we
-    could read. Failing that: DatabaseUnreachable, with the last reason."""
+    could read. Failing that: DatabaseUnreachable, with the last reason and the whole time
+    waited for it (waited_s: how long others waited before this call)."""
     deadline = time.monotonic() + timeout_s
     while True:
         left = deadline - time.monotonic()
@@ -469,8 +472,9 @@ def connect_within(host: str, port: int, timeout_s: float) -> socket.socket:
         except OSError as exc:
             if time.monotonic() + 0.2 >= deadline:
                 reason = exc.strerror or str(exc) or type(exc).__name__
+                total = round(waited_s + timeout_s, 1)
                 raise PoolerError(
-                    f"cannot reach the database at {host}:{port} within {timeout_s:g} s: {reason}",
+                    f"cannot reach the database at {host}:{port} within {total:g} s: {reason}",
                     DATABASE_UNREACHABLE,
                 ) from exc
             time.sleep(0.2)
@@ -486,13 +490,13 @@ def check_login(
     *,
     who: str,
     tls: bool = False,
+    waited_s: float = 0.0,
 ) -> None:
-    """One real login (startup, authentication, ReadyForQuery), then Terminate. Run twice at
-    init: straight to the database, so a wrong password or an unreachable cluster fails init
-    rather than the first request; and to PgBouncer's own console, which proves the pooler's
-    auth file and socket without opening a server connection that would sit idle in its pool.
-    Errors are PoolerErrors typed by cause (unreachable, authentication, other refusal)."""
-    sock: socket.socket = connect_within(host, port, timeout_s)
+    """One real login (startup, authentication, ReadyForQuery), then Terminate: the init
+    credential check (check_database). Errors are PoolerErrors typed by cause (unreachable,
+    authentication, other refusal); a reply that does not come within timeout_s is
+    DatabaseUnreachable."""
+    sock: socket.socket = connect_within(host, port, timeout_s, waited_s)
     try:
         if tls:
             sock = _start_tls(sock, host)
@@ -532,10 +536,13 @@ def check_login(
 
 
 class ExtensionsApi:
-    """The three calls an external extension makes, over the loopback HTTP API Lambda gives it."""
+    """The three calls an external extension makes, over the loopback HTTP API Lambda gives it.
+    http.client, not urllib: one plain request each, without urllib's opener and handlers
+    (a few ms of CPU in every cold start)."""
 
     def __init__(self, address: str, name: str) -> None:
-        self.base = f"http://{address}/2020-01-01/extension"
+        self.address = address
+        self.base = "/2020-01-01/extension"
         self.name = name
         self.extension_id = ""
 
@@ -543,11 +550,19 @@ class ExtensionsApi:
         self, method: str, path: str, body: object | None, headers: dict[str, str]
     ) -> tuple[dict[str, str], bytes]:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.base + path, data=data, method=method)
-        for key, value in headers.items():
-            request.add_header(key, value)
-        with urllib.request.urlopen(request) as response:
-            return dict(response.headers.items()), response.read()
+        host, _, port = self.address.rpartition(":")
+        if not host or not port.isdigit():
+            raise OSError(f"not a host:port: {self.address!r}")
+        connection = http.client.HTTPConnection(host, int(port))
+        try:
+            connection.request(method, self.base + path, body=data, headers=headers)
+            response = connection.getresponse()
+            payload = response.read()
+        finally:
+            connection.close()
+        if response.status >= 400:
+            raise OSError(f"{method} {path}: HTTP {response.status}: {payload[:200]!r}")
+        return dict(response.getheaders()), payload
 
     def register(self) -> None:
         headers, _ = self._call(
@@ -634,21 +649,74 @@ def _socket_answers(path: Path) -> bool:
         return True
 
 
-def init_pooler(cfg: PoolerConfig) -> tuple[subprocess.Popen[bytes], Path]:
-    """Everything between register and event/next; a PoolerError says what failed. Nothing
-    is started until the binary, the secret and the database have each been proved."""
-    version = check_pgbouncer_runs(cfg.pgbouncer_bin)
-    user, password = resolve_credentials(cfg)
+def check_database(cfg: PoolerConfig, user: str, password: str) -> None:
+    """The init credential check: one login to the database through the PgBouncer just
+    started, so a wrong password or an unreachable cluster fails init rather than the first
+    request. PgBouncer logs in to the server for it, and keeps that server connection in the
+    pool, where the first request finds it: the check costs no login of its own (it used to be
+    a login straight to the database, then one more to PgBouncer's console).
+
+    Only when that fails does the extension log in straight to the database, for the
+    database's own words and the error type they mean (PgBouncer's refusal is always its own
+    08P01, and to a server it cannot reach it says nothing: it keeps the client waiting). If
+    the straight login works, the fault is PgBouncer's: PgBouncerStartFailed."""
+    host = cfg.listen_addr or str(cfg.run_dir)
+    timeout_s = cfg.db_connect_timeout_s
+    # PgBouncer keeps silent about a server it cannot reach: leave the last second (or half)
+    # of the timeout for the database to say why, so init still fails within DB_CONNECT_TIMEOUT.
+    through_s = max(timeout_s - 1.0, timeout_s / 2)
+    started = time.monotonic()
+    try:
+        check_login(host, cfg.pooler_port, cfg.db_name, user, password, through_s, who="PgBouncer")
+        return
+    except PoolerError as exc:
+        through = exc
+    waited = time.monotonic() - started
+    silent = waited >= through_s * 0.9
     check_login(
         cfg.db_host,
         cfg.db_port,
         cfg.db_name,
         user,
         password,
-        cfg.db_connect_timeout_s,
+        max(timeout_s - waited, 0.5) if silent else timeout_s,  # a refusal: the whole timeout
         who="the database",
         tls=cfg.tls,
+        waited_s=waited if silent else 0.0,
     )
+    raise PoolerError(
+        f"the database takes the login, PgBouncer does not: {through}", PGBOUNCER_START_FAILED
+    )
+
+
+class Steps:
+    """How long each init step took, logged as one line ("init steps: version 3.1 ms, ..."):
+    where a cold start's time goes, in CloudWatch on AWS and for scripts/bench_cold_start.py
+    locally."""
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        self.ms: dict[str, float] = {}
+
+    def done(self, name: str) -> None:
+        now = time.perf_counter()
+        self.ms[name] = (now - self._last) * 1000
+        self._last = now
+
+    def line(self) -> str:
+        return "init steps: " + ", ".join(f"{k} {v:.1f} ms" for k, v in self.ms.items())
+
+
+def init_pooler(
+    cfg: PoolerConfig, steps: Steps | None = None
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """Everything between register and event/next; a PoolerError says what failed. Nothing
+    is started until the secret has been read; PgBouncer and the database are proved by
+    starting it and logging in through it (check_database): if either fails, PgBouncer is
+    stopped and its auth file removed."""
+    steps = steps or Steps()
+    user, password = resolve_credentials(cfg)
+    steps.done("credentials")
     if not cfg.listen_addr and _socket_answers(cfg.socket_path):
         # Only if EEs shared /tmp, which Lambda does not document either way: say so, rather
         # than overwrite the other EE's files and fail on its socket.
@@ -664,15 +732,31 @@ def init_pooler(cfg: PoolerConfig) -> tuple[subprocess.Popen[bytes], Path]:
             f"cannot write PgBouncer's files in {cfg.run_dir}: {exc.strerror or exc}",
             CONFIG_INVALID,
         ) from exc
-    proc = start_pgbouncer(cfg, ini)
+    steps.done("files")
     try:
-        wait_listening(proc, cfg, READY_TIMEOUT_S)
-        host = cfg.listen_addr or str(cfg.run_dir)
-        check_login(host, cfg.pooler_port, "pgbouncer", user, password, 2.0, who="PgBouncer")
-    except PoolerError as exc:
+        proc = start_pgbouncer(cfg, ini)
+    except PoolerError:
+        auth_file.unlink(missing_ok=True)
+        check_pgbouncer_runs(cfg.pgbouncer_bin)  # the reason, in the loader's words
+        raise
+    try:
+        try:
+            wait_listening(proc, cfg, READY_TIMEOUT_S)
+        except PoolerError as exc:
+            if proc.poll() is not None:
+                # A binary the loader cannot load (a library missing from the runtime image,
+                # another architecture) exits at once: `--version` says why in its words.
+                # Only then: on every good start it would cost a process of its own.
+                check_pgbouncer_runs(cfg.pgbouncer_bin)
+            raise PoolerError(str(exc), PGBOUNCER_START_FAILED) from exc
+        steps.done("pgbouncer start")
+        check_database(cfg, user, password)
+        steps.done("database login")
+    except PoolerError:
         stop(proc, auth_file)
-        raise PoolerError(str(exc), PGBOUNCER_START_FAILED) from exc
-    log(f"{version} (pid {proc.pid}) ready on {cfg.socket_path}, {cfg.pool_mode} mode")
+        raise
+    log(f"PgBouncer (pid {proc.pid}) ready on {cfg.socket_path}, {cfg.pool_mode} mode")
+    log(steps.line())
     return proc, auth_file
 
 
@@ -680,13 +764,15 @@ def main(env: Mapping[str, str] | None = None) -> int:
     env = dict(os.environ if env is None else env)
     address = env.get("AWS_LAMBDA_RUNTIME_API", "")
     api = ExtensionsApi(address, EXTENSION_NAME)
+    steps = Steps()
     try:
         api.register()
     except (OSError, KeyError) as exc:
         log(f"cannot register with the Extensions API at {address!r}: {exc}")
         return 1
+    steps.done("register")
     try:
-        proc, auth_file = init_pooler(PoolerConfig.from_env(env))
+        proc, auth_file = init_pooler(PoolerConfig.from_env(env), steps)
     except Exception as exc:  # a PoolerError names its cause; anything else still fails init
         error = exc if isinstance(exc, PoolerError) else PoolerError(f"{type(exc).__name__}: {exc}")
         log(f"init failed: {error.error_type}: {error}")

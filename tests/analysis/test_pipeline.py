@@ -99,7 +99,7 @@ def test_report_is_one_self_contained_file_with_charts(run_dir: Path) -> None:
     html = report.read_text(encoding="utf-8")
     # Images are inline PNGs, nothing is fetched: no script, no external URL in src/href
     images = re.findall(r'<img[^>]+src="([^"]+)"', html)
-    assert len(images) == 5
+    assert len(images) == 7
     assert all(src.startswith("data:image/png;base64,") for src in images)
     assert not re.search(r'(src|href)="(https?:)?//', html)
     assert "<script" not in html
@@ -117,7 +117,15 @@ def test_report_is_one_self_contained_file_with_charts(run_dir: Path) -> None:
     assert '<th scope="row">arms</th><td>standard, managed</td>' in html
     assert "duration" not in html.split('id="scenario"')[1].split("</table>")[0]  # unset
     charts = sorted(p.name for p in (run_dir / "charts").iterdir())
-    assert charts == ["latency.png", "peaks.png", "pools.png", "ratio.png", "timeline.png"]
+    assert charts == [
+        "ee_concurrency.png",
+        "latency.png",
+        "peaks.png",
+        "pools.png",
+        "ratio.png",
+        "throttles.png",
+        "timeline.png",
+    ]
     for chart in (run_dir / "charts").iterdir():
         assert chart.read_bytes().startswith(PNG_MAGIC)
     # No temporary files are left behind by the atomic writes
@@ -296,6 +304,19 @@ def test_littles_law_floor_uses_the_query_time_the_poolers_measured(run_dir: Pat
     assert arm.seconds_per_query == pytest.approx(0.00084)
     assert arm.seconds_per_query_source == "manifest scenario.query_ms"
     assert arm.littles_law_floor == pytest.approx(qps * 0.00084)
+
+
+def test_people_rounding_keeps_three_significant_digits_and_at_most_three_decimals() -> None:
+    from analysis.report import people
+
+    assert people(0.5572659999999999) == "0.557"  # the query time the report used to print
+    assert people(1.1051527777777779) == "1.11"
+    assert people(12.3456) == "12.3"
+    assert people(1234.56) == "1,235"
+    assert people(2000.0) == "2,000"
+    assert people(0.0004) == "< 0.001"
+    assert people(None) == "n/a"
+    assert people(True) == "yes"
 
 
 def test_the_verdict_says_what_the_pooler_did_to_each_execution_model(tmp_path: Path) -> None:

@@ -155,4 +155,4 @@ def test_report_has_the_record_charts_and_the_latency_table(records_run: Path) -
         assert (records_run / "charts" / f"{name}.png").stat().st_size > 5000
     assert "every request&#39;s" in html or "every request's" in html
     summary = summarize(records_run, write=False)
-    assert f"{summary.arm('standard').p999_ms:.1f}" in html
+    assert f"{summary.arm('standard').p999_ms:,.1f}" in html

@@ -21,8 +21,8 @@ from local.processes import SESSION_ENV
 # The jsii kernel (a node process) starts on first import of aws_cdk and lives as long as this
 # interpreter by design; keep it out of the suite's "no process outlives the tests" accounting.
 _session = os.environ.pop(SESSION_ENV, None)
-# Node 20 works for synthesis; its end-of-life banner would only clutter the test output.
-os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+# No JSII_SILENCE_WARNING_*: jsii runs on the project's Node 24 (tests/conftest.py), which it
+# supports; a banner would mean the machine's older Node is in use.
 try:
     import aws_cdk
     from aws_cdk.assertions import Template
@@ -80,6 +80,15 @@ def default_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
 def proxy_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     """All three arms, including the RDS Proxy one."""
     return synthesize({"arms": "standard,managed,proxy"}, tmp_path_factory.mktemp("cdk-proxy"))
+
+
+@pytest.fixture(scope="session")
+def nodejs_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """Every arm with the Node.js function under test (-c runtime=nodejs)."""
+    return synthesize(
+        {"arms": "standard,managed,proxy,direct,managed-direct", "runtime": "nodejs"},
+        tmp_path_factory.mktemp("cdk-nodejs"),
+    )
 
 
 ISOLATED_STACK_NAME = "Poolbench-Isolated--B"

@@ -399,6 +399,7 @@ def test_outputs_are_the_contract(any_synth: Synth) -> None:
         "ApiUrl",
         "Arms",
         "MetricsSource",
+        "Runtime",
         "CapacityProviderName",
         "DbClusterIdentifier",
         "ApiName",

@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -31,6 +31,9 @@ from local.ports import claim_for_process
 from local.settings import StackSettings
 from local.stack import StackRunner, running_stack
 from poolbench.cli import main
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch.type_defs import DimensionTypeDef
 
 pytestmark = [pytest.mark.local, pytest.mark.slow]  # `poolbench run` end to end, or a long bench
 
@@ -148,6 +151,49 @@ def seed_cloudwatch(now: datetime) -> dict[int, float]:
     return by_minute
 
 
+MANAGED_EE = {"ExecutionEnvironmentConcurrency": 11.0, "ExecutionEnvironmentConcurrencyLimit": 16.0}
+MANAGED_THROTTLES = {"Throttles": 6.0, "ConcurrencyThrottles": 30.0}  # per period each
+
+
+def seed_managed_metrics(now: datetime) -> None:
+    """What Managed Instances publish for the managed function, in the stack's Region: its
+    EEs' concurrency against their limit and the throttle reason, per 5-minute period (the
+    dimensions FACTS.md gives), and Throttles per minute by function name."""
+    client = boto3.client("cloudwatch", region_name=STACK_REGION)
+    fn = FUNCTIONS["managed"]
+    lmi_dims: list[DimensionTypeDef] = [
+        {"Name": "CapacityProviderName", "Value": "PoolbenchStack-Capacity"},
+        {"Name": "FunctionName", "Value": fn},
+        {"Name": "Resource", "Value": f"{fn}:$LATEST.PUBLISHED"},
+    ]
+    period0 = now.replace(minute=now.minute - now.minute % 5, second=0, microsecond=0)
+    for i in (-1, 0, 1):
+        stamp = period0 + timedelta(minutes=5 * i, seconds=1)
+        client.put_metric_data(
+            Namespace="AWS/Lambda",
+            MetricData=[
+                {"MetricName": name, "Dimensions": lmi_dims, "Timestamp": stamp, "Value": value}
+                for name, value in (
+                    *MANAGED_EE.items(),
+                    ("ConcurrencyThrottles", MANAGED_THROTTLES["ConcurrencyThrottles"]),
+                )
+            ],
+        )
+    minute0 = now.replace(second=0, microsecond=0) - timedelta(minutes=2)
+    client.put_metric_data(
+        Namespace="AWS/Lambda",
+        MetricData=[
+            {
+                "MetricName": "Throttles",
+                "Dimensions": [{"Name": "FunctionName", "Value": fn}],
+                "Timestamp": minute0 + timedelta(minutes=i, seconds=1),
+                "Value": MANAGED_THROTTLES["Throttles"],
+            }
+            for i in range(7)
+        ],
+    )
+
+
 def queue_probe_samples(endpoint: str, count: int) -> None:
     """The probe's answers: one samples.jsonl line each, as functions/probe returns it."""
     results = []
@@ -178,6 +224,7 @@ def test_good_run_in_another_region_with_two_stacks_reads_the_stacks_figures(
     # Given a two-stack outputs file (the other stack is broken), the run picks one with
     # --stack; CloudWatch and the probe hold figures in the stack's Region
     by_minute = seed_cloudwatch(datetime.now(UTC))
+    seed_managed_metrics(datetime.now(UTC))
     queue_probe_samples(aws, 200)
     outputs = write(
         tmp_path / "cdk-outputs.json",
@@ -235,7 +282,17 @@ def test_good_run_in_another_region_with_two_stacks_reads_the_stacks_figures(
     assert "standard Throttles Sum" in summary["missing_metrics"]
     assert arms["standard"]["throttles"] is None
     assert summary["verdict"].startswith("Managed Instances used")
-    assert (run_dir / "report.html").exists()
+    # Managed Instances' own metrics: the fullest EE against its limit, and the throttles
+    # with their reason, per second over CloudWatch's periods (60 s and 300 s)
+    managed = arms["managed"]
+    assert managed["peak_ee_concurrency"] == MANAGED_EE["ExecutionEnvironmentConcurrency"]
+    assert managed["ee_concurrency_limit"] == MANAGED_EE["ExecutionEnvironmentConcurrencyLimit"]
+    assert managed["throttle_reasons"]["ConcurrencyThrottles"] >= 30
+    assert managed["peak_throttles_per_s"] == pytest.approx(MANAGED_THROTTLES["Throttles"] / 60)
+    page = (run_dir / "report.html").read_text()
+    ee_section = page.split('id="ee-concurrency"', 1)[1].split("</section>", 1)[0]
+    assert "<td>16</td>" in ee_section and "<td>11</td>" in ee_section and "69%" in ee_section
+    assert 'id="chart-ee_concurrency"' in page and 'id="chart-throttles"' in page
 
 
 def test_unreachable_api_fails_the_run_and_says_why(

@@ -4,6 +4,7 @@ checked against every point's own summary.json; bad input; Ctrl-C; sweep.html in
 from __future__ import annotations
 
 import csv
+import html
 import json
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from matplotlib import image as mpimg
 
 from analysis.cost import DEFAULT_PRICES
 from analysis.sweep_report import CSV_COLUMNS, crossings
+from analysis.sweep_report import rows as sweep_rows
 from input_errors import InputError
 from poolbench.cli import main
 from poolbench.sweep import parse_list
@@ -127,6 +129,30 @@ def test_report_rebuilds_the_sweep(small_sweep: Path, capsys: pytest.CaptureFixt
     page = (small_sweep / "sweep.html").read_text()
     assert page.count("data:image/png;base64,") == 4
     assert "would reach max_connections" in page
+
+
+@pytest.mark.local
+@pytest.mark.slow
+def test_a_points_report_says_where_the_sweeps_fit_meets_max_connections(
+    small_sweep: Path,
+) -> None:
+    # The last point's report was built with every point measured: its "What this run says"
+    # names each per-EE-pool arm's fitted line as sweep.html does; the first point, alone
+    # when its report was built, has no fit and says nothing about one
+    sweep = json.loads((small_sweep / "sweep.json").read_text())
+    fits = crossings(sweep_rows(small_sweep, sweep))
+    assert {c.series for c in fits} == {"standard", "managed"}
+    first, last = (small_sweep / p["run_dir"] / "report.html" for p in sweep["points"])
+    said = html.unescape(last.read_text().split('id="what-this-run-says"', 1)[1])
+    said = said.split("</section>", 1)[0]
+    for fit in fits:
+        assert (
+            f"Sweep {sweep['sweep_id']}, over its 2 points measured so far: {fit.sentence()}"
+            in said
+        )
+    assert "max_connections (2,000)" in said
+    first_said = first.read_text().split('id="what-this-run-says"', 1)[1].split("</section>")[0]
+    assert "Sweep" not in first_said and "fitted" not in first_said
 
 
 @pytest.mark.local

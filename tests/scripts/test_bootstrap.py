@@ -72,7 +72,7 @@ def _bootstrap(copy: Path, path: str) -> subprocess.CompletedProcess[str]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=600,  # from scratch it builds aws-lambda-ric (curl, aws-lambda-cpp, an addon)
     )
 
 
@@ -96,6 +96,36 @@ def _assert_aws_path_ready(copy: Path, path: str) -> None:
     )
     assert cdk.returncode == 0, cdk.stderr
     assert cdk.stdout.startswith("2.1148.1"), cdk.stdout
+    # The project's Node, from the npm registry: 24 (jsii supports it), not the machine's 20
+    node = subprocess.run(
+        [str(copy / "node_modules" / ".bin" / "node"), "--version"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={"PATH": path},
+    )
+    assert node.stdout.strip() == "v24.21.0", node.stdout + node.stderr
+    assert (copy / "functions" / "nodejs" / "node_modules" / "pg" / "package.json").is_file()
+
+
+def _assert_node_runtime_client_built(copy: Path, path: str) -> None:
+    """aws-lambda-ric's native addon, built at install, loads in the project's Node (its init
+    reads AWS_LAMBDA_RUNTIME_API, and aborts without it: no Runtime API is contacted here)."""
+    addon = copy / "functions" / "nodejs" / "node_modules" / "aws-lambda-ric" / "rapid-client.node"
+    assert addon.is_file(), "aws-lambda-ric's addon was not built"
+    loaded = subprocess.run(
+        [
+            str(copy / "node_modules" / ".bin" / "node"),
+            "-e",
+            "const c = require(process.argv[1]); console.log(typeof c.next)",
+            str(addon),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={"PATH": path, "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9"},
+    )
+    assert loaded.stdout.strip() == "function", loaded.stderr
 
 
 def test_system_python_refuses_pip_install(tmp_path: Path) -> None:
@@ -112,6 +142,7 @@ def test_system_python_refuses_pip_install(tmp_path: Path) -> None:
     assert "externally-managed-environment" in done.stderr
 
 
+@pytest.mark.timeout(1200)
 def test_bootstrap_with_externally_managed_python_and_no_uv(tmp_path: Path) -> None:
     copy = _checkout_copy(tmp_path)
     path = _path_without(tmp_path / "bin", {"uv", "uvx"})
@@ -121,19 +152,28 @@ def test_bootstrap_with_externally_managed_python_and_no_uv(tmp_path: Path) -> N
     assert (copy / ".tools" / "bin" / "uv").is_file(), "uv not installed into .tools/"
     assert "export PATH=" in done.stdout
     _assert_aws_path_ready(copy, path)
+    _assert_node_runtime_client_built(copy, path)
     # Idempotent: a second run installs nothing and says nothing about installing.
     again = _bootstrap(copy, path)
     assert again.returncode == 0, again.stderr
     assert "installing" not in again.stdout
 
 
+@pytest.mark.timeout(900)
 def test_bootstrap_without_apt_sets_up_the_aws_path(tmp_path: Path) -> None:
+    # No apt and no cmake (macOS, another Linux): the Node runtime client cannot be built
     copy = _checkout_copy(tmp_path)
-    path = _path_without(tmp_path / "bin", {"uv", "uvx", "apt-get", "apt", "dpkg", "pgbouncer"})
+    hidden = {"uv", "uvx", "apt-get", "apt", "dpkg", "pgbouncer", "cmake"}
+    path = _path_without(tmp_path / "bin", hidden)
     done = _bootstrap(copy, path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "apt-get" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if "local stack needs" in line]
     assert len(lines) == 1, done.stderr
     assert "pgbouncer" in lines[0]
+    # ... the AWS path is whole (the Node function's pg, for its bundle), the local one says
+    # what it lacks
     _assert_aws_path_ready(copy, path)
+    assert "local path still needs" in done.stdout and "cmake" in done.stdout, done.stdout
+    ric = copy / "functions" / "nodejs" / "node_modules" / "aws-lambda-ric"
+    assert not ric.exists()
