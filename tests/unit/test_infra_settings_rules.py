@@ -50,8 +50,8 @@ def refusal(context: dict[str, object]) -> str:
             "8192 MB at memoryGibPerVcpu=8; set -c memoryMb=8192",
         ),
         (
-            {"perEnvironmentMaxConcurrency": "0"},
-            "context 'perEnvironmentMaxConcurrency'=0: must be 1..64 (64 per vCPU, 1 vCPU per "
+            {"perEnvironmentMaxConcurrency": "-1"},
+            "context 'perEnvironmentMaxConcurrency'=-1: must be 1..64 (64 per vCPU, 1 vCPU per "
             "execution environment); set -c perEnvironmentMaxConcurrency=16",
         ),
         (
