@@ -372,3 +372,18 @@ def test_context_keys_are_the_fields_in_camel_case() -> None:
     assert defaults["arms"] == ["standard", "managed"]
     assert defaults["memoryMb"] == 2048
     assert Settings.from_context(defaults.get) == Settings()
+
+
+def test_the_runtime_sets_the_default_slots_and_the_memory_model() -> None:
+    assert refusal({"runtime": "ruby"}) == (
+        "context 'runtime'=ruby: must be python or nodejs; set -c runtime=nodejs"
+    )
+    # 0 (the default) means the runtime's slots per vCPU times the EE's vCPUs
+    assert Settings().per_environment_max_concurrency == 16
+    assert Settings(memory_mb=4096).per_environment_max_concurrency == 32
+    node = Settings(runtime="nodejs", memory_mb=4096)
+    assert node.per_environment_max_concurrency == 128
+    assert node.slot_memory_model == (192, 1, "Node.js requests")
+    assert node.managed_memory_needed_mib == 192 + 128 * 1 + 160
+    assert Settings().slot_memory_model == (0, 64, "workers")
+    assert Settings(per_environment_max_concurrency=5).per_environment_max_concurrency == 5

@@ -41,6 +41,8 @@ SERIES: Series = [
     (T0, "managed", "Errors", "Sum", 2.0),
     (T0, "managed", "Duration", "p50", 5000.0),
     (T0, "managed", "Duration", "p99", 5100.0),
+    (T0, "managed", "ExecutionEnvironmentConcurrency", "Maximum", 12.0),
+    (T0, "managed", "ExecutionEnvironmentConcurrencyLimit", "Maximum", 16.0),
     (T0, "standard", "ConcurrentExecutions", "Maximum", 20.0),
     (T0, "standard", "DatabaseConnections", "Maximum", 20.0),
 ]
@@ -76,6 +78,7 @@ def test_every_figure_of_the_summary_from_its_series(tmp_path: Path) -> None:
         "completed",
     )
     assert summary["command"] == "poolbench run --preset seed"
+    assert summary["runtime"] == "python"  # a manifest from before the knob
     assert summary["load_seconds"] == 60.0
     assert summary["failure"] is None
     assert summary["database_peak_connections"] == 30.0
@@ -117,6 +120,9 @@ def test_every_figure_of_the_summary_from_its_series(tmp_path: Path) -> None:
         "seconds_per_query_source": "assumed (no scenario.query_ms in manifest)",
         "littles_law_floor": pytest.approx(0.0318),
         "throttles": 4.0,
+        "peak_throttles_per_s": pytest.approx(4 / 60),  # a CloudWatch minute's sum
+        "peak_ee_concurrency": 12.0,
+        "ee_concurrency_limit": 16.0,
         "throttle_reasons": {"ConcurrencyThrottles": 1.0, "CPUThrottles": None},
         "errors": 2.0,
         "duration_p50_ms": 5000.0,
@@ -359,6 +365,8 @@ def test_identity_fields_fall_back_when_the_manifest_lacks_them(tmp_path: Path) 
     edit_manifest(run, run_id=None, status=None, command=None)
     bare = summarize(run, frame=frame(), write=False)
     assert (bare.run_id, bare.status, bare.command) == (run.name, "unknown", "")
+    edit_manifest(run, runtime="nodejs")
+    assert summarize(run, frame=frame(), write=False).runtime == "nodejs"
 
 
 def test_a_saturated_host_is_a_warning(tmp_path: Path) -> None:

@@ -269,3 +269,22 @@ def test_a_twin_at_zero_connections_per_request_is_a_full_cut() -> None:
         "Standard Lambda used 0.00 with its in-EE PgBouncer (standard) and 1.00 without "
         "(direct): the pooler cuts it by 100%."
     )
+
+
+def test_throttles_per_second_divide_a_cloudwatch_sum_by_its_period() -> None:
+    buffer = dataset.RowBuffer()
+    buffer.add(T0, "managed", "Throttles", "Sum", 120.0, "Count", "cloudwatch")  # over 60 s
+    buffer.add(T1, "managed", "Throttles", "Sum", 3.0, "Count", "local")  # one second
+    buffer.add(T1, "managed", "Throttles", "Sum", 60.0, "Count", "cloudwatch")
+    buffer.add(T1, "managed", "Throttles", "Maximum", 999.0, "Count", "local")  # not a Sum
+    buffer.add(T0, "standard", "Throttles", "Sum", None, "Count", "local")
+    data = buffer.to_frame()
+    rates = summary.per_second(data, "managed", "Throttles")
+    assert rates.tolist() == [2.0, 3.0]  # 120 / 60; then max(3 / 1, 60 / 60)
+    assert [str(t) for t in rates.index] == [
+        "2026-11-22 10:00:00+00:00",
+        "2026-11-22 10:01:00+00:00",
+    ]
+    assert summary.per_second(data, "standard", "Throttles").empty
+    assert summary._peak(rates) == 3.0
+    assert summary._peak(summary.per_second(data, "proxy", "Throttles")) is None
