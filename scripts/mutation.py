@@ -165,7 +165,7 @@ def refresh_copies(root: Path = ROOT) -> int:
     copied = [*config["source_paths"], "tests", *config.get("also_copy", [])]
     for source in (c for c in copied if (root / c).is_dir()):
         real = {p.relative_to(root) for p in (root / source).rglob("*") if p.is_file()}
-        real = {p for p in real if "__pycache__" not in p.parts}
+        real = {p for p in real if "__pycache__" not in p.parts and "node_modules" not in p.parts}
         for rel in sorted(real):
             if str(rel) in mutated:
                 continue
@@ -177,9 +177,17 @@ def refresh_copies(root: Path = ROOT) -> int:
         for stale in (copy / source).rglob("*"):
             rel = stale.relative_to(copy)
             artifact = stale.suffix in (".meta", ".spans") or "__pycache__" in rel.parts
+            artifact = artifact or "node_modules" in rel.parts
             if stale.is_file() and rel not in real and not artifact:
                 stale.unlink()
                 changed += 1
+    # Installed packages (the project's Node, the Node.js function's pg) are linked, not copied.
+    for modules in [root / "node_modules", *(root / "functions").glob("*/node_modules")]:
+        link = copy / modules.relative_to(root)
+        if modules.is_dir() and not link.exists():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(modules, target_is_directory=True)
+            changed += 1
     return changed
 
 
