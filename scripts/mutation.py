@@ -181,13 +181,12 @@ def refresh_copies(root: Path = ROOT) -> int:
             if stale.is_file() and rel not in real and not artifact:
                 stale.unlink()
                 changed += 1
-    # Installed packages (the project's Node, the Node.js function's pg) are linked, not copied.
-    for modules in [root / "node_modules", *(root / "functions").glob("*/node_modules")]:
-        link = copy / modules.relative_to(root)
-        if modules.is_dir() and not link.exists():
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(modules, target_is_directory=True)
-            changed += 1
+    # The project's Node (node_modules/, outside the source paths) is linked, not copied; a
+    # function's own node_modules inside them mutmut copies with the rest.
+    modules, link = root / "node_modules", copy / "node_modules"
+    if modules.is_dir() and not link.exists():
+        link.symlink_to(modules, target_is_directory=True)
+        changed += 1
     return changed
 
 
