@@ -15,6 +15,7 @@ from local.settings import (
     ProxySettings,
     StackSettings,
     StandardSettings,
+    check_runtime,
 )
 
 BASE = StackSettings(run_dir=Path("/run"))
@@ -41,6 +42,7 @@ def test_the_defaults_pass_and_validate_returns_the_settings() -> None:
         proxy=ProxySettings(pool_size=1),
         max_connections=10,
         sample_interval_s=0.001,
+        init_slots_per_core=1,
     )
     assert edge.validate() is edge
 
@@ -75,9 +77,20 @@ def test_the_defaults_pass_and_validate_returns_the_settings() -> None:
         ({"proxy": ProxySettings(pool_size=0)}, "--proxy-pool-size must be at least 1"),
         ({"max_connections": 9}, "--max-connections must be at least 10"),
         ({"sample_interval_s": 0.0}, "the sample interval must be positive"),
+        ({"init_slots_per_core": 0}, "init slots per core must be at least 1"),
     ],
 )
 def test_each_rule_refuses_just_past_its_boundary(change: dict[str, object], message: str) -> None:
     with pytest.raises(InputError) as error:
         replace(BASE, **change).validate()  # type: ignore[arg-type]
     assert str(error.value) == message
+
+
+def test_a_runtime_is_checked_by_name_with_the_flag_that_gave_it() -> None:
+    assert check_runtime("nodejs") == "nodejs"
+    with pytest.raises(InputError) as error:
+        check_runtime("ruby")
+    assert str(error.value) == "unknown --runtime 'ruby': choose python or nodejs"
+    with pytest.raises(InputError) as error:
+        check_runtime("ruby", "-c runtime")
+    assert str(error.value).startswith("unknown -c runtime 'ruby'")

@@ -288,3 +288,16 @@ def test_throttles_per_second_divide_a_cloudwatch_sum_by_its_period() -> None:
     assert summary.per_second(data, "standard", "Throttles").empty
     assert summary._peak(rates) == 3.0
     assert summary._peak(summary.per_second(data, "proxy", "Throttles")) is None
+
+
+def test_a_managed_instances_sum_covers_five_minutes() -> None:
+    buffer = dataset.RowBuffer()
+    buffer.add(T0, "managed", "ConcurrencyThrottles", "Sum", 600.0, "Count", "cloudwatch")
+    assert summary.per_second(buffer.to_frame(), "managed", "ConcurrencyThrottles").tolist() == [
+        2.0
+    ]
+
+
+def test_one_success_without_db_samples_is_not_no_success() -> None:
+    one = arm("standard", None, successes=1, peak_db_connections=None)
+    assert summary.verdict([one]).startswith("No arm has DB connection samples")
