@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra.settings import ARMS, Settings, SettingsError, context_key, defaults_as_context
+from functions.contract import ARMS
+from infra.settings import Settings, SettingsError, context_key, defaults_as_context
 
 
 def refusal(context: dict[str, object]) -> str:
