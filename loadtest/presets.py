@@ -45,6 +45,12 @@ class Preset:
     """Users per arm at the start of a ramp."""
     faults: tuple[str, ...] = ()
     """`run --fault` specs the preset injects (KIND@SECONDS), unless --fault is given."""
+    slots_per_ee: int | None = None
+    """The local managed arm's requests per EE unless --slots-per-ee is given; None: the
+    stack's default (Python's 16 per vCPU)."""
+    target_utilisation: float | None = None
+    """The local managed scaler's target unless --target-utilisation is given; None: the
+    stack's default."""
 
 
 SEED = Preset(
@@ -56,6 +62,9 @@ SEED = Preset(
     sleep_ms=5000,
     queries=2,
     hold=True,
+    # The source experiment's capacity provider let 64 requests share one EE (its
+    # ExecutionEnvironmentConcurrencyLimit).
+    slots_per_ee=64,
 )
 
 PRESETS: dict[str, Preset] = {
@@ -89,6 +98,9 @@ PRESETS: dict[str, Preset] = {
             hold=True,
             ramp_interval_s=15,
             ramp_start=4,
+            # AWS says traffic that more than doubles within the scaling window may be
+            # throttled; a 50% target is the headroom that absorbs one doubling.
+            target_utilisation=0.5,
         ),
     )
 }

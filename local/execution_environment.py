@@ -245,6 +245,7 @@ class ExecutionEnvironment:
 
     async def start(self) -> None:
         """Extensions init, then runtime init; raises EEInitError (and cleans up) on failure."""
+        self._refuse_if_shutting_down()  # shut down before it began: nothing may open now
         started = time.perf_counter()
         self.started_at = time.time()
         self.settings.work_dir.mkdir(parents=True, exist_ok=True)
@@ -448,7 +449,11 @@ class ExecutionEnvironment:
         await asyncio.shield(self._shutdown_task)
 
     async def _shutdown(self) -> None:
-        """SHUTDOWN to extensions, SIGTERM to the runtime, SIGKILL to stragglers after grace."""
+        """SHUTDOWN to extensions, SIGTERM to the runtime, SIGKILL to stragglers after grace.
+        An EE still in its init has no Shutdown phase (Lambda has none for it either): an
+        extension that has not asked for its next event cannot be told SHUTDOWN, so waiting
+        for it would only cost the whole grace. Its processes are killed at once."""
+        initialised = self.state is not State.STARTING
         self.state = State.STOPPING
         if self._exit_watch is not None:
             self._exit_watch.close()
@@ -458,9 +463,19 @@ class ExecutionEnvironment:
         if self.runtime_proc and self.runtime_proc.poll() is None:
             signal_group(self.runtime_proc, signal.SIGTERM)
         procs = [p for p in [*self.extension_procs, self.runtime_proc] if p is not None]
-        deadline = time.monotonic() + self.settings.shutdown_grace_s
+        deadline = time.monotonic() + (self.settings.shutdown_grace_s if initialised else 0)
         while time.monotonic() < deadline and any(p.poll() is None for p in procs):
             await asyncio.sleep(0.02)
+        if initialised and (stuck := [p for p in procs if p.poll() is None]):
+            # Each stop that needs the SIGKILL costs the whole grace: say which, and why
+            # the teardown took that long.
+            names = ", ".join("runtime" if p is self.runtime_proc else "extension" for p in stuck)
+            logger.warning(
+                "%s: %s still running %.0f s after SHUTDOWN/SIGTERM: killed",
+                self.ee_id,
+                names,
+                self.settings.shutdown_grace_s,
+            )
         for _ in range(self._pollers):
             self._queue.put_nowait(None)
         for proc in procs:

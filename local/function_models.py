@@ -141,6 +141,8 @@ class FunctionModel(ABC):
         self.ees[ee_id] = ee
         try:
             async with self.init_slots:
+                if self._stopping:  # stop began while this waited for a slot
+                    raise RuntimeError(f"{self.arm} is stopping: no new execution environment")
                 await ee.start()
         except BaseException:
             self.ees.pop(ee_id, None)
@@ -177,18 +179,21 @@ class FunctionModel(ABC):
         await asyncio.shield(self._stop_task)
 
     async def _stop(self) -> None:
+        """Every EE at once, those still in their init included (a cancelled scale-out shuts
+        its EEs down through the same owned shutdown): one after the other, a scale-out's
+        inits would hold up the ready EEs' stop by seconds, past the teardown's bound."""
         for task in list(self._tasks):
             task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*self._tasks, return_exceptions=True)
         # A retirement can still come in while this waits (an EE turning unhealthy as its
         # processes go): wait until none is left, and every EE is down.
-        while self._finishing or self.ees:
-            await asyncio.gather(
-                *self._finishing,
-                *(ee.shutdown() for ee in list(self.ees.values())),
-                return_exceptions=True,
-            )
+        while self._tasks or self._finishing or self.ees:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(
+                    *self._tasks,
+                    *self._finishing,
+                    *(ee.shutdown() for ee in list(self.ees.values())),
+                    return_exceptions=True,
+                )
             self.ees.clear()
 
     def init_summary(self) -> dict[str, float | int | None]:

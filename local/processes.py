@@ -129,8 +129,18 @@ def tagged_pids(tag: str, env_name: str = TAG_ENV) -> list[int]:
 
 
 def signal_group(proc: ChildProcess, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
+    try:
         os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        # No group of that id yet: a zygote's child signalled between its fork and its
+        # setsid(). The process itself gets it (through its handle, so never a recycled pid),
+        # or its EE's stop would wait out the whole grace for a SIGTERM that went nowhere.
+        send = getattr(proc, "send_signal", None)
+        if send is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                send(sig)
+    except PermissionError:
+        pass
 
 
 def stop_group(proc: ChildProcess, sig: signal.Signals, timeout_s: float) -> None:
@@ -146,9 +156,26 @@ def stop_group(proc: ChildProcess, sig: signal.Signals, timeout_s: float) -> Non
         proc.wait()
 
 
+def live_group_members(pgid: int) -> list[int]:
+    """The processes of a group that still run (zombies are dead: they only wait to be
+    reaped, by whoever adopted them)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
 def wait_group_gone(proc: ChildProcess, timeout_s: float = 2.0) -> bool:
-    """True once no process is left in the child's group (SIGKILLed members take a moment to
-    be torn down; until then they still show up to anyone listing processes)."""
+    """True once no process of the child's group runs (SIGKILLed members take a moment to be
+    torn down). A member whose parent died is a zombie until PID 1 reaps it, and a PID 1 that
+    reaps late (a container's init, or none) keeps it listed for seconds: dead is enough."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -157,6 +184,8 @@ def wait_group_gone(proc: ChildProcess, timeout_s: float = 2.0) -> bool:
             return True
         except PermissionError:
             return False
+        if not live_group_members(proc.pid):
+            return True
         time.sleep(0.02)
     return False
 

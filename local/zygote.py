@@ -24,6 +24,7 @@ import json
 import os
 import queue
 import select
+import signal
 import subprocess
 import threading
 from collections.abc import Mapping
@@ -200,6 +201,11 @@ class ForkedProcess:
         if self._pidfd is not None and not self._reported and self._exited_within(0):
             self._set_code(-1)
         return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        """Through the pidfd: a pid the kernel recycled cannot get it."""
+        if self.poll() is None and self._pidfd is not None:
+            signal.pidfd_send_signal(self._pidfd, sig)
 
     def wait(self, timeout: float | None = None) -> int:
         if not self._code_known.is_set():

@@ -10,19 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from input_errors import InputError
-from loadtest.presets import PRESETS
-from local.settings import (
-    DEFAULT_SLOTS_PER_VCPU,
-    ManagedSettings,
-    PoolerSettings,
-    ProxySettings,
-    StandardSettings,
-    check_runtime,
-)
+from loadtest.presets import PRESETS, get_preset
+from local.settings import check_runtime
 from local.stack import LocalStack, serve
 from poolbench import stack_options as opt
-from poolbench.cli_run import PRESET_STACK_KNOBS, SEED_SLOTS_PER_EE
 from poolbench.input_checks import (
     available_memory_kib,
     check_folder,
@@ -39,8 +30,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 console = Console(stderr=True, highlight=False)  # paths and run ids are not numbers
-
-_M, _S, _P, _X = ManagedSettings(), StandardSettings(), PoolerSettings(), ProxySettings()
 
 
 @app.command("up")
@@ -62,30 +51,16 @@ def up(
             f" the seed's capacity provider; {', '.join(PRESETS)}.",
         ),
     ] = "seed",
-    slots_per_ee: Annotated[
-        int | None,
-        typer.Option(
-            help="Managed: requests per EE (PerExecutionEnvironmentMaxConcurrency; default: the"
-            f" preset's, {SEED_SLOTS_PER_EE} for seed, {_M.slots_per_ee} otherwise).",
-            rich_help_panel=opt.PANEL,
-        ),
-    ] = None,
-    min_ees: opt.MinEEs = _M.min_ees,
-    max_ees: opt.MaxEEs = _M.max_ees,
-    target_utilisation: Annotated[
-        float | None,
-        typer.Option(
-            help="Managed: the scaler's utilisation target, 0-1 (default: the preset's, 0.5 for"
-            f" ramp, {_M.target_utilisation} otherwise).",
-            rich_help_panel=opt.PANEL,
-        ),
-    ] = None,
-    scale_delay: opt.ScaleDelay = _M.scale_delay_s,
-    concurrency_limit: opt.ConcurrencyLimit = _S.concurrency_limit,
-    idle_timeout: opt.IdleTimeout = _S.idle_timeout_s,
-    pool_size: opt.PoolSize = _P.default_pool_size,
-    proxy_pool_size: opt.ProxyPoolSize = _X.pool_size,
-    max_connections: opt.MaxConnections = 2000,
+    slots_per_ee: opt.PresetSlotsPerEE = None,
+    min_ees: opt.MinEEs = opt.MANAGED_DEFAULTS.min_ees,
+    max_ees: opt.MaxEEs = opt.MANAGED_DEFAULTS.max_ees,
+    target_utilisation: opt.PresetTargetUtilisation = None,
+    scale_delay: opt.ScaleDelay = opt.MANAGED_DEFAULTS.scale_delay_s,
+    concurrency_limit: opt.ConcurrencyLimit = opt.STANDARD_DEFAULTS.concurrency_limit,
+    idle_timeout: opt.IdleTimeout = opt.STANDARD_DEFAULTS.idle_timeout_s,
+    pool_size: opt.PoolSize = opt.POOLER_DEFAULTS.default_pool_size,
+    proxy_pool_size: opt.ProxyPoolSize = opt.PROXY_DEFAULTS.pool_size,
+    max_connections: opt.MaxConnections = None,
 ) -> None:
     """Start PostgreSQL, the arms and the API Gateway front; serve until Ctrl-C.
 
@@ -95,25 +70,30 @@ def up(
         outputs_file = check_output_file(outputs_file, "--outputs-file")
     if run_dir is not None:
         run_dir = check_folder(run_dir, "--run-dir")
-    check_local_scale(
-        max_connections, f"--max-connections {max_connections:,}", available_memory_kib()
-    )
-    if preset not in PRESETS:
-        raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     check_runtime(runtime)
-    knobs = opt.knob_values(locals())
-    for name, default in (
-        ("slots_per_ee", DEFAULT_SLOTS_PER_VCPU[runtime]),
-        ("target_utilisation", _M.target_utilisation),
-    ):
-        if knobs[name] is None:
-            knobs[name] = PRESET_STACK_KNOBS.get(preset, {}).get(name, default)
+    # local up serves whatever load comes: nothing to size max_connections by but the user.
+    connections = opt.DEFAULT_MAX_CONNECTIONS if max_connections is None else max_connections
+    check_local_scale(connections, f"--max-connections {connections:,}", available_memory_kib())
+    knobs = opt.StackKnobs(
+        slots_per_ee=slots_per_ee,
+        min_ees=min_ees,
+        max_ees=max_ees,
+        target_utilisation=target_utilisation,
+        scale_delay=scale_delay,
+        concurrency_limit=concurrency_limit,
+        idle_timeout=idle_timeout,
+        pool_size=pool_size,
+        proxy_pool_size=proxy_pool_size,
+        max_connections=connections,
+    )
     settings = opt.build_stack_settings(
+        knobs,
         run_dir=run_dir or Path("reports") / stamped_name("local-"),
         arms=arms,
+        preset=get_preset(preset),
+        max_connections=connections,
         gateway_port=port,
         runtime=runtime,
-        **knobs,
     )
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     soft, _ = raise_soft_limit()  # a load of many users needs more than 1024 descriptors

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 
 import typer
 from rich.console import Console
@@ -16,35 +17,25 @@ from input_errors import InputError
 from loadtest.presets import PRESETS, Scenario, get_preset, resolve_scenario
 from loadtest.target import Target, load_target, parse_arms
 from local.execution_environment import EESettings
-from local.faults import parse_fault
-from local.settings import (
-    DEFAULT_SLOTS_PER_VCPU,
-    ManagedSettings,
-    PoolerSettings,
-    ProxySettings,
-    StackSettings,
-    StandardSettings,
-    check_runtime,
-)
+from local.faults import Fault, parse_fault
+from local.settings import StackSettings, check_runtime
 from poolbench import stack_options as opt
 from poolbench.aws_faults import check_aws_faults
 from poolbench.aws_target import check_aws_run, check_sleep_fits
 from poolbench.input_checks import available_memory_kib, check_folder, check_local_scale
 from poolbench.open_files import descriptors_needed, ensure_open_files
-from poolbench.run import DEFAULT_MAX_FAILURE_RATE, RunFailed, RunRequest, execute
+from poolbench.run import (
+    DEFAULT_MAX_FAILURE_RATE,
+    SLOWABLE_PHASES,
+    AwsRun,
+    LocalRun,
+    RunFailed,
+    RunRequest,
+    SlowPhase,
+    execute,
+)
 
 console = Console(stderr=True, highlight=False)  # paths and run ids are not numbers
-_M, _S, _P, _X = ManagedSettings(), StandardSettings(), PoolerSettings(), ProxySettings()
-# Local stack knobs a preset sets unless the user gives them. seed: the source experiment's
-# capacity provider let 64 requests share one EE (its ExecutionEnvironmentConcurrencyLimit); the
-# others keep Python's 16 per vCPU. ramp: AWS says traffic that more than doubles within the
-# scaling window may be throttled; a 50% target is the headroom that absorbs one doubling.
-PRESET_STACK_KNOBS: dict[str, dict[str, Any]] = {
-    "seed": {"slots_per_ee": 64},
-    "failover": {"slots_per_ee": 64},
-    "ramp": {"target_utilisation": 0.5},
-}
-SEED_SLOTS_PER_EE = PRESET_STACK_KNOBS["seed"]["slots_per_ee"]
 SCHEDULES = ("parallel", "sequential")
 # What each local-stack knob is on AWS: a deploy-time setting (-c), or nothing this CLI sets.
 AWS_EQUIVALENT = {
@@ -65,7 +56,7 @@ def refuse_local_knobs(ctx: typer.Context) -> None:
     """A local-stack knob given with --target aws would be silently meaningless: refuse it."""
     from typer._click.core import ParameterSource
 
-    for name in opt.KNOBS:
+    for name in opt.StackKnobs.names():
         if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
             flag = "--" + name.replace("_", "-")
             raise InputError(
@@ -144,36 +135,57 @@ def print_summary_table(run_dir: Path) -> None:
     out.print(summary.verdict)
 
 
+def connections_needed(scenario: Scenario) -> tuple[int, str]:
+    """The max_connections a load needs on the local stack, and why: room for every user's
+    connection on every arm (2 per user: a standard EE's, and one more while it is replaced)
+    plus 50 for the recorder and PostgreSQL's own."""
+    why = f"--users {scenario.users:,} x {len(scenario.arms)} arms (2 connections per user + 50)"
+    return 2 * scenario.total_users + 50, why
+
+
 def local_stack_settings(
-    scenario: Scenario, preset: str, out: Path, knobs: dict[str, Any], runtime: str = "python"
+    scenario: Scenario,
+    preset: str,
+    out: Path,
+    knobs: opt.StackKnobs,
+    say: Callable[[str], None],
+    runtime: str = "python",
 ) -> StackSettings:
-    """The local stack for a scenario: the preset's stack knobs where the user gave none (None),
-    then the runtime's default slots per EE (Python 16, Node.js 64 per vCPU), and room in
-    max_connections for every user's connection on every arm. `poolbench sweep` builds each
-    point's stack here too."""
-    knobs = dict(knobs)
-    preset_knobs = PRESET_STACK_KNOBS.get(preset, {})
-    for name, default in (
-        ("slots_per_ee", DEFAULT_SLOTS_PER_VCPU[runtime]),
-        ("target_utilisation", _M.target_utilisation),
-    ):
-        if knobs[name] is None:
-            knobs[name] = preset_knobs.get(name, default)
-    asked = knobs["max_connections"]
-    knobs["max_connections"] = max(asked, 2 * scenario.total_users + 50)
-    check_local_scale(
-        knobs["max_connections"],
-        f"--users {scenario.users:,} x {len(scenario.arms)} arms (2 connections per user + 50)"
-        if knobs["max_connections"] > asked
-        else f"--max-connections {asked:,}",
-        available_memory_kib(),
-    )
-    return opt.build_stack_settings(
-        run_dir=out,
+    """The local stack for a scenario: the preset's stack knobs where the user gave none, and
+    max_connections with room for the load. A --max-connections below what the load needs is
+    refused (exit 2, naming the value): the user asked for it, so it is never changed behind
+    their back. The default is raised when the load needs more, and `say` prints one line
+    saying so. Slots per EE default to the preset's, then the runtime's (Python 16, Node.js 64
+    per vCPU). `poolbench sweep` builds each point's stack here too."""
+    needed, why = connections_needed(scenario)
+    if knobs.max_connections is not None:
+        if knobs.max_connections < needed:
+            raise InputError(
+                f"--max-connections {knobs.max_connections:,} is below the {needed:,} that"
+                f" {why} need: give --max-connections {needed:,} or more, or fewer --users"
+            )
+        max_connections = knobs.max_connections
+        asked_by = f"--max-connections {max_connections:,}"
+        raised = False
+    else:
+        raised = needed > opt.DEFAULT_MAX_CONNECTIONS
+        max_connections = max(needed, opt.DEFAULT_MAX_CONNECTIONS)
+        asked_by = why if raised else f"--max-connections {max_connections:,}"
+    check_local_scale(max_connections, asked_by, available_memory_kib())
+    settings = opt.build_stack_settings(
+        knobs,
+        run_dir=out,  # the run places it in its folder
         arms=",".join(scenario.arms),
+        preset=get_preset(preset),
+        max_connections=max_connections,
         runtime=runtime,
-        **knobs,  # the run places it in its folder
     )
+    if raised:
+        say(
+            f"max_connections {max_connections:,}, not the default"
+            f" {opt.DEFAULT_MAX_CONNECTIONS:,}: {why} need it"
+        )
+    return settings
 
 
 def run(
@@ -241,30 +253,20 @@ def run(
             "(with --fault: only an arm without a success)."
         ),
     ] = DEFAULT_MAX_FAILURE_RATE,
-    slots_per_ee: Annotated[
-        int | None,
-        typer.Option(
-            help=f"Managed: requests per EE (default {SEED_SLOTS_PER_EE} for the seed preset, "
-            f"as the seed's capacity provider; {_M.slots_per_ee} otherwise).",
-            rich_help_panel=opt.PANEL,
-        ),
+    slots_per_ee: opt.PresetSlotsPerEE = None,
+    min_ees: opt.MinEEs = opt.MANAGED_DEFAULTS.min_ees,
+    max_ees: opt.MaxEEs = opt.MANAGED_DEFAULTS.max_ees,
+    target_utilisation: opt.PresetTargetUtilisation = None,
+    scale_delay: opt.ScaleDelay = opt.MANAGED_DEFAULTS.scale_delay_s,
+    concurrency_limit: opt.ConcurrencyLimit = opt.STANDARD_DEFAULTS.concurrency_limit,
+    idle_timeout: opt.IdleTimeout = opt.STANDARD_DEFAULTS.idle_timeout_s,
+    pool_size: opt.PoolSize = opt.POOLER_DEFAULTS.default_pool_size,
+    proxy_pool_size: opt.ProxyPoolSize = opt.PROXY_DEFAULTS.pool_size,
+    max_connections: opt.MaxConnections = None,
+    slow_phase: Annotated[
+        str | None,
+        typer.Option(hidden=True, help="Tests only: hold PHASE (collect, report) SECONDS."),
     ] = None,
-    min_ees: opt.MinEEs = _M.min_ees,
-    max_ees: opt.MaxEEs = _M.max_ees,
-    target_utilisation: Annotated[
-        float | None,
-        typer.Option(
-            help=f"Managed: the scaler's utilisation target, 0-1 (default 0.5 for the ramp "
-            f"preset, {_M.target_utilisation} otherwise).",
-            rich_help_panel=opt.PANEL,
-        ),
-    ] = None,
-    scale_delay: opt.ScaleDelay = _M.scale_delay_s,
-    concurrency_limit: opt.ConcurrencyLimit = _S.concurrency_limit,
-    idle_timeout: opt.IdleTimeout = _S.idle_timeout_s,
-    pool_size: opt.PoolSize = _P.default_pool_size,
-    proxy_pool_size: opt.ProxyPoolSize = _X.pool_size,
-    max_connections: opt.MaxConnections = 2000,
 ) -> int:
     """Run the experiment: start the target, drive every arm with equal load, collect, report.
 
@@ -282,23 +284,20 @@ def run(
         raise InputError(f"--max-failure-rate must be between 0 and 1, not {max_failure_rate}")
     if probe_interval <= 0:
         raise InputError(f"--probe-interval must be above 0 s, not {probe_interval}")
-    stack_settings = None
-    aws_target = None
-    if target == "aws":
-        if outputs_file is None:
-            raise InputError("--target aws needs --outputs-file (the file cdk deploy wrote)")
-        aws_target = load_target(outputs_file, stack)
+    aws_target = load_target(outputs_file, stack) if target == "aws" and outputs_file else None
+    if target == "aws" and aws_target is None:
+        raise InputError("--target aws needs --outputs-file (the file cdk deploy wrote)")
+    if aws_target is not None:
         refuse_local_knobs(ctx)
         check_deployed_runtime(aws_target, runtime)
-        target_arms = aws_target.arms
-    else:
-        if outputs_file is not None:
-            raise InputError("--outputs-file is for --target aws; the local target makes its own")
-        target_arms = parse_arms(arms or "standard,managed", where="--arms")
+    elif outputs_file is not None:
+        raise InputError("--outputs-file is for --target aws; the local target makes its own")
     scenario = resolve_scenario(
         preset,
-        target_arms=target_arms,
-        arms=arms if target == "aws" else None,
+        target_arms=aws_target.arms
+        if aws_target
+        else parse_arms(arms or "standard,managed", where="--arms"),
+        arms=arms if aws_target else None,
         users=users,
         requests_per_arm=requests,
         duration_s=duration,
@@ -308,42 +307,100 @@ def run(
         hold=hold,
         processes=processes,
     )
-    if target == "local":
-        check_sleep_fits(
-            scenario.sleep_ms,
-            EESettings.invoke_timeout_s,
-            "the local stack",
-            "use --target aws with a longer -c timeoutSeconds",
-        )
-        knobs = opt.knob_values(locals())
-        stack_settings = local_stack_settings(scenario, preset, out, knobs, runtime)
     faults = tuple(parse_fault(f) for f in (fault or get_preset(preset).faults))
-    if faults and aws_target is not None:
-        check_aws_faults([f.kind for f in faults])
-        if "DbClusterIdentifier" not in aws_target.outputs:
-            raise InputError(
-                "--fault db-restart needs the output DbClusterIdentifier: the stack predates it;"
-                " redeploy (npx cdk deploy --outputs-file ...)"
-            )
-    out = check_folder(out, "--out")
-    ensure_open_files(descriptors_needed(stack_settings, scenario.users))
-    if aws_target is not None:
+    common: _RunBasics = {
+        "scenario": scenario,
+        "argv": sys.argv[1:] if sys.argv[1:2] == ["run"] else ["run"],
+        "schedule": schedule,
+        "report": report,
+        "max_failure_rate": max_failure_rate,
+        "faults": faults,
+        "slow": parse_slow_phase(slow_phase),
+        "runtime": runtime,
+    }
+    request: RunRequest
+    if aws_target is None:
+        knobs = opt.StackKnobs(
+            slots_per_ee=slots_per_ee,
+            min_ees=min_ees,
+            max_ees=max_ees,
+            target_utilisation=target_utilisation,
+            scale_delay=scale_delay,
+            concurrency_limit=concurrency_limit,
+            idle_timeout=idle_timeout,
+            pool_size=pool_size,
+            proxy_pool_size=proxy_pool_size,
+            max_connections=max_connections,
+        )
+        stack_settings = _checked_local_stack(scenario, preset, out, knobs, runtime)
+        out = check_folder(out, "--out")
+        ensure_open_files(descriptors_needed(stack_settings, scenario.users))
+        request = LocalRun(stack=stack_settings, out_root=out, **common)
+    else:
+        _check_aws_faults(faults, aws_target)
+        out = check_folder(out, "--out")
+        ensure_open_files(descriptors_needed(None, scenario.users))
         _check_aws_before_load(aws_target, scenario, allow_throttles)
-    request = RunRequest(
-        target=target,
-        scenario=scenario,
-        out_root=out,
-        argv=sys.argv[1:] if sys.argv[1:2] == ["run"] else ["run"],
-        stack=stack_settings,
-        aws_target=aws_target,
-        schedule=schedule,
-        report=report,
-        wait_for_metrics=wait,
-        probe_interval_s=probe_interval,
-        max_failure_rate=max_failure_rate,
-        faults=faults,
-        runtime=runtime,
+        request = AwsRun(
+            aws=aws_target,
+            wait_for_metrics=wait,
+            probe_interval_s=probe_interval,
+            out_root=out,
+            **common,
+        )
+    return _execute_and_print(request)
+
+
+class _RunBasics(TypedDict):
+    """What LocalRun and AwsRun share, as the command settled it."""
+
+    scenario: Scenario
+    argv: list[str]
+    schedule: str
+    report: bool
+    max_failure_rate: float
+    faults: tuple[Fault, ...]
+    slow: SlowPhase
+    runtime: str
+
+
+def _checked_local_stack(
+    scenario: Scenario, preset: str, out: Path, knobs: opt.StackKnobs, runtime: str
+) -> StackSettings:
+    check_sleep_fits(
+        scenario.sleep_ms,
+        EESettings.invoke_timeout_s,
+        "the local stack",
+        "use --target aws with a longer -c timeoutSeconds",
     )
+    return local_stack_settings(scenario, preset, out, knobs, console.print, runtime)
+
+
+def check_deployed_runtime(target: Target, runtime: str) -> None:
+    """On AWS the runtime is the deployed stack's (-c runtime=...): a run that asks for another
+    would measure what it did not ask for. Stacks from before the knob have no output: python."""
+    deployed = target.outputs.get(contract.OUT_RUNTIME, contract.DEFAULT_RUNTIME)
+    if deployed != runtime:
+        raise InputError(
+            f"--runtime {runtime}: the stack in {target.path} runs {deployed}; redeploy with"
+            f" `npx cdk deploy -c runtime={runtime} --outputs-file {target.path}` or pass"
+            f" --runtime {deployed}"
+        )
+
+
+def _check_aws_faults(faults: tuple[Fault, ...], target: Target) -> None:
+    if not faults:
+        return
+    check_aws_faults([f.kind for f in faults])
+    if "DbClusterIdentifier" not in target.outputs:
+        raise InputError(
+            "--fault db-restart needs the output DbClusterIdentifier: the stack predates it;"
+            " redeploy (npx cdk deploy --outputs-file ...)"
+        )
+
+
+def _execute_and_print(request: RunRequest) -> int:
+    """The run, then its closing table (or why there is none); the exit code."""
     try:
         outcome = execute(request, console)
     except KeyboardInterrupt:
@@ -362,16 +419,21 @@ def run(
     return 1 if outcome.failure is not None else 0
 
 
-def check_deployed_runtime(target: Target, runtime: str) -> None:
-    """On AWS the runtime is the deployed stack's (-c runtime=...): a run that asks for another
-    would measure what it did not ask for. Stacks from before the knob have no output: python."""
-    deployed = target.outputs.get(contract.OUT_RUNTIME, contract.DEFAULT_RUNTIME)
-    if deployed != runtime:
+def parse_slow_phase(text: str | None) -> SlowPhase:
+    """--slow-phase PHASE:SECONDS (hidden, for tests) -> the SlowPhase the run holds."""
+    if text is None:
+        return SlowPhase()
+    phase, _, seconds = text.partition(":")
+    try:
+        held = float(seconds)
+    except ValueError:
+        held = -1.0
+    if phase not in SLOWABLE_PHASES or held <= 0:
         raise InputError(
-            f"--runtime {runtime}: the stack in {target.path} runs {deployed}; redeploy with"
-            f" `npx cdk deploy -c runtime={runtime} --outputs-file {target.path}` or pass"
-            f" --runtime {deployed}"
+            f"--slow-phase must be PHASE:SECONDS with PHASE one of {', '.join(SLOWABLE_PHASES)}"
+            f" and SECONDS above 0, not {text!r}"
         )
+    return SlowPhase(phase, held)
 
 
 def _check_aws_before_load(target: Target, scenario: Scenario, allow_throttles: bool) -> None:

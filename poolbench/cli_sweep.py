@@ -16,7 +16,7 @@ from input_errors import InputError
 from loadtest.presets import PRESETS, resolve_scenario
 from loadtest.target import load_target, parse_arms
 from local.execution_environment import EESettings
-from local.settings import ManagedSettings, PoolerSettings, ProxySettings, StandardSettings
+from poolbench import stack_options as opt
 from poolbench.aws_target import check_aws_run, check_sleep_fits
 from poolbench.cli_run import (
     AWS_EQUIVALENT,
@@ -25,7 +25,7 @@ from poolbench.cli_run import (
     local_stack_settings,
 )
 from poolbench.open_files import descriptors_needed, ensure_open_files
-from poolbench.run import RunRequest
+from poolbench.run import AwsRun, LocalRun, RunRequest
 from poolbench.sweep import (
     Point,
     SweepPlan,
@@ -37,7 +37,6 @@ from poolbench.sweep import (
 )
 
 console = Console(stderr=True)
-_M, _S, _P, _X = ManagedSettings(), StandardSettings(), PoolerSettings(), ProxySettings()
 AWS_PERIOD_S = 300
 
 
@@ -190,39 +189,37 @@ def sweep(
                 "the local stack",
                 "use --target aws with a longer -c timeoutSeconds",
             )
-            knobs = {
-                "slots_per_ee": point.slots_per_ee,
-                "min_ees": _M.min_ees,
-                "max_ees": _M.max_ees,
-                "target_utilisation": None,
-                "scale_delay": _M.scale_delay_s,
-                "concurrency_limit": _S.concurrency_limit,
-                "idle_timeout": _S.idle_timeout_s,
-                "pool_size": point.pool_size or _P.default_pool_size,
-                "proxy_pool_size": _X.pool_size,
-                "max_connections": 2000,
-            }
+            knobs = opt.StackKnobs(
+                slots_per_ee=point.slots_per_ee,
+                pool_size=point.pool_size or opt.POOLER_DEFAULTS.default_pool_size,
+            )
             stack_settings = local_stack_settings(
-                scenario, preset, out, knobs, point.runtime or "python"
+                scenario, preset, out, knobs, console.print, point.runtime or "python"
             )
             ensure_open_files(descriptors_needed(stack_settings, scenario.users))
         else:
             check_aws_run(aws_target, scenario, allow_throttles=False)
-        planned.append(
-            (
-                point,
-                RunRequest(
-                    target=target,
-                    scenario=scenario,
-                    out_root=out,  # replaced by the sweep folder
-                    argv=point_command(base, point),
-                    stack=stack_settings,
-                    aws_target=aws_target,
-                    report=False,
-                    runtime=point.runtime or "python",
-                ),
+        request: RunRequest
+        if stack_settings is not None:
+            request = LocalRun(
+                scenario=scenario,
+                out_root=out,  # replaced by the sweep folder
+                argv=point_command(base, point),
+                stack=stack_settings,
+                report=False,
+                runtime=point.runtime or "python",
             )
-        )
+        else:
+            assert aws_target is not None
+            request = AwsRun(
+                scenario=scenario,
+                out_root=out,
+                argv=point_command(base, point),
+                aws=aws_target,
+                report=False,
+                runtime=point.runtime or "python",
+            )
+        planned.append((point, request))
     if aws_target is not None:
         if (planned[0][1].scenario.duration_s or 0) < AWS_PERIOD_S:
             console.print(

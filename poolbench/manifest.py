@@ -79,6 +79,7 @@ class Manifest:
             "poolbench_version": __version__,
             "run_id": run_dir.name,
             "status": "running",
+            "phase": "starting",  # then stack start (local), load, collect, report, done
             "target": target,
             "runtime": runtime,
             "command": " ".join(["poolbench", *argv]),

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import ClassVar
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -38,7 +39,9 @@ from poolbench.manifest import Manifest, utc_now
 from poolbench.open_files import watching_open_files
 from poolbench.progress import Ticker
 
-LOCUST_STOP_GRACE_S = 10.0
+LOCUST_STOP_GRACE_S = 3.0
+"""On Ctrl-C Locust gets this long to write its CSVs (it rewrites them every second anyway);
+then the stack's stop (local.stack.STOP_BUDGET_S) must still fit in the 10 s teardown bound."""
 DEFAULT_MAX_FAILURE_RATE = 0.01
 """A run fails (exit 1) when any arm fails more than 1% of its requests, or has no success:
 the source experiment's 46 failures in 1000 (4.6%) on Managed Instances were most likely
@@ -49,23 +52,60 @@ class RunFailed(RuntimeError):
     """The run started but did not complete; the manifest says why."""
 
 
-@dataclass(frozen=True)
-class RunRequest:
-    """A checked request: the scenario, and either a local stack or an AWS target."""
+SLOWABLE_PHASES = ("collect", "report")
 
-    target: str
+
+@dataclass(frozen=True)
+class SlowPhase:
+    """For tests only: hold one phase this many seconds once it has begun. A small local run
+    collects and reports in well under a second, too short to interrupt on purpose; held, the
+    phase can be, with every signal handler and clean-up it really has. Built from the hidden
+    `--slow-phase PHASE:SECONDS` at the CLI edge; by default nothing is held."""
+
+    phase: str | None = None
+    seconds: float = 0.0
+
+    def hold(self, phase: str) -> None:
+        if phase == self.phase:
+            time.sleep(self.seconds)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Run:
+    """What every checked run has: the scenario and what to do around its load."""
+
     scenario: Scenario
     out_root: Path
     argv: list[str]
-    stack: StackSettings | None = None
-    aws_target: Target | None = None
     schedule: str = "parallel"
     report: bool = True
-    wait_for_metrics: bool = True
-    probe_interval_s: float = 5.0
     max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE
     faults: tuple[Fault, ...] = ()
+    slow: SlowPhase = SlowPhase()
     runtime: str = "python"  # the function under test on every arm (local: the stack's)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalRun(_Run):
+    """A run against a local stack this command starts, and stops."""
+
+    stack: StackSettings
+    target: ClassVar[str] = "local"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AwsRun(_Run):
+    """A run against a deployed stack; the probe samples its database during the load, and
+    collect waits (unless told not to) for CloudWatch's last period."""
+
+    aws: Target
+    wait_for_metrics: bool = True
+    probe_interval_s: float = 5.0
+    target: ClassVar[str] = "aws"
+
+
+RunRequest = LocalRun | AwsRun
+"""A checked request: a local stack or a deployed one, never half of each."""
 
 
 @dataclass(frozen=True)
@@ -167,11 +207,17 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous_int)
 
 
+def _ignored(signum: int, frame: FrameType | None) -> None:
+    """Caught and dropped. Not SIG_IGN: an ignored signal stays ignored in every child
+    started from then on (a scale-out's EEs go on starting while Locust stops), and a runtime
+    that ignores SIGTERM holds its EE's stop for the whole grace; a handler is reset at exec."""
+
+
 def ignore_further_interrupts() -> None:
     """Teardown after an interrupt must finish: a second Ctrl-C would leave servers behind."""
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, _ignored)
+        signal.signal(signal.SIGTERM, _ignored)
 
 
 def restore_interrupts() -> None:
@@ -254,43 +300,59 @@ def execute(request: RunRequest, console: Console) -> RunOutcome:
         runtime=request.runtime,
     )
     console.print(f"run folder: {run_dir}")
-    try:
-        with sigterm_as_interrupt(), watching_open_files() as open_files:
-            if request.target == "local":
-                _run_local(request, run_dir, manifest, console)
-            else:
-                _run_aws(request, run_dir, manifest, console)
-        if (why := open_files.failure()) is not None:
-            raise RuntimeError(why)
-    except KeyboardInterrupt:
-        manifest.finish("interrupted", "interrupted by the user (SIGINT/SIGTERM)")
-        restore_interrupts()
-        raise
-    except Exception as exc:
-        manifest.finish("failed", f"{type(exc).__name__}: {exc}")
-        raise RunFailed(f"run failed: {exc} (run folder {run_dir})") from exc
-    # Injected faults make failures the measurement: then only an arm without a single
-    # success fails the run.
-    max_rate = 1.0 if request.faults else request.max_failure_rate
-    failure = load_failure(run_dir, request.scenario.arms, max_rate)
-    if failure is None:
-        manifest.finish("completed")
-    else:
-        manifest.update(failure_threshold=max_rate)
-        manifest.finish("failed", failure)
-    # No request succeeded anywhere (API unreachable, all refused): CloudWatch will never
-    # publish the periods the wait looks for, so collect what there is without waiting.
-    wait = request.wait_for_metrics and not no_success_anywhere(run_dir, request.scenario.arms)
-    report = _report(run_dir, console, wait, request.target) if request.report else None
+    # SIGINT and SIGTERM stop every phase the same way, collect and report included (an AWS
+    # collect can wait 15 min for CloudWatch: a run started with SIGINT ignored must still
+    # stop on it).
+    with sigterm_as_interrupt():
+        try:
+            with watching_open_files() as open_files:
+                if isinstance(request, LocalRun):
+                    _run_local(request, run_dir, manifest, console)
+                else:
+                    _run_aws(request, run_dir, manifest, console)
+            if (why := open_files.failure()) is not None:
+                raise RuntimeError(why)
+        except KeyboardInterrupt:
+            manifest.update(interrupted_in=manifest.data["phase"])
+            manifest.finish("interrupted", "interrupted by the user (SIGINT/SIGTERM)")
+            restore_interrupts()
+            raise
+        except Exception as exc:
+            manifest.finish("failed", f"{type(exc).__name__}: {exc}")
+            raise RunFailed(f"run failed: {exc} (run folder {run_dir})") from exc
+        # Injected faults make failures the measurement: then only an arm without a single
+        # success fails the run.
+        max_rate = 1.0 if request.faults else request.max_failure_rate
+        failure = load_failure(run_dir, request.scenario.arms, max_rate)
+        if failure is None:
+            manifest.finish("completed")
+        else:
+            manifest.update(failure_threshold=max_rate)
+            manifest.finish("failed", failure)
+        # No request succeeded anywhere (API unreachable, all refused): CloudWatch will never
+        # publish the periods the wait looks for, so collect what there is without waiting.
+        wait = isinstance(request, AwsRun) and request.wait_for_metrics
+        wait = wait and not no_success_anywhere(run_dir, request.scenario.arms)
+        report = None
+        if request.report:
+            try:
+                report = _report(run_dir, console, wait, request.target, manifest, request.slow)
+            except KeyboardInterrupt:
+                # The load's data is complete (status stays as the load ended); the report is
+                # what is missing, and the manifest says at which step.
+                manifest.update(interrupted_in=manifest.data["phase"])
+                restore_interrupts()
+                raise
+        manifest.update(phase="done")
     return RunOutcome(run_dir, "failed" if failure else "completed", report, failure)
 
 
 def _load(request: RunRequest, run_dir: Path, manifest: Manifest, console: Console) -> None:
     """parallel: every arm in one Locust run; sequential: one arm at a time, each alone on the
     machine, their CSVs merged into the contract's files afterwards."""
-    manifest.update(load_started_at=utc_now())
+    manifest.update(load_started_at=utc_now(), phase="load")
     scenario = request.scenario
-    stack = request.aws_target.stack if request.aws_target else None
+    stack = request.aws.stack if isinstance(request, AwsRun) else None
     if request.schedule == "sequential" and len(scenario.arms) > 1:
         parts = []
         for arm in scenario.arms:
@@ -344,11 +406,11 @@ def merge_locust_csvs(parts: list[Path], run_dir: Path) -> None:
             path.rename(run_dir / REQUESTS_DIR / f"{part.name}-{path.name}")
 
 
-def _run_local(request: RunRequest, run_dir: Path, manifest: Manifest, console: Console) -> None:
-    assert request.stack is not None
+def _run_local(request: LocalRun, run_dir: Path, manifest: Manifest, console: Console) -> None:
     stack_settings = replace(
         request.stack, run_dir=run_dir / "stack", samples_file=run_dir / "samples.jsonl"
     )
+    manifest.update(phase="stack start")
     console.print(f"starting the local stack: arms {', '.join(stack_settings.arms)} ...")
     started = time.monotonic()
     try:
@@ -435,12 +497,11 @@ async def _init_summaries(stack: LocalStack) -> dict[str, dict[str, float | int 
     return {arm: model.init_summary() for arm, model in stack.models.items()}
 
 
-def _run_aws(request: RunRequest, run_dir: Path, manifest: Manifest, console: Console) -> None:
+def _run_aws(request: AwsRun, run_dir: Path, manifest: Manifest, console: Console) -> None:
     """The chosen stack alone goes into the run folder's outputs.json (Locust, collect and
     report then read one stack, whichever --stack picked); the probe samples during the load
     and its counts and first error go to the manifest."""
-    assert request.aws_target is not None
-    target = request.aws_target
+    target = request.aws
     (run_dir / "outputs.json").write_text(
         json.dumps({target.stack: dict(target.outputs)}, indent=2) + "\n"
     )
@@ -467,18 +528,32 @@ def _run_aws(request: RunRequest, run_dir: Path, manifest: Manifest, console: Co
                 manifest.update(faults=injected)
 
 
-def _report(run_dir: Path, console: Console, wait: bool, target: str) -> Path | None:
+def _report(
+    run_dir: Path,
+    console: Console,
+    wait: bool,
+    target: str,
+    manifest: Manifest | None = None,
+    slow: SlowPhase = SlowPhase(),
+) -> Path | None:
     """Collect (CloudWatch waits for its last period, with a progress bar), then report. A
     failure here leaves a complete run folder: the message says how to retry just this step."""
     from analysis.collect import collect
     from analysis.report import build_report
     from poolbench.aws import aws_error_line
 
-    console.print("collecting metrics and building the report ...")
     flag = " --target aws" if target == "aws" else ""
     retry = f"`poolbench collect {run_dir}{flag}` then `poolbench report {run_dir}`"
     try:
+        if manifest is not None:
+            manifest.update(phase="collect")
+        console.print("collecting metrics ...")
+        slow.hold("collect")
         collect(run_dir, console=console, wait=wait)
+        if manifest is not None:
+            manifest.update(phase="report")
+        console.print("building the report ...")
+        slow.hold("report")
         return build_report(run_dir)
     except KeyboardInterrupt:
         console.print(f"interrupted before the report: collect later with {retry}", soft_wrap=True)

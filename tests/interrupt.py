@@ -1,5 +1,5 @@
 """Ctrl-C for a real `poolbench` command: start it in a session of its own, wait until it is
-doing what the test means to interrupt, send SIGINT, and report what happened."""
+doing what the test means to interrupt, send SIGINT (or SIGTERM), and report what happened."""
 
 from __future__ import annotations
 
@@ -39,8 +39,10 @@ def interrupt_poolbench(
     ready_timeout_s: float = 60,
     cwd: Path | None = None,
     inherit_sigint_ignored: bool = False,
+    sig: signal.Signals = signal.SIGINT,
 ) -> Interrupted:
-    """inherit_sigint_ignored: started as a background job of a non-interactive shell is."""
+    """inherit_sigint_ignored: started as a background job of a non-interactive shell is;
+    sig: SIGTERM stops it as `kill` or a CI job's timeout does."""
     session = f"interrupt-{uuid.uuid4().hex}"
     with log.open("wb") as log_fh:
         proc = subprocess.Popen(
@@ -63,7 +65,7 @@ def interrupt_poolbench(
                 raise AssertionError(f"never got ready: {log.read_text()[-2000:]}")
             time.sleep(0.1)
         running = len(tagged_pids(session, SESSION_ENV))
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         start = time.monotonic()
         proc.wait(30)
         stopped_in = time.monotonic() - start

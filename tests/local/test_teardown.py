@@ -23,7 +23,7 @@ import pytest
 
 from local.execution_environment import ExecutionEnvironment
 from local.ports import PortClaims
-from local.processes import SESSION_ENV, process_state, tagged_pids
+from local.processes import SESSION_ENV, live_group_members, process_state, tagged_pids
 from tests.local.conftest import Database
 from tests.local.test_execution_environment import settings
 
@@ -173,3 +173,31 @@ def test_an_extension_whose_api_disappears_stops_its_pgbouncer(
 
     code, _ = asyncio.run(scenario())
     assert code == 0
+
+
+def test_a_zombie_is_not_a_live_member_of_its_group() -> None:
+    # Given a group whose leader runs and whose other member has exited, unreaped (a zombie,
+    # as a killed runtime's workers are until a late-reaping PID 1 gets to them)
+    leader = subprocess.Popen(
+        [sys.executable, "-c", "import os, sys, time; os.fork() or sys.exit(0); time.sleep(30)"],
+        start_new_session=True,
+    )
+    try:
+        wait_for(
+            lambda: any(process_state(pid) == "Z" for pid in _children(leader.pid)),
+            10,
+            "the member became a zombie",
+        )
+        # Then only the leader counts as running
+        assert live_group_members(leader.pid) == [leader.pid]
+    finally:
+        if leader.poll() is None:
+            leader.kill()
+            leader.wait()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []

@@ -19,6 +19,8 @@ def _options(path: list[str]) -> list[str]:
         command = command.commands[name]  # type: ignore[attr-defined]
     names: list[str] = []
     for param in command.params:
+        if getattr(param, "hidden", False):  # for tests only (run --slow-phase): not the user's
+            continue
         names += [o for o in (*param.opts, *param.secondary_opts) if o.startswith("--")]
     return [n for n in names if n != "--help"]
 
