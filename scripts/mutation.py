@@ -40,20 +40,24 @@ JUSTIFIED_LINE = re.compile(r"^- `(?P<name>[^`]+)`: (?P<why>\S.*)$")
 @dataclass(frozen=True)
 class Mutation:
     """One hand-made break: `find` (exactly once in `file`) becomes `replace`; `test` must fail,
-    and when `expect` is given, fail saying it (so a catch for another reason does not count)."""
+    and when `expect` is given, fail saying one of them (a catch for another reason does not
+    count)."""
 
     claim: str
     file: str
     find: str
     replace: str
     test: str
-    expect: str = ""
+    expect: tuple[str, ...] = ()
 
 
 def load_handmade(path: Path = HANDMADE) -> list[Mutation]:
     """The hand-made mutations, in file order."""
     data = tomllib.loads(path.read_text(encoding="utf-8"))
-    return [Mutation(**entry) for entry in data["mutation"]]
+    return [
+        Mutation(**{**entry, "expect": tuple(entry.get("expect", ()))})
+        for entry in data["mutation"]
+    ]
 
 
 def apply(mutation: Mutation, root: Path) -> str:
@@ -283,7 +287,7 @@ def verdict(mutation: Mutation, code: int, output: str) -> str:
     """caught: the test failed (saying `expect` when given); else what happened instead."""
     if code == 0:
         return "MISSED"
-    if mutation.expect and mutation.expect not in output:
+    if mutation.expect and not any(said in output for said in mutation.expect):
         return "FAILED OTHERWISE"
     return "caught"
 
