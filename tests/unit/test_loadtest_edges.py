@@ -14,6 +14,7 @@ from input_errors import InputError
 from loadtest.budget import ArmBudget, split_budget
 from loadtest.plan import make_plan, ramp_users_per_arm
 from loadtest.target import arm_url, load_target, select_arms
+from tests.plan_args import plan_kwargs
 
 
 def test_split_budget_gives_the_spare_to_the_largest_remainder_not_the_first_index() -> None:
@@ -87,24 +88,6 @@ def test_ramp_stops_doubling_at_the_target() -> None:
     assert ramp_users_per_arm(2.0, start=3, target=5, interval_s=1.0) == 5
 
 
-def _plan(**overrides: Any) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {
-        "outputs_file": None,
-        "stack": None,
-        "host": "http://h/stage/",
-        "arms": "standard,managed",
-        "num_users": 4,
-        "requests_per_arm": 0,
-        "ramp_interval_s": 0.0,
-        "ramp_start": 1,
-        "run_time_s": None,
-        "sleep_ms": 10,
-        "queries": 2,
-    }
-    kwargs.update(overrides)
-    return kwargs
-
-
 def _outputs(tmp_path: Path) -> Path:
     file = tmp_path / "outputs.json"
     document = {
@@ -117,30 +100,34 @@ def _outputs(tmp_path: Path) -> Path:
 
 def test_plan_from_an_outputs_file_picks_the_stack_and_narrows_its_arms(tmp_path: Path) -> None:
     file = _outputs(tmp_path)
-    plan = make_plan(**_plan(outputs_file=str(file), stack="B", host=None, arms="proxy,managed"))
+    plan = make_plan(
+        **plan_kwargs(outputs_file=str(file), stack="B", host=None, arms="proxy,managed")
+    )
     assert plan.base_url == "http://b/prod"
     assert plan.arms == ("proxy", "managed")
     assert plan.users_per_arm == 2
-    every = make_plan(**_plan(outputs_file=str(file), stack="B", host=None, arms=None, num_users=3))
+    every = make_plan(
+        **plan_kwargs(outputs_file=str(file), stack="B", host=None, arms=None, num_users=3)
+    )
     assert every.arms == ("standard", "managed", "proxy")
     # --host beats the file's ApiUrl
-    moved = make_plan(**_plan(outputs_file=str(file), stack="A", arms=None, num_users=1))
+    moved = make_plan(**plan_kwargs(outputs_file=str(file), stack="A", arms=None, num_users=1))
     assert moved.base_url == "http://h/stage"
 
 
 def test_plan_names_the_option_that_picked_a_missing_arm(tmp_path: Path) -> None:
     file = _outputs(tmp_path)
     with pytest.raises(InputError) as error:
-        make_plan(**_plan(outputs_file=str(file), stack="A", host=None, arms="managed"))
+        make_plan(**plan_kwargs(outputs_file=str(file), stack="A", host=None, arms="managed"))
     assert str(error.value) == "--arms: arm 'managed' is not in the target (it has: standard)"
     with pytest.raises(InputError) as error:
-        make_plan(**_plan(arms="standard,lmi"))
+        make_plan(**plan_kwargs(arms="standard,lmi"))
     assert str(error.value).startswith("--arms: unknown arm 'lmi'")
 
 
 def test_plan_carries_every_knob_through() -> None:
     plan = make_plan(
-        **_plan(
+        **plan_kwargs(
             num_users=6,
             arms="standard,managed,proxy",
             requests_per_arm=3,
@@ -151,21 +138,21 @@ def test_plan_carries_every_knob_through() -> None:
         )
     )
     assert plan.base_url == "http://h"
-    assert make_plan(**_plan(host="http://hostX/")).base_url == "http://hostX"  # only slashes
+    assert make_plan(**plan_kwargs(host="http://hostX/")).base_url == "http://hostX"  # only slashes
     assert plan.ramp_interval_s == 0.5
     assert plan.ramp_start == 2
     assert plan.run_time_s == 60
     assert plan.requests_per_arm == 3
     assert plan.total_users == 6
     # a ramp may start at 1 and at every user of the arm
-    assert make_plan(**_plan(ramp_interval_s=1.0, ramp_start=1)).ramp_start == 1
-    assert make_plan(**_plan(ramp_interval_s=1.0, ramp_start=2)).ramp_start == 2
+    assert make_plan(**plan_kwargs(ramp_interval_s=1.0, ramp_start=1)).ramp_start == 1
+    assert make_plan(**plan_kwargs(ramp_interval_s=1.0, ramp_start=2)).ramp_start == 2
     # without a ramp, --ramp-start is not checked
-    assert make_plan(**_plan(ramp_interval_s=0.0, ramp_start=9)).ramp_interval_s is None
+    assert make_plan(**plan_kwargs(ramp_interval_s=0.0, ramp_start=9)).ramp_interval_s is None
 
 
 def test_plan_accepts_the_smallest_valid_values() -> None:
-    plan = make_plan(**_plan(arms="standard", num_users=1, sleep_ms=0, queries=0))
+    plan = make_plan(**plan_kwargs(arms="standard", num_users=1, sleep_ms=0, queries=0))
     assert (plan.users_per_arm, plan.arms) == (1, ("standard",))
 
 
@@ -187,7 +174,7 @@ def test_plan_refusals_name_the_option_and_the_value(
     overrides: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(InputError) as error:
-        make_plan(**_plan(**overrides))
+        make_plan(**plan_kwargs(**overrides))
     assert str(error.value) == message
 
 
