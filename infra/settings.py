@@ -318,7 +318,7 @@ def _validate(s: Settings) -> None:
             s.per_environment_max_concurrency,
             f"must be 1..{limit} ({LMI_MAX_CONCURRENCY_PER_VCPU} per vCPU, "
             f"{s.managed_vcpus:g} vCPU per execution environment)",
-            "16",
+            str(min(16, max(limit, 1))),  # the Python default, or the most that fits
         )
     if not 1 <= s.timeout_seconds <= 900:
         raise _fail("timeoutSeconds", s.timeout_seconds, "Lambda timeout is 1..900 s", "29")
@@ -393,13 +393,13 @@ def _validate(s: Settings) -> None:
         raise _fail(
             "poolMode", s.pool_mode, f"must be one of {', '.join(POOL_MODES)}", "transaction"
         )
-    for key, number in (
-        ("defaultPoolSize", s.default_pool_size),
-        ("maxClientConn", s.max_client_conn),
-        ("serverIdleTimeout", s.server_idle_timeout),
+    for key, number, fix in (
+        ("defaultPoolSize", s.default_pool_size, "20"),
+        ("maxClientConn", s.max_client_conn, "1000"),
+        ("serverIdleTimeout", s.server_idle_timeout, "600"),
     ):
         if number < 1:
-            raise _fail(key, number, "must be >= 1", "20")
+            raise _fail(key, number, "must be >= 1", fix)
     if not 0 <= s.min_pool_size <= s.default_pool_size:
         raise _fail("minPoolSize", s.min_pool_size, "must be 0..defaultPoolSize", "0")
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,127}", s.stack_name):
@@ -408,8 +408,12 @@ def _validate(s: Settings) -> None:
         raise _fail("apiStage", s.api_stage, "stage names are [A-Za-z0-9_]", "prod")
     if not s.api_name:
         raise _fail("apiName", s.api_name, "must not be empty", "poolbench")
-    if s.api_rate_limit < 1 or s.api_burst_limit < 1:
-        raise _fail("apiRateLimit", s.api_rate_limit, "throttle limits must be >= 1", "500")
+    for key, number, fix in (
+        ("apiRateLimit", s.api_rate_limit, "500"),
+        ("apiBurstLimit", s.api_burst_limit, "1000"),
+    ):
+        if number < 1:
+            raise _fail(key, number, "throttle limits must be >= 1", fix)
     if s.log_retention_days not in _RETENTION_DAYS:
         raise _fail(
             "logRetentionDays", s.log_retention_days, "not a CloudWatch Logs retention", "14"

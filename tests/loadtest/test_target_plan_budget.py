@@ -12,6 +12,7 @@ from input_errors import InputError
 from loadtest.budget import ArmBudget, split_budget
 from loadtest.plan import make_plan, ramp_users_per_arm
 from loadtest.target import arm_url, load_target
+from tests.plan_args import plan_kwargs
 
 
 def _write(path: Path, document: object) -> Path:
@@ -81,26 +82,8 @@ def test_missing_outputs_file(tmp_path: Path) -> None:
     assert str(error.value) == f"outputs file {tmp_path / 'nope.json'}: not found"
 
 
-def _plan_kwargs(**overrides: Any) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {
-        "outputs_file": None,
-        "stack": None,
-        "host": "http://h/stage/",
-        "arms": "standard,managed",
-        "num_users": 4,
-        "requests_per_arm": 0,
-        "ramp_interval_s": 0.0,
-        "ramp_start": 1,
-        "run_time_s": None,
-        "sleep_ms": 10,
-        "queries": 2,
-    }
-    kwargs.update(overrides)
-    return kwargs
-
-
 def test_plan_from_host_and_arms() -> None:
-    plan = make_plan(**_plan_kwargs(requests_per_arm=7))
+    plan = make_plan(**plan_kwargs(requests_per_arm=7))
     assert (plan.base_url, plan.arms, plan.users_per_arm) == (
         "http://h/stage",
         ("standard", "managed"),
@@ -130,7 +113,7 @@ def test_plan_from_host_and_arms() -> None:
 )
 def test_plan_errors_are_one_line(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(InputError) as error:
-        make_plan(**_plan_kwargs(**overrides))
+        make_plan(**plan_kwargs(**overrides))
     assert str(error.value) == message
 
 
