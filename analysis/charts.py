@@ -346,22 +346,7 @@ def pools(
             for source in sorted(table.columns, key=_ee_number):
                 ax.plot(x, table[source].to_numpy(), linewidth=0.9, label=source.split(":", 1)[1])
         else:  # many EEs (standard: one per request): a band, not a legend of a hundred names
-            live = table.where(table.notna())
-            ax.fill_between(
-                x,
-                live.min(axis=1).to_numpy(dtype=float),
-                live.max(axis=1).to_numpy(dtype=float),
-                color=_color(arm.arm, 0),
-                alpha=0.25,
-                label="per EE: min to max",
-            )
-            ax.plot(
-                x,
-                live.median(axis=1).to_numpy(dtype=float),
-                color=_color(arm.arm, 0),
-                linewidth=1.0,
-                label="per EE: median",
-            )
+            _ee_band(ax, x, table, _color(arm.arm, 0), "per EE: min to max", "per EE: median", 1.0)
         ax.plot(
             x,
             table.sum(axis=1, min_count=1).to_numpy(),
@@ -382,6 +367,34 @@ def pools(
         f"local target; the black line is the arm's sum; over {MAX_EE_LINES} EEs, a band from"
         " the least to the most any EE held, and their median.",
         _render(fig, summary, window),
+    )
+
+
+def _ee_band(
+    ax: Axes,
+    x: Any,
+    table: pd.DataFrame,
+    color: str,
+    span_label: str,
+    median_label: str,
+    median_width: float | None = None,
+) -> None:
+    """Too many EEs for a line each (a legend of a hundred names): the band from the least to
+    the most any EE had in each second, and their median."""
+    ax.fill_between(
+        x,
+        table.min(axis=1).to_numpy(dtype=float),
+        table.max(axis=1).to_numpy(dtype=float),
+        color=color,
+        alpha=0.25,
+        label=span_label,
+    )
+    ax.plot(
+        x,
+        table.median(axis=1).to_numpy(dtype=float),
+        color=color,
+        linewidth=median_width,  # None: matplotlib's default
+        label=median_label,
     )
 
 
@@ -439,15 +452,7 @@ def ee_concurrency(
                         label=source[3:],
                     )
             else:
-                ax.fill_between(
-                    x,
-                    table.min(axis=1).to_numpy(dtype=float),
-                    table.max(axis=1).to_numpy(dtype=float),
-                    color=color,
-                    alpha=0.25,
-                    label=f"{table.shape[1]} EEs: min to max",
-                )
-                ax.plot(x, table.median(axis=1).to_numpy(dtype=float), color=color, label="median")
+                _ee_band(ax, x, table, color, f"{table.shape[1]} EEs: min to max", "median")
         # a CloudWatch value stands for the period it starts; a local one for its second
         where = "post" if _from_cloudwatch(frame, arm, EE_CONCURRENCY) else "mid"
         fullest = _whole_periods(
