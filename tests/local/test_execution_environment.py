@@ -13,7 +13,6 @@ import signal
 import stat
 import threading
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -31,6 +30,7 @@ from local.execution_environment import (
 from local.postgres import Role
 from local.processes import tagged_pids
 from tests.local.conftest import Database, SecretsManager
+from tests.local.ee_settings import ee_settings as settings
 
 pytestmark = pytest.mark.local
 T = TypeVar("T")
@@ -51,18 +51,6 @@ def body(raw: bytes) -> dict[str, Any]:
     response = json.loads(raw)
     assert response["statusCode"] == 200, response
     return dict(json.loads(response["body"]))
-
-
-def settings(
-    tmp_path: Path, env: dict[str, str], ee_id: str, max_concurrency: int | None = None
-) -> EESettings:
-    return EESettings(
-        ee_id=ee_id,
-        work_dir=tmp_path / ee_id,
-        function_env=env,
-        tag=uuid.uuid4().hex,
-        max_concurrency=max_concurrency,
-    )
 
 
 @contextmanager

@@ -28,20 +28,11 @@ from local.ports import claim_for_process
 from local.postgres import PostgresServer, PostgresSettings, Role
 from local.processes import tagged_pids
 from tests.local.conftest import Database, SecretsManager
+from tests.local.ee_settings import ee_settings
 
 pytestmark = pytest.mark.local
 
 PGBOUNCER = "/usr/sbin/pgbouncer"
-
-
-def ee_settings(tmp_path: Path, env: dict[str, str], ee_id: str, **extra: Any) -> EESettings:
-    return EESettings(
-        ee_id=ee_id,
-        work_dir=tmp_path / ee_id,
-        function_env=env,
-        tag=uuid.uuid4().hex,
-        **extra,
-    )
 
 
 def serve_one(settings: list[EESettings]) -> list[dict[str, Any]]:

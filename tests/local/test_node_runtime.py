@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from local.execution_environment import EESettings, ExecutionEnvironment
 from local.node_runtime import NodeRuntime
 from local.processes import tagged_pids
 from tests.local.conftest import Database
+from tests.local.ee_settings import ee_settings as one_ee_settings
 from tests.local.test_execution_environment import body, event, peak_connections, run, with_ees
 
 pytestmark = pytest.mark.local
@@ -29,11 +29,10 @@ def node_settings(
     tmp_path: Path, env: dict[str, str], ee_id: str, max_concurrency: int | None = None
 ) -> EESettings:
     node = NodeRuntime().check()
-    return EESettings(
-        ee_id=ee_id,
-        work_dir=tmp_path / ee_id,
-        function_env=env,
-        tag=uuid.uuid4().hex,
+    return one_ee_settings(
+        tmp_path,
+        env,
+        ee_id,
         max_concurrency=max_concurrency,
         node=node,
         code_dir=node.code_dir,

@@ -25,7 +25,7 @@ from local.execution_environment import ExecutionEnvironment
 from local.ports import PortClaims
 from local.processes import SESSION_ENV, live_group_members, process_state, tagged_pids
 from tests.local.conftest import Database
-from tests.local.test_execution_environment import settings
+from tests.local.ee_settings import ee_settings as settings
 
 pytestmark = pytest.mark.local
 

@@ -15,6 +15,7 @@ import pytest
 from local.execution_environment import EEInitError, EESettings, ExecutionEnvironment
 from local.postgres import PostgresServer, PostgresSettings, Role
 from tests.local.conftest import Database, SecretsManager
+from tests.local.ee_settings import ee_settings
 
 pytestmark = pytest.mark.local
 
@@ -30,15 +31,6 @@ def tls_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]
         yield Database(server, {})
     finally:
         server.stop()
-
-
-def ee_settings(tmp_path: Path, env: dict[str, str], ee_id: str) -> EESettings:
-    return EESettings(
-        ee_id=ee_id,
-        work_dir=tmp_path / ee_id,
-        function_env=env,
-        tag=uuid.uuid4().hex,
-    )
 
 
 def test_pooler_reaches_the_database_over_tls(tls_database: Database, tmp_path: Path) -> None:
