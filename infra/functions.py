@@ -14,7 +14,7 @@ What each arm is (Managed Instances or not, which pooler) comes from ``functions
 
 from __future__ import annotations
 
-from aws_cdk import Annotations, Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -27,12 +27,6 @@ from infra.database import DB_PORT, Database, arm_role
 from infra.network import Network, retention
 from infra.settings import Settings
 
-NODE_LAYER_WARNING = (
-    "runtime=nodejs: the pooler layer's extension is a Python 3 script that reads the secret with"
-    " boto3; Lambda's nodejs24.x runtime (Amazon Linux 2023) is not known to ship python3 or"
-    " boto3, so its EEs may fail init on AWS. Unverified without an account: see docs/aws.md"
-    " (Node.js runtime)."
-)
 MANAGED_RUNTIMES = ("python3.13", "python3.14", "nodejs22.x", "nodejs24.x")
 """Lambda runtimes Managed Instances run among those this stack deploys (FACTS.md: Python
 3.13+, Node.js 22+)."""
@@ -61,8 +55,6 @@ class ArmFunctions(Construct):
         for arm in settings.arms:
             fn = self._function(arm, network=network, database=database, layer=layer, code=code)
             self.functions[arm] = fn
-            if settings.runtime == "nodejs" and contract.arm(arm).has_layer:
-                Annotations.of(fn).add_warning_v2("poolbench:node-extension", NODE_LAYER_WARNING)
         managed = [fn for arm, fn in self.functions.items() if contract.arm(arm).managed]
         if managed:
             self._add_capacity_provider(network, managed)

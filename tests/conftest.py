@@ -12,6 +12,8 @@ import pytest
 
 from local.processes import SESSION_ENV, kill_tagged, tagged_pids
 
+pytest_plugins = ["tests.shipped_layer"]  # the session's bundled layer Python (bundled_python)
+
 os.environ.setdefault(SESSION_ENV, f"pytest-{uuid.uuid4().hex}")
 
 # The project's Node.js (scripts/bootstrap: npm package `node`, 24) ahead of the machine's, for

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the pooler Lambda layer: PgBouncer from source for Amazon Linux 2023 arm64, its libevent,
-# and the poolbench extension that starts it in every execution environment.
+# the poolbench extension that starts it in every execution environment, and the Python 3.13
+# (with boto3) that runs the extension, so it runs under any function runtime (bundle_python.py).
 #
 # Why from source: Amazon Linux 2023 has no PgBouncer package, and the Lambda python3.13 runtime
 # is Amazon Linux 2023, so a binary built there links against the same glibc and OpenSSL 3 that
@@ -19,6 +20,9 @@ set -euo pipefail
 PGBOUNCER_VERSION="${PGBOUNCER_VERSION:-1.25.1}"
 # sha256 of pgbouncer-1.25.1.tar.gz as published by pgbouncer.org (also pinned by Homebrew).
 PGBOUNCER_SHA256="${PGBOUNCER_SHA256:-6e566ae92fe3ef7f6a1b9e26d6049f7d7ca39c40e29e7b38f6d5500ae15d8465}"
+# boto3 and botocore as this repository's lock file pins them (infra/pooler_layer.py passes them).
+BOTO3_VERSION="${BOTO3_VERSION:?set BOTO3_VERSION}"
+BOTOCORE_VERSION="${BOTOCORE_VERSION:?set BOTOCORE_VERSION}"
 INPUT="${ASSET_INPUT:-/asset-input}"
 OUTPUT="${ASSET_OUTPUT:-/asset-output}"
 
@@ -30,7 +34,10 @@ fi
 
 # openssl-devel: PgBouncer speaks TLS to Aurora (server_tls_sslmode=require).
 # No c-ares: PgBouncer then resolves through libevent's evdns, one library fewer to ship.
-dnf install -y -q gcc make tar gzip libevent-devel openssl-devel pkgconf-pkg-config >/dev/null
+# python3.13 (AL2023's, as the python3.13 runtime) with pip: the extension's own interpreter.
+# glibc-common brings ldd, which bundle_python.py runs.
+dnf install -y -q gcc make tar gzip libevent-devel openssl-devel pkgconf-pkg-config \
+  python3.13 python3.13-pip glibc-common >/dev/null
 
 work="$(mktemp -d)"
 cd "$work"
@@ -43,5 +50,7 @@ cd "pgbouncer-${PGBOUNCER_VERSION}"
 ./configure --prefix=/opt --with-openssl --without-cares --without-systemd >/dev/null
 make -j"$(nproc)" >/dev/null
 
+"python3.13" "$INPUT/pooler/bundle_python.py" "$OUTPUT" \
+  "boto3==${BOTO3_VERSION}" "botocore==${BOTOCORE_VERSION}"
 bash "$INPUT/pooler/install_layer.sh" "$INPUT" "$OUTPUT" "$PWD/pgbouncer" /usr/lib64
 rm -rf "$work"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Puts the pooler layer's files in place: PgBouncer, its libevent, the extension and the
-# contract module it imports. The last step of build_layer.sh, and a script of its own so the
+# Puts the pooler layer's files in place: PgBouncer, its libevent, the extension, the contract
+# module it imports and the launcher that runs it on the layer's own Python, which
+# bundle_python.py has put in OUTPUT_DIR/pooler-python before. The last step of build_layer.sh, and a script of its own so the
 # tests can run it (with the host's PgBouncer) and check the very layout that ships.
 #
 # Usage: install_layer.sh FUNCTIONS_DIR OUTPUT_DIR PGBOUNCER_BINARY LIBEVENT_DIR
@@ -16,6 +17,11 @@ INPUT="$1"
 OUTPUT="$2"
 PGBOUNCER="$3"
 LIBEVENT_DIR="$4"
+PYTHON="$OUTPUT/pooler-python/bin/python3"
+if [ ! -x "$PYTHON" ]; then
+  echo "install_layer.sh: no bundled Python at $PYTHON: run bundle_python.py OUTPUT_DIR first" >&2
+  exit 1
+fi
 
 mkdir -p "$OUTPUT/bin" "$OUTPUT/lib" "$OUTPUT/extensions" "$OUTPUT/functions"
 install -m 0755 "$PGBOUNCER" "$OUTPUT/bin/pgbouncer"
@@ -29,11 +35,18 @@ if ! ls "$OUTPUT/lib/libevent-2.1.so"* >/dev/null 2>&1; then
 fi
 
 # The extension: Lambda runs every executable in /opt/extensions; its file name is its name.
-install -m 0755 "$INPUT/pooler/extensions/pgbouncer-extension" "$OUTPUT/extensions/pgbouncer-extension"
+# That one is a bash launcher starting the Python launcher with the layer's own interpreter.
+install -m 0755 "$INPUT/pooler/layer_launcher.sh" "$OUTPUT/extensions/pgbouncer-extension"
+install -m 0644 "$INPUT/pooler/extensions/pgbouncer-extension" "$OUTPUT/pooler-python/launch.py"
 install -m 0644 "$INPUT/pooler/pgbouncer_extension.py" "$OUTPUT/pgbouncer_extension.py"
 # The contract it imports (arm names, env var names, pooler defaults): /opt/functions/contract.py.
 install -m 0644 "$INPUT/__init__.py" "$OUTPUT/functions/__init__.py"
 install -m 0644 "$INPUT/contract.py" "$OUTPUT/functions/contract.py"
+
+# Byte-compiled by the interpreter that runs them: /opt is read-only on Lambda, so a .pyc not
+# made here would be compiled again at every cold start.
+LD_LIBRARY_PATH="$OUTPUT/pooler-python/lib" "$PYTHON" -I -m compileall -q \
+  "$OUTPUT/pgbouncer_extension.py" "$OUTPUT/functions"
 
 # Fail the build, not the first cold start, if the binary cannot load its libraries.
 LD_LIBRARY_PATH="$OUTPUT/lib" "$OUTPUT/bin/pgbouncer" --version

@@ -1,9 +1,10 @@
 """PgBouncer as a Lambda extension: one pooler per execution environment, shared by its requests.
 
 Ships in the layer as /opt/pgbouncer_extension.py, started by /opt/extensions/pgbouncer-extension.
-Standard library only (boto3, from the Python runtime, only when the password is a secret) and
-the contract module (shipped beside it as /opt/functions/contract.py), so the same file runs in
-the layer on AWS and in the local execution environments.
+Standard library only (boto3 only when the password is a secret) and the contract module
+(shipped beside it as /opt/functions/contract.py), so the same file runs in the layer on AWS and
+in the local execution environments. On AWS it runs on the layer's own Python, with the layer's
+boto3 (/opt/pooler-python, functions/pooler/bundle_python.py), under every function runtime.
 
 Lifecycle, as Lambda expects of an external extension:
 register for SHUTDOWN only (Managed Instances refuse INVOKE) -> read the credentials -> write
@@ -26,6 +27,7 @@ import hmac
 import http.client
 import json
 import os
+import platform
 import pwd
 import queue
 import secrets
@@ -213,7 +215,7 @@ def resolve_credentials(cfg: PoolerConfig) -> tuple[str, str]:
     """(user, password): from Secrets Manager on AWS, so no password sits in the environment."""
     if cfg.db_secret_arn:
         try:
-            import boto3  # in the Lambda Python runtime (locally: tests, against moto)
+            import boto3  # the layer's (locally: the project's; tests: against moto)
             from botocore.config import Config
 
             # Fail within Lambda's 10 s init, not after botocore's 60 s timeouts and retries:
@@ -765,6 +767,8 @@ def main(env: Mapping[str, str] | None = None) -> int:
     address = env.get("AWS_LAMBDA_RUNTIME_API", "")
     api = ExtensionsApi(address, EXTENSION_NAME)
     steps = Steps()
+    # Which interpreter: the layer's own (/opt/pooler-python) on AWS, under any runtime.
+    log(f"on Python {platform.python_version()} ({sys.executable})")
     try:
         api.register()
     except (OSError, KeyError) as exc:
