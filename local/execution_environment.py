@@ -155,7 +155,11 @@ class EESettings:
     @property
     def ready_pollers(self) -> int:
         """/next polls that mean the runtime's init is done: one per Python worker process."""
-        return self.node.ready_pollers(self.max_concurrency) if self.node else self.slots
+        if self.node is None:
+            return self.slots
+        threadpool = self.function_env.get(contract.ENV_UV_THREADPOOL_SIZE)
+        size = int(threadpool) if threadpool else contract.LIBUV_THREADPOOL_DEFAULT
+        return self.node.ready_pollers(self.max_concurrency, size)
 
     def runtime_argv(self) -> list[str]:
         """`python -m awslambdaric <handler>`, with the preload ahead of it for managed EEs."""

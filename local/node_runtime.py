@@ -20,7 +20,8 @@ index.mjs, 4.0.2; github aws/aws-lambda-nodejs-runtime-interface-client, src/):
 
 So the local EE runs the client as Lambda would, with the worker count set explicitly: the
 client's default for a 1-vCPU EE (8), as the stack's default function (2048 MB at 2 GiB per
-vCPU) gets, rather than 8 x this machine's cores.
+vCPU) gets, rather than 8 x this machine's cores. A managed EE of the local stack also gets
+the UV_THREADPOOL_SIZE the CDK app sets (``threadpool_for``): workers + libuv's 4.
 """
 
 from __future__ import annotations
@@ -30,16 +31,14 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from functions import contract
 from input_errors import InputError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NODE_FUNCTION_DIR = REPO_ROOT / "functions" / "nodejs"
 PROJECT_NODE = REPO_ROOT / "node_modules" / ".bin" / "node"
-LIBUV_THREADPOOL_DEFAULT = 4
 # AWS's default for Node.js on Managed Instances: 64 concurrent requests per vCPU (FACTS.md).
 NODE_SLOTS_PER_VCPU = 64
-# aws-lambda-ric's own default worker threads per CPU (getWorkerCount).
-NODE_WORKERS_PER_VCPU = 8
 
 
 @dataclass(frozen=True)
@@ -50,9 +49,8 @@ class NodeRuntime:
     code_dir: Path = NODE_FUNCTION_DIR
     handler: str = "index.handler"
     # AWS_LAMBDA_NODEJS_WORKER_COUNT for a managed EE (the client's default for 1 vCPU)
-    workers_per_ee: int = NODE_WORKERS_PER_VCPU
+    workers_per_ee: int = contract.NODE_WORKERS_PER_VCPU
     memory_mb: int = 2048  # AWS_LAMBDA_FUNCTION_MEMORY_SIZE: the stack's function memory
-    threadpool_size: int = LIBUV_THREADPOOL_DEFAULT  # libuv's, as UV_THREADPOOL_SIZE is unset
 
     @property
     def client(self) -> Path:
@@ -91,12 +89,21 @@ class NodeRuntime:
             env["AWS_LAMBDA_NODEJS_WORKER_COUNT"] = str(self.workers_per_ee)
         return env
 
-    def ready_pollers(self, max_concurrency: int | None) -> int:
+    def threadpool_for(self, max_concurrency: int | None) -> dict[str, str]:
+        """The function configuration a managed EE gets, as the CDK app sets it on AWS: a
+        libuv pool that the worker threads' polls cannot fill (contract.node_threadpool_size,
+        for the one vCPU the worker count models)."""
+        if not max_concurrency:
+            return {}
+        size = self.workers_per_ee + contract.LIBUV_THREADPOOL_DEFAULT
+        return {contract.ENV_UV_THREADPOOL_SIZE: str(size)}
+
+    def ready_pollers(self, max_concurrency: int | None, threadpool_size: int) -> int:
         """How many /next polls mean init is done: standard, the one runtime; managed, as many
         as can be open at once (the worker threads, bounded by libuv's pool, above)."""
         if not max_concurrency:
             return 1
-        return min(self.workers_per_ee, self.threadpool_size)
+        return min(self.workers_per_ee, threadpool_size)
 
 
 def node_versions(runtime: NodeRuntime) -> dict[str, str]:

@@ -250,7 +250,11 @@ class LocalStack:
             if self.node is None:
                 return settings
             return replace(
-                settings, node=self.node, code_dir=self.node.code_dir, handler=self.node.handler
+                settings,
+                function_env={**env, **self.node.threadpool_for(max_concurrency)},
+                node=self.node,
+                code_dir=self.node.code_dir,
+                handler=self.node.handler,
             )
 
         if spec.managed:

@@ -56,6 +56,18 @@ def test_synth_has_no_warning_for_the_node_arms(nodejs_synth: Synth) -> None:
     assert [(w.id, w.entry.data) for w in warnings] == []
 
 
+def test_managed_node_arms_get_a_libuv_pool_their_polls_cannot_fill(
+    nodejs_synth: Synth, default_synth: Synth
+) -> None:
+    """One vCPU: aws-lambda-ric's 8 worker threads each hold a pool thread in /next, plus
+    libuv's default 4 for SCRAM and DNS (docs/nodejs.md). Standard EEs and Python: unset."""
+    for synth, runtime in ((nodejs_synth, "nodejs"), (default_synth, "python")):
+        for arm, fn in arm_functions(synth).items():
+            env = fn["Properties"]["Environment"]["Variables"]
+            expected = "12" if contract.arm(arm).managed and runtime == "nodejs" else None
+            assert env.get("UV_THREADPOOL_SIZE") == expected, (runtime, arm)
+
+
 def test_managed_arm_gets_nodes_default_of_64_per_vcpu(nodejs_synth: Synth) -> None:
     for arm in ("managed", "managed-direct"):
         props = arm_functions(nodejs_synth)[arm]["Properties"]

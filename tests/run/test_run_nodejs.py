@@ -78,3 +78,19 @@ def test_sigint_during_a_nodejs_run_leaves_nothing(tmp_path: Path) -> None:
     assert (manifest["status"], manifest["runtime"]) == ("interrupted", "nodejs")
     assert result.running_before > 5  # node runtimes, PgBouncers, PostgreSQL, Locust
     assert result.left_after == []
+
+
+def test_a_managed_direct_nodejs_run_logs_in_to_the_database(tmp_path: Path) -> None:
+    """A managed Node.js EE logs in straight to the database (SCRAM) while its worker threads'
+    polls are open: the stack gives it the libuv pool the CDK app gives it on AWS
+    (contract.node_threadpool_size). At libuv's default 4 every request of this run failed
+    (docs/nodejs.md, "A finding")."""
+    # Given a Node.js run of the managed-direct arm, concurrent requests on one managed EE
+    argv = ["run", "--preset", "smoke", "--runtime", "nodejs", "--arms", "managed-direct"]
+    argv += ["--users", "6", "--requests", "12", "--sleep-ms", "200", "--no-report"]
+    # When it runs
+    code = main([*argv, "--out", str(tmp_path)])
+    # Then every request Locust sent was answered, none failed
+    assert code == 0
+    requests, failures = locust_requests(only_run_dir(tmp_path))["managed-direct"]
+    assert (requests, failures) == (12, 0)
