@@ -163,7 +163,7 @@ class Settings:
         if self.runtime not in RUNTIMES:
             raise _fail("runtime", self.runtime, "must be python or nodejs", "nodejs")
         if self.per_environment_max_concurrency == 0:
-            default = DEFAULT_SLOTS_PER_VCPU[self.runtime] * max(int(self.managed_vcpus), 1)
+            default = default_slots(self.runtime, self.managed_vcpus)
             object.__setattr__(self, "per_environment_max_concurrency", default)
         _validate(self)
 
@@ -272,6 +272,11 @@ def _coerce(key: str, raw: Any, default: T) -> T:
         ) from None
 
 
+def default_slots(runtime: str, vcpus: float) -> int:
+    """AWS's default per-EE concurrency for the runtime: its default per vCPU x the vCPUs."""
+    return DEFAULT_SLOTS_PER_VCPU[runtime] * max(int(vcpus), 1)
+
+
 def _fail(key: str, value: object, why: str, fix: str) -> SettingsError:
     shown = ",".join(value) if isinstance(value, tuple) else value
     return SettingsError(f"context '{key}'={shown}: {why}; set -c {key}={fix}")
@@ -318,7 +323,8 @@ def _validate(s: Settings) -> None:
             s.per_environment_max_concurrency,
             f"must be 1..{limit} ({LMI_MAX_CONCURRENCY_PER_VCPU} per vCPU, "
             f"{s.managed_vcpus:g} vCPU per execution environment)",
-            str(min(16, max(limit, 1))),  # the Python default, or the most that fits
+            # the runtime's default (Python 16, Node.js 64 per vCPU), or the most that fits
+            str(min(default_slots(s.runtime, s.managed_vcpus), max(limit, 1))),
         )
     if not 1 <= s.timeout_seconds <= 900:
         raise _fail("timeoutSeconds", s.timeout_seconds, "Lambda timeout is 1..900 s", "29")

@@ -55,6 +55,11 @@ def refusal(context: dict[str, object]) -> str:
             "context 'perEnvironmentMaxConcurrency'=-1: must be 1..64 (64 per vCPU, 1 vCPU per "
             "execution environment); set -c perEnvironmentMaxConcurrency=16",
         ),
+        (  # Node.js: its own default (64 per vCPU) is the value suggested
+            {"perEnvironmentMaxConcurrency": "65", "runtime": "nodejs"},
+            "context 'perEnvironmentMaxConcurrency'=65: must be 1..64 (64 per vCPU, 1 vCPU per "
+            "execution environment); set -c perEnvironmentMaxConcurrency=64",
+        ),
         (
             {"timeoutSeconds": "0"},
             "context 'timeoutSeconds'=0: Lambda timeout is 1..900 s; set -c timeoutSeconds=29",
