@@ -13,8 +13,8 @@ and from the tests with this machine's Python 3.13::
 
 It lays out ``OUTPUT_DIR/pooler-python/`` (``/opt/pooler-python`` on Lambda):
 
-- ``bin/python3.X`` (and ``python3``): the interpreter, found by its own path: Python looks for
-  its standard library beside its executable, so the copy needs no PYTHONHOME;
+- ``bin/python3``: the interpreter. Python looks for its standard library above its own
+  executable, so the copy needs no PYTHONHOME;
 - ``lib/``: every shared library the interpreter and its extension modules load (libpython,
   OpenSSL for ``ssl``, ...), glibc's own excepted, which must be the system's;
 - ``<platlibdir>/python3.X/``: the standard library, without tests, GUI and database modules;
@@ -80,12 +80,11 @@ BOTOCORE_SERVICES = ("secretsmanager",)
 
 
 def copy_interpreter(dest: Path) -> Path:
-    """The executable into dest/bin, under its versioned name, with a ``python3`` link."""
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    binary = dest / "bin" / version
+    """The executable as dest/bin/python3, a file of its own: no symbolic link, so nothing
+    depends on how the layer's zip stores links."""
+    binary = dest / "bin" / "python3"
     binary.parent.mkdir(parents=True)
     shutil.copy2(Path(sys.executable).resolve(), binary)
-    (dest / "bin" / "python3").symlink_to(version)
     return binary
 
 
@@ -180,15 +179,19 @@ def compile_all(binary: Path, dest: Path, env: dict[str, str]) -> None:
 
 
 def check_self_contained(binary: Path, dest: Path, env: dict[str, str]) -> dict[str, str]:
-    """Runs the copy alone and returns where its prefix, ssl and boto3 came from; each must be
-    inside dest. Secret Manager's client is built, so the cut models still serve it."""
+    """Runs the copy alone and returns where its prefix, ssl, boto3 and libpython (when it has
+    one) came from; each must be inside dest. Secrets Manager's client is built, so the cut
+    models still serve it."""
     probe = (
         "import json, ssl, sys\n"
         "sys.path.insert(0, sys.argv[1])\n"
         "import boto3\n"
         "boto3.client('secretsmanager', region_name='us-east-1')\n"
-        "print(json.dumps({'prefix': sys.prefix, 'ssl': ssl.__file__,"
-        " 'boto3': boto3.__file__, 'version': sys.version.split()[0]}))\n"
+        "maps = {line.split()[-1] for line in open('/proc/self/maps') if '.so' in line}\n"
+        "libpython = sorted(m for m in maps if '/libpython' in m)\n"
+        "print(json.dumps({'prefix': sys.prefix, 'ssl': ssl.__file__, 'boto3': boto3.__file__,"
+        " 'libpython': libpython[0] if libpython else sys.prefix,"
+        " 'version': sys.version.split()[0]}))\n"
     )
     out = subprocess.run(
         [str(binary), "-I", "-c", probe, str(dest / "packages")],

@@ -27,6 +27,12 @@ from tests.shipped_layer import assemble_layer
 pytestmark = pytest.mark.local
 
 
+def mapped_libraries(pid: int | None) -> list[str]:
+    """The shared objects a live process has mapped."""
+    maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    return sorted({line.split()[-1] for line in maps if ".so" in line})
+
+
 def runtime_settings(runtime: str) -> dict[str, Any]:
     if runtime == "python":
         return {}
@@ -66,7 +72,11 @@ def test_the_shipped_layer_serves_the_function_on_its_own_python(
         tmp_path, env, f"shipped-{runtime}", layer_dir=layer, **runtime_settings(runtime)
     )
 
+    libraries: list[str] = []
+
     async def scenario(ees: list[ExecutionEnvironment]) -> tuple[dict[str, Any], int]:
+        (extension,) = ees[0].extension_procs  # the launcher exec'd the layer's Python
+        libraries.extend(mapped_libraries(extension.pid))
         call = asyncio.create_task(ees[0].invoke(event(sleep_ms=600, queries=2)))
         seen = [0]
         while not call.done():
@@ -85,4 +95,8 @@ def test_the_shipped_layer_serves_the_function_on_its_own_python(
     interpreter = layer / "pooler-python" / "bin" / "python3"
     assert re.search(rf"on Python 3\.13\.\d+ \({re.escape(str(interpreter))}\)", log), log
     assert "ready on" in log and "init failed" not in log, log
+    # ... which loaded the layer's own libpython (the launcher puts the bundle's libraries
+    # first: on Lambda's python3.13 runtime /var/lang/lib has another libpython3.13)
+    libpython = [lib for lib in libraries if "/libpython" in lib]
+    assert libpython and all(lib.startswith(str(layer)) for lib in libpython), libraries
     assert tagged_pids(settings.tag) == []

@@ -90,6 +90,7 @@ def test_bundled_python_runs_alone_with_its_own_stdlib_ssl_and_boto3(
         "c = boto3.client('secretsmanager', region_name='eu-west-1')\n"
         "print(json.dumps({'prefix': sys.prefix, 'ssl': ssl.__file__, 'boto3': boto3.__file__,"
         " 'botocore': botocore.__version__, 'op': c.meta.method_to_api_mapping['get_secret_value'],"
+        " 'libpython': [m.split()[-1] for m in open('/proc/self/maps') if '/libpython' in m],"
         " 'version': sys.version_info[:2]}))"
     )
     # As Lambda would start it from the launcher: no Python on PATH, its own libraries only, and
@@ -111,6 +112,8 @@ def test_bundled_python_runs_alone_with_its_own_stdlib_ssl_and_boto3(
     assert where["prefix"] == str(bundle)
     assert where["ssl"].startswith(str(bundle)) and where["boto3"].startswith(str(bundle))
     assert where["version"] == [3, 13]
+    # its own libpython, where the interpreter has one (this machine's pyenv build has)
+    assert all(lib.startswith(str(bundle)) for lib in where["libpython"]), where["libpython"]
     assert where["op"] == "GetSecretValue"
     assert where["botocore"] == importlib.metadata.version("botocore")  # the lock file's
 
@@ -122,6 +125,7 @@ def test_bundle_keeps_only_what_the_extension_needs(bundled_python: Path) -> Non
         "secretsmanager"
     ]
     assert not list(bundle.rglob("test_*.py")) and not list(bundle.rglob("tkinter"))
+    assert not [p for p in bundle.rglob("*") if p.is_symlink()]  # nothing rests on zip links
     libraries = {p.name for p in (bundle / "lib").glob("*.so*")}
     assert any(name.startswith("libssl.so") for name in libraries)  # for ssl: TLS to Aurora
     assert not any(name.startswith(("libc.so", "libm.so", "ld-linux")) for name in libraries)
