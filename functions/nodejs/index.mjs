@@ -23,7 +23,8 @@ export const MAX_QUERIES = 100;
 export const SLEEP_MARGIN_MS = 2_000;
 
 /** The password field of an RDS-style JSON secret. The AWS SDK v3 ships in Lambda's Node.js
- * runtimes, so it is imported only here, only when a secret is to be read (never locally). */
+ * runtimes, so it is imported only here, only when a secret is to be read (locally: the
+ * devDependency, against moto in tests/local/test_node_runtime.py). */
 export async function readPasswordFromSecretsManager(secretArn) {
   const { SecretsManagerClient, GetSecretValueCommand } = await import(
     "@aws-sdk/client-secrets-manager"

@@ -18,7 +18,7 @@ import pytest
 from local.execution_environment import EESettings, ExecutionEnvironment
 from local.node_runtime import NodeRuntime
 from local.processes import tagged_pids
-from tests.local.conftest import Database
+from tests.local.conftest import Database, SecretsManager
 from tests.local.ee_settings import ee_settings as one_ee_settings
 from tests.local.test_execution_environment import body, event, peak_connections, run, with_ees
 
@@ -98,6 +98,35 @@ def test_node_handler_straight_to_the_database_with_the_password(
 
     assert len(result["query_ms"]) == 2
     assert "poolbench-proxy" in names
+
+
+@pytest.mark.parametrize("max_concurrency", [None, 16], ids=["standard", "managed"])
+def test_node_handler_reads_its_password_from_secrets_manager(
+    database: Database,
+    secrets_manager: SecretsManager,
+    tmp_path: Path,
+    max_concurrency: int | None,
+) -> None:
+    """The AWS path of the arms without the in-EE pooler: the password only in a secret, read
+    at init (once per worker thread on a managed EE) with the AWS SDK v3, as Lambda's Node.js
+    runtime ships it (here a devDependency pinned in the lockfile; the bundle leaves it out).
+    Secrets Manager is moto's server (AWS is not reachable here)."""
+    role = database.fresh_role("direct")
+    env = database.function_env(role, "direct", CONNECT_DIRECT="1")
+    del env["DB_PASSWORD"]
+    env.update(secrets_manager, DB_SECRET_ARN=secrets_manager.for_role(role))
+    env.update(NodeRuntime().threadpool_for(max_concurrency))  # as the stack configures it
+    settings = replace(
+        node_settings(tmp_path, env, "node-secret", max_concurrency=max_concurrency),
+        layer_dir=None,
+    )
+
+    async def scenario(ees: list[ExecutionEnvironment]) -> dict[str, Any]:
+        return body(await ees[0].invoke(event(sleep_ms=0, queries=2)))
+
+    result = run(with_ees([settings], scenario))
+
+    assert len(result["query_ms"]) == 2 and result["arm"] == "direct"
 
 
 def test_bad_request_is_a_400_naming_the_parameter(database: Database, tmp_path: Path) -> None:
