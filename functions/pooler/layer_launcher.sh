@@ -10,7 +10,10 @@
 # /var/lang/lib, first on the path, and this interpreter must load the one it was built with.
 # Only builtins and exec here: the minimal image has bash but not necessarily coreutils.
 set -euo pipefail
-here="${BASH_SOURCE[0]%/*}"
+case "${BASH_SOURCE[0]}" in
+  */*) here="${BASH_SOURCE[0]%/*}" ;;
+  *) here=. ;; # started as `pgbouncer-extension` from its own folder
+esac
 root="$(cd "$here/.." && pwd)"
 export LD_LIBRARY_PATH="$root/pooler-python/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 exec "$root/pooler-python/bin/python3" -I "$root/pooler-python/launch.py" "$@"

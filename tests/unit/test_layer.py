@@ -164,7 +164,7 @@ def test_function_code_compiles_on_python_313(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("function_python", ["none", "another"])
+@pytest.mark.parametrize("function_python", ["none", "another", "started-in-its-folder"])
 def test_shipped_extension_runs_on_the_layers_python_whatever_the_runtime_has(
     bundled_python: Path, tmp_path: Path, function_python: str
 ) -> None:
@@ -172,9 +172,13 @@ def test_shipped_extension_runs_on_the_layers_python_whatever_the_runtime_has(
     env = {"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9", "PATH": NO_PYTHON_PATH}
     if function_python == "another":
         env["PATH"] = "/usr/bin:/bin"  # this machine's python3 is there, as /var/lang/bin's
+    argv, cwd = [str(layer / "extensions" / "pgbouncer-extension")], None
+    if function_python == "started-in-its-folder":  # no folder in its own name
+        argv, cwd = ["/bin/bash", "pgbouncer-extension"], layer / "extensions"
     # Nothing listens on port 9 of loopback: the extension gets as far as registering.
     result = subprocess.run(
-        [str(layer / "extensions" / "pgbouncer-extension")],
+        argv,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
