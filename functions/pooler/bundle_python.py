@@ -67,8 +67,13 @@ EXTENSION_MODULE_DROP = (
     "_dbm*",
     "_gdbm*",
     "_sqlite3*",
+    "nis*",
+    "_crypt*",
+    "spwd*",
+    "ossaudiodev*",
 )
-"""Compiled modules left out, so their libraries (Tk, ncurses, gdbm, SQLite) are not shipped."""
+"""Compiled modules left out, so their libraries (Tk, ncurses, gdbm, SQLite, NIS's Kerberos
+and RPC, libcrypt) are not shipped."""
 GLIBC = re.compile(
     r"^(ld-linux.*|linux-vdso.*|libc|libm|libmvec|libpthread|libdl|librt|libutil|libresolv|"
     r"libanl|libnsl|libBrokenLocale|libnss_.*|libgcc_s)\.so"
