@@ -135,6 +135,26 @@ def test_bundle_keeps_only_what_the_extension_needs(bundled_python: Path) -> Non
     assert size_mib < 150, size_mib
 
 
+def test_bundle_copies_a_distributions_own_python_too(tmp_path: Path) -> None:
+    """AL2023's python3.13 is a distribution's build under /usr, as Debian's python3 is here:
+    its standard library stays where the copy could fall back on it. The bundle's own check
+    (prefix, ssl, boto3 and libpython inside the copy) must pass for it too."""
+    system = Path("/usr/bin/python3")
+    if not system.exists():
+        pytest.skip("no distribution Python at /usr/bin/python3")
+    result = bundle_python(str(system), tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    bundle = tmp_path / "pooler-python"
+    version = subprocess.run(
+        [str(bundle / "bin" / "python3"), "-I", "-c", "import sys; print(sys.prefix)"],
+        env={"PATH": NO_PYTHON_PATH, "LD_LIBRARY_PATH": str(bundle / "lib")},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert version.stdout.strip() == str(bundle)
+
+
 def test_bundle_refuses_a_virtual_environment(tmp_path: Path) -> None:
     venv_python = str(REPO / ".venv" / "bin" / "python")
     result = bundle_python(venv_python, tmp_path)
