@@ -110,7 +110,7 @@ def direct_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     return synthesize({"arms": "direct,managed-direct"}, tmp_path_factory.mktemp("cdk-direct"))
 
 
-@pytest.fixture(scope="session", params=["default", "proxy", "isolated", "direct"])
+@pytest.fixture(scope="session", params=["default", "proxy", "isolated", "direct", "nodejs"])
 def any_synth(request: pytest.FixtureRequest) -> Iterator[Synth]:
     """Each variant in turn, for properties that must hold whatever the arms and network."""
     yield request.getfixturevalue(f"{request.param}_synth")

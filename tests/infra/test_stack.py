@@ -87,9 +87,12 @@ def test_arms_share_one_layer_runtime_memory_architecture_timeout_and_code(
         values = {json.dumps(f["Properties"][prop], sort_keys=True) for f in functions.values()}
         assert len(values) == 1, f"{prop} differs between arms: {values}"
     first = next(iter(functions.values()))["Properties"]
-    assert first["Runtime"] == "python3.13"
+    runtime, handler = {
+        "python": ("python3.13", "functions.app.handler.handler"),
+        "nodejs": ("nodejs24.x", "index.handler"),
+    }[any_synth.stack.settings.runtime]
+    assert (first["Runtime"], first["Handler"]) == (runtime, handler)
     assert first["Architectures"] == ["arm64"]
-    assert first["Handler"] == "functions.app.handler.handler"
     # ... and every arm with the in-EE pooler carries the one pooler layer of this stack; the
     # arms without it (proxy, direct, managed-direct) carry no layer at all
     layers = any_synth.resources("AWS::Lambda::LayerVersion")
