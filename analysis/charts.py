@@ -134,6 +134,18 @@ def _legend_outside(ax: Axes, fontsize: int = 8) -> None:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=fontsize, frameon=False)
 
 
+def _arm_panel(
+    ax: Axes, title: str, ylabel: str, *, top: float | None = None, legend_fontsize: int = 7
+) -> None:
+    """One arm's panel of a per-arm chart: its name top left, counts from zero (top: a fixed
+    upper limit, None keeps matplotlib's), a light grid, the legend outside."""
+    ax.set_title(title, loc="left", fontsize=10)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(bottom=0, top=top)
+    ax.grid(alpha=0.3)
+    _legend_outside(ax, legend_fontsize)
+
+
 def _no_data(ax: Axes, what: str) -> None:
     ax.text(0.5, 0.5, f"no {what} recorded", ha="center", va="center", transform=ax.transAxes)
 
@@ -172,11 +184,7 @@ def timeline(frame: pd.DataFrame, summary: RunSummary, window: TimeWindow | None
                 linewidth=1.2,
                 label=f"Little's-law floor ({arm.littles_law_floor:.2g})",
             )
-        ax.set_title(arm.label, loc="left", fontsize=10)
-        ax.set_ylabel("count")
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-        _legend_outside(ax)
+        _arm_panel(ax, arm.label, "count", legend_fontsize=8)
     axes[-1].set_xlabel("time (UTC)")
     return Chart(
         "timeline",
@@ -354,11 +362,7 @@ def pools(
             linewidth=1.6,
             label=f"all {table.shape[1]} EEs",
         )
-        ax.set_title(arm.label, loc="left", fontsize=10)
-        ax.set_ylabel("server connections")
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-        _legend_outside(ax, 7)
+        _arm_panel(ax, arm.label, "server connections")
     axes[-1].set_xlabel("time (UTC)")
     return Chart(
         "pools",
@@ -482,11 +486,7 @@ def ee_concurrency(
             )
         if per_ee.empty and fullest.empty:
             _no_data(ax, "per-EE concurrency")
-        ax.set_title(arm_label_of(summary, arm), loc="left", fontsize=10)
-        ax.set_ylabel("requests in one EE")
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-        _legend_outside(ax, 7)
+        _arm_panel(ax, arm_label_of(summary, arm), "requests in one EE")
     axes[-1].set_xlabel("time (UTC)")
     return Chart(
         "ee_concurrency",
@@ -565,11 +565,7 @@ def throttles(
                 linewidth=2.0,
                 label=f"{reason} ({count or 0:,.0f})",
             )
-        ax.set_title(arm.label, loc="left", fontsize=10)
-        ax.set_ylabel("throttles/s")
-        ax.set_ylim(bottom=0, top=max(1.0, float(rate.max()) * 1.1))
-        ax.grid(alpha=0.3)
-        _legend_outside(ax, 7)
+        _arm_panel(ax, arm.label, "throttles/s", top=max(1.0, float(rate.max()) * 1.1))
     axes[-1].set_xlabel("time (UTC)")
     return Chart(
         "throttles",
