@@ -20,6 +20,7 @@ from local.function_models import StandardModel
 from local.gateway import Gateway
 from local.settings import StackSettings, StandardSettings
 from local.stack import running_stack
+from tests.local.ee_settings import ee_settings
 from tests.local.http import fire, statuses
 
 pytestmark = pytest.mark.local
@@ -29,11 +30,10 @@ def odd_function(tmp_path: Path, handler: str) -> StandardModel:
     """A real standard arm whose EEs run one of tests/local/handlers/odd.py (no extension)."""
 
     def make_settings(ee_id: str, max_concurrency: int | None) -> EESettings:
-        return EESettings(
-            ee_id=ee_id,
-            work_dir=tmp_path / ee_id,
-            function_env={},
-            tag=uuid.uuid4().hex,
+        return ee_settings(
+            tmp_path,
+            {},
+            ee_id,
             max_concurrency=max_concurrency,
             layer_dir=None,
             handler=f"tests.local.handlers.odd.{handler}",

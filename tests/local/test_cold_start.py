@@ -22,12 +22,12 @@ import pytest
 from local.execution_environment import (
     DEFAULT_LAYER_DIR,
     EEInitError,
-    EESettings,
     ExecutionEnvironment,
 )
 from local.processes import TAG_ENV, process_state, tagged_pids
 from local.zygote import ForkedProcess, Zygote
 from tests.local.conftest import Database
+from tests.local.ee_settings import ee_settings
 
 pytestmark = pytest.mark.local
 
@@ -68,12 +68,7 @@ def test_the_init_check_s_server_connection_serves_the_first_request(
 ) -> None:
     # Given a standard EE that has finished its init
     role = database.fresh_role("standard")
-    settings = EESettings(
-        ee_id="check-1",
-        work_dir=tmp_path / "check-1",
-        function_env=database.function_env(role, "standard"),
-        tag=uuid.uuid4().hex,
-    )
+    settings = ee_settings(tmp_path, database.function_env(role, "standard"), "check-1")
 
     async def scenario() -> tuple[list[int], list[int], dict[str, object]]:
         ee = ExecutionEnvironment(settings)
@@ -101,10 +96,10 @@ def test_a_forked_launcher_is_its_own_extension_process(
 ) -> None:
     # Given an EE whose launcher is forked from the warm parent
     role = database.fresh_role("standard")
-    settings = EESettings(
-        ee_id="forked-1",
-        work_dir=tmp_path / "forked-1",
-        function_env=database.function_env(role, "standard"),
+    settings = ee_settings(
+        tmp_path,
+        database.function_env(role, "standard"),
+        "forked-1",
         tag=extension_zygote.tag,
         extension_zygote=extension_zygote,
     )
@@ -145,12 +140,8 @@ def test_a_forked_launcher_reports_its_init_failure(
 ) -> None:
     role = database.fresh_role("standard")
     env = {**database.function_env(role), "DB_PASSWORD": "not-the-password"}
-    settings = EESettings(
-        ee_id="forked-bad-1",
-        work_dir=tmp_path / "forked-bad-1",
-        function_env=env,
-        tag=extension_zygote.tag,
-        extension_zygote=extension_zygote,
+    settings = ee_settings(
+        tmp_path, env, "forked-bad-1", tag=extension_zygote.tag, extension_zygote=extension_zygote
     )
 
     started = time.perf_counter()

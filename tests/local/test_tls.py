@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from local.execution_environment import EEInitError, EESettings, ExecutionEnvironment
+from local.execution_environment import EEInitError, ExecutionEnvironment
 from local.postgres import PostgresServer, PostgresSettings, Role
 from tests.local.conftest import Database, SecretsManager
 from tests.local.ee_settings import ee_settings
@@ -118,13 +118,8 @@ def test_the_probe_counts_each_arms_sessions_as_postgresql_does(
             "ARM_ROLES": json.dumps({"standard": a.name, "managed": b.name}),
         }
         probe = ExecutionEnvironment(
-            EESettings(
-                ee_id="probe-1",
-                work_dir=tmp_path / "probe-1",
-                function_env=env,
-                tag=uuid.uuid4().hex,
-                layer_dir=None,
-                handler="functions.probe.handler.handler",
+            ee_settings(
+                tmp_path, env, "probe-1", layer_dir=None, handler="functions.probe.handler.handler"
             )
         )
 

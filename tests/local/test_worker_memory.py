@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import pytest
 
 from local.execution_environment import EESettings, ExecutionEnvironment
 from tests.local.conftest import Database, SecretsManager
+from tests.local.ee_settings import ee_settings
 
 pytestmark = [pytest.mark.local, pytest.mark.slow]  # `poolbench run` end to end, or a long bench
 
@@ -80,13 +80,8 @@ def test_a_worker_that_skips_boto3_is_smaller(
     def ee(
         ee_id: str, extra: dict[str, str], preload: tuple[str, ...] = ("psycopg",)
     ) -> EESettings:
-        return EESettings(
-            ee_id=ee_id,
-            work_dir=tmp_path / ee_id,
-            function_env={**env, **extra},
-            tag=uuid.uuid4().hex,
-            max_concurrency=WORKERS,
-            preload=preload,
+        return ee_settings(
+            tmp_path, {**env, **extra}, ee_id, max_concurrency=WORKERS, preload=preload
         )
 
     pooled = measure(ee("pooled-1", {}))
