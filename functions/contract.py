@@ -199,13 +199,18 @@ NODE_WORKERS_PER_VCPU = 8
 """aws-lambda-ric's worker threads per vCPU of a managed EE (its ``getWorkerCount``)."""
 
 
-def node_threadpool_size(vcpus: float) -> int:
+def node_workers(vcpus: float) -> int:
+    """aws-lambda-ric's worker threads in a managed EE of that many vCPUs (at least one)."""
+    return NODE_WORKERS_PER_VCPU * max(int(vcpus), 1)
+
+
+def node_threadpool_size(workers: int) -> int:
     """UV_THREADPOOL_SIZE for a managed Node.js EE: a thread for each worker's open /next poll
     (the client's native ``Next`` holds one while it waits), plus libuv's default 4 for the
     handlers' own pool work: pg's SCRAM login (WebCrypto) and ``dns.lookup`` of the database
     host. At the default 4 the polls hold every thread and a login straight to the database
     waits (docs/nodejs.md, "A finding"). Standard EEs keep one poll open: they need none."""
-    return NODE_WORKERS_PER_VCPU * max(int(vcpus), 1) + LIBUV_THREADPOOL_DEFAULT
+    return workers + LIBUV_THREADPOOL_DEFAULT
 
 
 # --- the outputs file (the target) -------------------------------------------------------------

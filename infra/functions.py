@@ -94,7 +94,7 @@ class ArmFunctions(Construct):
         if spec.connects_direct:
             env[c.ENV_CONNECT_DIRECT] = "1"
         if spec.managed and self.settings.runtime == "nodejs":
-            size = c.node_threadpool_size(self.settings.managed_vcpus)
+            size = c.node_threadpool_size(c.node_workers(self.settings.managed_vcpus))
             env[c.ENV_UV_THREADPOOL_SIZE] = str(size)
         return env
 

@@ -49,7 +49,7 @@ class NodeRuntime:
     code_dir: Path = NODE_FUNCTION_DIR
     handler: str = "index.handler"
     # AWS_LAMBDA_NODEJS_WORKER_COUNT for a managed EE (the client's default for 1 vCPU)
-    workers_per_ee: int = contract.NODE_WORKERS_PER_VCPU
+    workers_per_ee: int = contract.node_workers(1)
     memory_mb: int = 2048  # AWS_LAMBDA_FUNCTION_MEMORY_SIZE: the stack's function memory
 
     @property
@@ -95,7 +95,7 @@ class NodeRuntime:
         for the one vCPU the worker count models)."""
         if not max_concurrency:
             return {}
-        size = self.workers_per_ee + contract.LIBUV_THREADPOOL_DEFAULT
+        size = contract.node_threadpool_size(self.workers_per_ee)
         return {contract.ENV_UV_THREADPOOL_SIZE: str(size)}
 
     def ready_pollers(self, max_concurrency: int | None, threadpool_size: int) -> int:
