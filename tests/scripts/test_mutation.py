@@ -28,6 +28,13 @@ SCRIPT = load_script()
 HANDMADE = SCRIPT.load_handmade()
 
 
+def write_files(root: Path, files: dict[str, str]) -> None:
+    """Each relative path under root, with its text (folders made as needed)."""
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text, encoding="utf-8")
+
+
 def test_there_is_a_hand_made_mutation_for_each_process_level_claim() -> None:
     claims = " ".join(m.claim for m in HANDMADE)
     for item in ("(item 1)", "(item 2)", "(item 3)"):
@@ -105,25 +112,27 @@ def test_mutants_copies_of_unmutated_files_follow_the_tree(tmp_path: Path) -> No
         'also_copy = ["docs"]\n',
         encoding="utf-8",
     )
-    for name, text in {
-        "pkg/pure.py": "x = 1\n",
-        "pkg/other.py": "y = 2\n",
-        "pkg/build.sh": "new\n",
-        "tests/test_a.py": "a\n",
-        "docs/d.md": "d\n",
-    }.items():
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text(text, encoding="utf-8")
+    write_files(
+        tmp_path,
+        {
+            "pkg/pure.py": "x = 1\n",
+            "pkg/other.py": "y = 2\n",
+            "pkg/build.sh": "new\n",
+            "tests/test_a.py": "a\n",
+            "docs/d.md": "d\n",
+        },
+    )
     copy = tmp_path / "mutants"
-    for name, text in {
-        "pkg/pure.py": "x = 1  # with mutmut's trampolines\n",
-        "pkg/pure.py.meta": "{}",
-        "pkg/build.sh": "old\n",
-        "pkg/gone.py": "z = 3\n",
-        "tests/test_gone.py": "g\n",
-    }.items():
-        (copy / name).parent.mkdir(parents=True, exist_ok=True)
-        (copy / name).write_text(text, encoding="utf-8")
+    write_files(
+        copy,
+        {
+            "pkg/pure.py": "x = 1  # with mutmut's trampolines\n",
+            "pkg/pure.py.meta": "{}",
+            "pkg/build.sh": "old\n",
+            "pkg/gone.py": "z = 3\n",
+            "tests/test_gone.py": "g\n",
+        },
+    )
 
     assert SCRIPT.refresh_copies(tmp_path) == 6  # build.sh, other.py, test_a, d.md; 2 gone
     assert (copy / "pkg/build.sh").read_text(encoding="utf-8") == "new\n"
